@@ -1,0 +1,1 @@
+"""Facial-expression datasets as Hugging Face `DatasetDict`s."""

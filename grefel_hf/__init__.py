@@ -1,0 +1,34 @@
+"""grefel_hf: GReFEL facial-expression recognition as a native Hugging Face transformers model.
+
+Importing the package registers the GReFEL classes with the transformers Auto classes (once), so
+`AutoModel.from_pretrained(folder)` and `pipeline("image-classification", model=folder)` work without
+`trust_remote_code`. Saved folders also carry the modeling code, for users who do not install this package.
+"""
+
+from .auto_registration import register_auto_classes
+from .configuration_grefel import FER2013_EMOTIONS, GReFELConfig
+from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
+from .modeling_grefel import (
+    GReFELForImageClassification,
+    GReFELImageClassifierOutput,
+    GReFELModel,
+    GReFELModelOutput,
+    GReFELPreTrainedModel,
+)
+
+register_auto_classes()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FER2013_EMOTIONS",
+    "GReFELConfig",
+    "GReFELForImageClassification",
+    "GReFELImageClassifierOutput",
+    "GReFELImageProcessor",
+    "GReFELImageProcessorPil",
+    "GReFELModel",
+    "GReFELModelOutput",
+    "GReFELPreTrainedModel",
+    "register_auto_classes",
+]

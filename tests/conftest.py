@@ -1,0 +1,28 @@
+"""Test-suite wide settings: everything runs offline, on CPU, with isolated Hugging Face caches."""
+
+import os
+import tempfile
+
+# Set before transformers / datasets / huggingface_hub are imported anywhere in the test session.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+_CACHE_ROOT = tempfile.mkdtemp(prefix="grefel-test-cache-")
+os.environ["HF_HOME"] = os.path.join(_CACHE_ROOT, "hf_home")
+os.environ["HF_MODULES_CACHE"] = os.path.join(_CACHE_ROOT, "modules")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHE_ROOT, "datasets")
+os.environ["MPLBACKEND"] = "Agg"
+
+import pytest  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> str:
+    """The real FER data folder beside the project; tests that need it skip with a message when it is absent."""
+    if not os.path.isdir(SHARED_DATA):
+        pytest.skip(f"real FER data not found at {SHARED_DATA} (only present on the project's own machines)")
+    return SHARED_DATA
