@@ -86,7 +86,7 @@ def run_cli(
     args = build_parser(description, options, needs_data_dir).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     kwargs = {option.name: getattr(args, option.name) for option in options}
-    if needs_data_dir:
+    if needs_data_dir or args.data_dir is not None:
         kwargs["data_dir"] = args.data_dir
     try:
         dataset_dict = load_fn(cache_dir=args.cache_dir, **kwargs)

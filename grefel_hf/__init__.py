@@ -7,6 +7,8 @@ Importing the package registers the GReFEL classes with the transformers Auto cl
 
 from .auto_registration import register_auto_classes
 from .configuration_grefel import FER2013_EMOTIONS, GReFELConfig
+from .factory import build_image_processor, create_model
+from .hub import save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
 from .modeling_grefel import (
     GReFELForImageClassification,
@@ -30,5 +32,8 @@ __all__ = [
     "GReFELModel",
     "GReFELModelOutput",
     "GReFELPreTrainedModel",
+    "build_image_processor",
+    "create_model",
     "register_auto_classes",
+    "save_grefel_folder",
 ]

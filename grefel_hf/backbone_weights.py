@@ -167,7 +167,7 @@ def _load_torch_file(path: str) -> object:
         # names a "GLOBAL" (the class it would have had to import and run).
         refused = re.search(r"GLOBAL (\S+)", str(err))
         if refused is None:
-            raise ValueError(f"{unreadable}: {str(err).strip().splitlines()[-1]}") from err
+            raise ValueError(f"{unreadable} (torch.load could not parse it; see the chained error)") from err
         # Never retry with weights_only=False: unpickling arbitrary objects can execute code.
         raise ValueError(
             f"refused to load {path}: it holds a pickled {refused.group(1)} object, and only tensors and "
@@ -213,7 +213,8 @@ def map_state_dict_by_order(
 
     For checkpoints of the same architecture written by another implementation. Every pair must
     have the same shape and the same last name component (``weight``, ``bias``, ``running_mean``...),
-    which catches a reordered or different architecture instead of loading garbage.
+    which catches a reordered or different architecture instead of loading garbage. ``source`` must
+    keep its writer's order: a torch file does, a ``.safetensors`` file does not (it sorts its keys).
 
     Raises:
         ValueError: the counts differ, or some pairs disagree; the message lists the first pairs.

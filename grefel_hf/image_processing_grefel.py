@@ -54,25 +54,26 @@ def _pil_to_rgb_array(image: Image.Image, where: str) -> np.ndarray:
         scale = 255.0 if gray.max() <= 1.0 else 1.0
         return np.repeat(np.clip(gray * scale, 0, 255).round().astype(np.uint8)[..., None], 3, axis=-1)
     if image.mode == "RGB":
-        return np.asarray(image)
+        return np.array(image)
     if image.mode in _TRANSPARENT_MODES or (image.mode == "P" and "transparency" in image.info):
         rgba = np.asarray(image.convert("RGBA"))
         return _composite_on_white(rgba[..., :3], rgba[..., 3])
-    return np.asarray(image.convert("RGB"))
+    return np.array(image.convert("RGB"))
 
 
 def _channels_last(array: np.ndarray, layout: str | None, where: str) -> np.ndarray:
-    """Return an (H, W, C) view of a 2-D or 3-D array; `layout` is "channels_first", "channels_last" or None."""
+    """Return an (H, W, C) view of a 2-D or 3-D array; `layout` is "channels_first", "channels_last" or None.
+
+    With `layout=None` an ambiguous shape such as (3, 3, 3) is read as channels-last, numpy's convention.
+    """
     if array.ndim == 2:
         return array[..., None]
     if array.ndim != 3:
         raise ValueError(f"{where} has shape {array.shape}; expected (H, W), (H, W, C) or (C, H, W)")
     if layout is None:
+        # numpy images are (H, W, C) unless only the first axis looks like channels
         first, last = array.shape[0] in (1, 3, 4), array.shape[-1] in (1, 3, 4)
-        if first == last:
-            raise ValueError(f"{where} has an ambiguous shape {array.shape}; pass input_data_format="
-                             "'channels_first' or 'channels_last'")
-        layout = "channels_first" if first else "channels_last"
+        layout = "channels_first" if first and not last else "channels_last"
     return np.moveaxis(array, 0, -1) if str(layout).endswith("first") else array
 
 

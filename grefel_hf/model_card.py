@@ -69,7 +69,7 @@ def build_eval_results(
     return results
 
 
-def _usage_section(repo_id: str) -> str:
+def _usage_section(repo_id: str, num_labels: int) -> str:
     """Markdown with pipeline and Auto-class usage, including how to read the reliability score."""
     return f"""## How to use
 
@@ -79,7 +79,7 @@ The model ships its own code, so loading needs `trust_remote_code=True`. Pass a 
 from transformers import pipeline
 
 classifier = pipeline("image-classification", model="{repo_id}", trust_remote_code=True)
-classifier("face.jpg", top_k=None)  # scores of every expression for one face crop
+classifier("face.jpg", top_k={num_labels})  # scores of every expression for one face crop
 ```
 
 The model's `logits` are the **log** of its final (reliability-corrected) class distribution, so the
@@ -132,7 +132,7 @@ def _training_section(training_args: Mapping[str, Any] | None) -> str:
     for key in TRAINING_DETAIL_KEYS:
         value = training_args.get(key)
         # max_steps=-1 and warmup_steps=0 are Trainer's "not set" defaults, not facts about the run.
-        if value is None or (key in ("max_steps", "warmup_steps") and isinstance(value, int) and value <= 0):
+        if value is None or (key in ("max_steps", "warmup_steps") and isinstance(value, (int, float)) and value <= 0):
             continue
         rows.append(f"| `{key}` | {value} |")
     if not rows:
@@ -152,9 +152,9 @@ def _limitations_section(datasets: Sequence[str], dataset_name: str) -> str:
 - The reliability score is the model's own estimate. Check it against held-out data from your setting
   before using it to accept or reject predictions.
 - **Dataset biases (FER2013 / FER+).** The FER2013 faces were web-scraped with image-search queries: a mix
-  of posed and spontaneous expressions (many stock and acted photos), stored as 48x48 grayscale images, so
-  colour and fine detail are lost and other image sources are out of distribution. Age, gender and skin-tone
-  composition was never documented and is skewed; accuracy across demographic groups has not been measured.
+  of posed and spontaneous expressions, stored as 48x48 grayscale images, so colour and fine detail are lost
+  and other image sources are out of distribution. The age, gender and skin-tone composition was never
+  documented and is skewed; this card reports no accuracy per demographic group.
   The classes are heavily imbalanced: happy is about a quarter of FER2013's training images while disgust
   is about 1.5 % (436 of 28,709), and contempt is the rarest FER+ class; expect lower accuracy on rare
   classes (see the per-class table). Labels are noisy: human accuracy on FER2013 is only about 65 %, and
@@ -221,7 +221,7 @@ def build_model_card(
                            dataset_config=dataset_config, extra_tags=extra_tags)
     images = {"Confusion matrix": confusion_matrix_image, "Reliability diagram": reliability_diagram_image,
               "Training curves": training_curves_image}
-    body = [_intro(model_name, label_names, base_model), _usage_section(repo_id),
+    body = [_intro(model_name, label_names, base_model), _usage_section(repo_id, len(label_names)),
             _results_section(metrics, dataset_name, dataset_split, images), _training_section(training_args),
             _limitations_section(datasets, dataset_name)]
     body += [f"## {heading}\n\n{text.strip()}" for heading, text in (extra_sections or {}).items()]

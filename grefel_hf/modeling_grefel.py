@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import timm
 import torch
 from torch import nn
-from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging

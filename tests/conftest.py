@@ -26,3 +26,21 @@ def shared_data_dir() -> str:
     if not os.path.isdir(SHARED_DATA):
         pytest.skip(f"real FER data not found at {SHARED_DATA} (only present on the project's own machines)")
     return SHARED_DATA
+
+
+def tiny_grefel_config(backbone: str = "test_resnet", **overrides):
+    """A GReFEL config small enough for CPU unit tests (48 px input, 32-d embeddings, 2 anchors per class)."""
+    from grefel_hf import GReFELConfig
+
+    settings = dict(
+        backbone=backbone, image_size=48, embed_dim=32, anchors_per_class=2, num_attention_heads=4,
+        geometry_heads=4, primary_hidden_sizes=[32], reliability_hidden_sizes=[8], mc_dropout_samples=3,
+    )
+    settings.update(overrides)
+    return GReFELConfig(**settings)
+
+
+@pytest.fixture
+def make_config():
+    """Factory fixture returning `tiny_grefel_config`."""
+    return tiny_grefel_config

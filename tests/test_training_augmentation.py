@@ -45,9 +45,7 @@ def processor() -> ViTImageProcessor:
 
 def gray_faces(count: int, seed: int = 0) -> list[PIL.Image.Image]:
     rng = np.random.default_rng(seed)
-    return [
-        PIL.Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)) for _ in range(count)
-    ]
+    return [PIL.Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)) for _ in range(count)]
 
 
 def test_shapes_dtypes_and_grayscale_to_rgb(processor):

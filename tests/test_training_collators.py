@@ -190,6 +190,8 @@ def test_eval_collator_soft_and_unlabelled_examples():
     torch.testing.assert_close(batch["labels"], torch.tensor([e["labels"] for e in soft]))
     unlabelled = [{"pixel_values": torch.zeros(3, 8, 8)} for _ in range(2)]
     assert set(collate_eval(unlabelled)) == {"pixel_values"}
+    with pytest.raises(ValueError, match="example 1 has no label but others in the batch do"):
+        collate_eval([soft[0], {"pixel_values": torch.zeros(3, 48, 48)}])
     with pytest.raises(ValueError, match="mixes hard and soft"):
         collate_eval([soft[0], {"pixel_values": torch.zeros(3, 48, 48), "labels": 1}])
 

@@ -155,7 +155,7 @@ def scores_from_confusion(cm: np.ndarray, label_names: Sequence[str]) -> dict[st
         name: {
             "precision": _none_if_nan(precision[i]),
             "recall": _none_if_nan(recall[i]),
-            "f1": _none_if_nan(f1[i]) if support[i] > 0 or predicted[i] > 0 else None,
+            "f1": _none_if_nan(f1[i]),
             "accuracy": _none_if_nan(recall[i]),
             "support": int(support[i]),
         }

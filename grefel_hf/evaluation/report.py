@@ -18,7 +18,7 @@ from grefel_hf.evaluation.metrics import as_variants
 
 logger = logging.getLogger(__name__)
 
-# (metrics key, row label, formatter); rows whose key is absent from every variant are left out.
+# (metrics key, row label, formatter); rows that no variant has a value for are left out.
 _OVERALL_ROWS: list[tuple[str, str, str]] = [
     ("num_images", "Images", "int"),
     ("accuracy", "Accuracy (%)", "percent"),
@@ -64,7 +64,7 @@ def overall_table(metrics: dict[str, Any]) -> Table:
     headers = ["Metric"] + [name or "Value" for name in variants]
     rows = []
     for key, label, kind in _OVERALL_ROWS:
-        if any(key in v for v in variants.values()):
+        if any(v.get(key) is not None for v in variants.values()):
             rows.append([label] + [format_value(v.get(key), kind) for v in variants.values()])
     return Table(headers, rows)
 

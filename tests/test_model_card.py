@@ -1,0 +1,100 @@
+"""Tests for grefel_hf.model_card: metadata, model-index, body content and no invented numbers."""
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+
+from grefel_hf.evaluation.metrics import compute_classification_metrics
+from grefel_hf.model_card import build_model_card
+
+NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+CARD_KWARGS = dict(repo_id="someone/grefel-resnet18-fer2013", model_name="grefel-resnet18-fer2013",
+                   label_names=NAMES, base_model="resnet18.a1_in1k", datasets=["someone/fer2013"],
+                   dataset_name="FER2013", dataset_split="test")
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, len(NAMES), 300)
+    logits = rng.normal(size=(300, len(NAMES)))
+    logits[np.arange(300), labels] += 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return compute_classification_metrics(labels, probs, reliability=rng.random(300), label_names=NAMES)
+
+
+def save_and_load(card, tmp_path):
+    path = tmp_path / "README.md"
+    card.save(path)
+    return ModelCard.load(path)
+
+
+def test_metadata_and_model_index_round_trip(tmp_path, metrics):
+    training_args = {"learning_rate": 3e-4, "num_train_epochs": 40, "per_device_train_batch_size": 64,
+                     "seed": 1234, "max_steps": -1, "logging_dir": "/somewhere"}
+    card = save_and_load(build_model_card(metrics, training_args=training_args,
+                                          confusion_matrix_image="confusion_matrix.png", **CARD_KWARGS), tmp_path)
+    data = card.data.to_dict()
+    assert data["library_name"] == "transformers"
+    assert data["pipeline_tag"] == "image-classification"
+    assert {"facial-expression-recognition", "grefel", "custom_code", "image-classification"} <= set(data["tags"])
+    assert data["license"] == "apache-2.0"
+    assert data["datasets"] == ["someone/fer2013"]
+    assert data["base_model"] == "timm/resnet18.a1_in1k"
+    (entry,) = data["model-index"]
+    assert entry["name"] == "grefel-resnet18-fer2013"
+    (result,) = entry["results"]
+    assert result["task"]["type"] == "image-classification"
+    assert result["dataset"] == {"name": "FER2013", "type": "someone/fer2013", "split": "test"}
+    values = {(m["name"], m["type"]): m["value"] for m in result["metrics"]}
+    assert values == {("Accuracy", "accuracy"): metrics["accuracy"], ("Macro F1", "f1"): metrics["macro_f1"],
+                      ("Weighted F1", "f1"): metrics["weighted_f1"]}
+
+    text = card.text
+    assert "![Confusion matrix](confusion_matrix.png)" in text
+    assert "| `learning_rate` | 0.0003 |" in text and "| `seed` | 1234 |" in text
+    assert "max_steps" not in text and "logging_dir" not in text
+    for name in NAMES:  # per-class table: one row per class with its accuracy in %
+        accuracy = metrics["per_class"][name]["accuracy"]
+        assert f"| {name} | {metrics['per_class'][name]['support']} |" in text
+        assert f"{100 * accuracy:.2f}" in text
+
+
+def test_usage_snippets_and_limitations(tmp_path, metrics):
+    text = save_and_load(build_model_card(metrics, **CARD_KWARGS), tmp_path).text
+    assert 'pipeline("image-classification", model="someone/grefel-resnet18-fer2013", trust_remote_code=True)' in text
+    assert "AutoModelForImageClassification.from_pretrained(" in text
+    assert "AutoImageProcessor.from_pretrained(" in text
+    assert "outputs.reliability" in text and "outputs.logits.exp()" in text
+    assert "top_k=7" in text
+    lowered = text.lower()
+    assert "input must be a face crop" in lowered and "no face detection" in lowered
+    for bias in ("web-scraped", "posed and spontaneous", "48x48 grayscale", "imbalanced", "disgust", "contempt",
+                 "noisy", "65 %", "skin-tone"):
+        assert bias in lowered, bias
+    assert "raf-db" not in lowered  # only mentioned when a RAF-DB dataset is used
+
+
+def test_card_without_metrics_says_not_evaluated(tmp_path):
+    card = save_and_load(build_model_card(None, **CARD_KWARGS), tmp_path)
+    assert "model-index" not in card.data.to_dict()
+    assert "not been evaluated" in card.text
+    assert "Accuracy (%)" not in card.text and "Training hyper-parameters were not recorded" in card.text
+
+
+def test_rafdb_bias_and_extra_sections(tmp_path, metrics):
+    kwargs = {**CARD_KWARGS, "datasets": ["someone/raf-db"], "dataset_name": "RAF-DB basic"}
+    card = save_and_load(build_model_card(metrics, extra_sections={"Notes": "Trained twice."},
+                                          extra_tags=["vit"], **kwargs), tmp_path)
+    assert "**RAF-DB.**" in card.text
+    assert "## Notes\n\nTrained twice." in card.text
+    assert "vit" in card.data.to_dict()["tags"]
+
+
+def test_bad_metrics_are_rejected(metrics):
+    with pytest.raises(ValueError, match="variants"):
+        build_model_card({"raw": metrics, "ema": metrics}, **CARD_KWARGS)
+    with pytest.raises(ValueError, match="differ from label_names"):
+        build_model_card(metrics, **{**CARD_KWARGS, "label_names": NAMES[::-1]})
+    with pytest.raises(ValueError, match="missing metrics.json key"):
+        build_model_card({"accuracy": 0.5}, **CARD_KWARGS)

@@ -1,0 +1,213 @@
+"""Model checks in the spirit of transformers' test mixins: round trip, batch independence, dict == tuple,
+gradients, numerical safety, label-count changes."""
+
+import pytest
+import torch
+from conftest import tiny_grefel_config
+
+from grefel_hf import GReFELConfig, GReFELForImageClassification, GReFELModel
+
+BACKBONES = ["test_vit", "test_resnet", "test_efficientnet"]
+VARIANTS = [
+    {},
+    {"geometry_variant": "enhanced", "reliability_variant": "enhanced", "diversity_loss_weight": 0.1,
+     "reliability_loss_weight": 0.1},
+]
+
+
+def _model(backbone="test_resnet", seed=0, **overrides):
+    torch.manual_seed(seed)
+    return GReFELForImageClassification(tiny_grefel_config(backbone, **overrides)).eval()
+
+
+def _pixels(batch=4, seed=1):
+    return torch.randn(batch, 3, 48, 48, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_save_and_reload_give_identical_outputs(backbone, tmp_path):
+    model = _model(backbone)
+    model.save_pretrained(tmp_path)
+    reloaded = GReFELForImageClassification.from_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    x = _pixels()
+    with torch.no_grad():
+        before, after = model(x), reloaded(x)
+    for name in ("logits", "reliability", "primary_probs", "corrected_probs", "confidences", "embeddings"):
+        assert torch.equal(before[name], after[name]), name
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, reloaded.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
+@pytest.mark.parametrize("backbone", ["test_vit", "test_resnet"])
+def test_batched_prediction_equals_one_by_one(backbone, variant):
+    model = _model(backbone, **variant)
+    x = _pixels(batch=5)
+    with torch.no_grad():
+        batched = model(x)
+        singles = [model(x[i : i + 1]) for i in range(len(x))]
+    for name in ("logits", "reliability", "confidences"):
+        stacked = torch.cat([s[name] for s in singles])
+        torch.testing.assert_close(batched[name], stacked, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
+def test_eval_is_deterministic_and_dict_equals_tuple(variant):
+    model = _model("test_resnet", **variant)
+    x = _pixels()
+    labels = torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        first, second = model(x, labels=labels), model(x, labels=labels)
+        as_tuple = model(x, labels=labels, return_dict=False)
+    assert torch.equal(first.logits, second.logits)
+    assert torch.equal(first.reliability, second.reliability)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(first.to_tuple())
+    for key, tuple_value in zip(first.keys(), as_tuple, strict=True):
+        if isinstance(tuple_value, dict):
+            assert tuple_value.keys() == first[key].keys()
+        else:
+            assert torch.equal(first[key], tuple_value), key
+
+
+def test_outputs_are_distributions_with_reliability_in_unit_interval():
+    out = _model()(_pixels())
+    torch.testing.assert_close(out.logits.exp().sum(-1), torch.ones(4))
+    torch.testing.assert_close(out.primary_probs.sum(-1), torch.ones(4))
+    torch.testing.assert_close(out.corrected_probs.sum(-1), torch.ones(4))
+    assert out.reliability.shape == (4,) and out.confidences.shape == (4, 3)
+    assert ((out.reliability >= 0) & (out.reliability <= 1)).all()
+    assert ((out.confidences >= 0) & (out.confidences <= 1)).all()
+    assert out.loss is None and out.loss_parts is None
+
+
+def test_inference_mode_primary_returns_the_primary_distribution():
+    model = _model(inference_mode="primary")
+    out = model(_pixels())
+    torch.testing.assert_close(out.logits.exp(), out.primary_probs)
+    assert not torch.allclose(out.primary_probs, out.corrected_probs)
+
+
+def test_trust_ramp_blends_primary_and_corrected_in_training():
+    model = _model(dropout=0.0)
+    model.train()
+    x = _pixels()
+    model.set_trust_ramp(0.0)
+    start = model(x)
+    torch.testing.assert_close(start.logits.exp(), start.primary_probs)
+    model.set_trust_ramp(0.25)
+    quarter = model(x)
+    torch.testing.assert_close(quarter.logits.exp(), 0.75 * quarter.primary_probs + 0.25 * quarter.corrected_probs)
+    model.set_trust_ramp(7.0)
+    assert model.trust == 1.0
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_trainable_parameter_gets_a_finite_gradient(backbone, variant):
+    model = _model(backbone, **variant)
+    model.train()
+    model.set_trust_ramp(0.5)
+    out = model(_pixels(), labels=torch.tensor([0, 1, 2, 6]))
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:10]}"
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not bad, f"non-finite gradients: {bad[:10]}"
+
+
+def test_soft_labels_give_a_loss_and_match_equivalent_hard_labels():
+    model = _model(label_smoothing=0.0)
+    x = _pixels()
+    hard = torch.tensor([0, 1, 2, 3])
+    soft = torch.nn.functional.one_hot(hard, 7).float()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, labels=hard).loss, model(x, labels=soft).loss)
+    mixed = torch.full((4, 7), 1 / 7)
+    assert torch.isfinite(model(x, labels=mixed).loss)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
+def test_no_nan_for_extreme_but_valid_inputs(variant):
+    model = _model("test_resnet", **variant)
+    batch = torch.stack([
+        torch.full((3, 48, 48), -1.0),  # black image after (x - 0.5) / 0.5
+        torch.full((3, 48, 48), 1.0),  # white image
+        torch.zeros(3, 48, 48),  # flat grey
+        (torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(3)) > 0.5).float() * 2 - 1,  # salt & pepper
+        torch.full((3, 48, 48), 50.0),  # far outside the normalised range
+    ])
+    with torch.no_grad():
+        out = model(batch, labels=torch.tensor([0, 1, 2, 3, 4]))
+    for name in ("loss", "logits", "reliability", "primary_probs", "corrected_probs", "confidences", "embeddings"):
+        assert torch.isfinite(out[name]).all(), name
+
+
+def test_num_labels_change_through_from_pretrained(tmp_path):
+    _model().save_pretrained(tmp_path)
+    ferplus = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+    id2label = dict(enumerate(ferplus))
+    label2id = {name: i for i, name in id2label.items()}
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        GReFELForImageClassification.from_pretrained(tmp_path, id2label=id2label, label2id=label2id)
+    model = GReFELForImageClassification.from_pretrained(
+        tmp_path, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
+    )
+    assert model.config.num_labels == 8 and model.config.id2label[7] == "contempt"
+    assert model.config.label2id["contempt"] == 7
+    assert model.grefel.anchors.shape[0] == 8
+    out = model(_pixels(), labels=torch.tensor([7, 0, 1, 2]))
+    assert out.logits.shape == (4, 8) and torch.isfinite(out.loss)
+    # re-initialised heads are real draws, not uninitialised memory
+    assert torch.isfinite(model.primary_head.classifier.weight).all()
+    assert 0.005 < model.primary_head.classifier.weight.std().item() < 0.05
+
+
+def test_base_model_loads_from_classification_checkpoint(tmp_path):
+    model = _model()
+    model.save_pretrained(tmp_path)
+    base = GReFELModel.from_pretrained(tmp_path)
+    x = _pixels()
+    with torch.no_grad():
+        torch.testing.assert_close(base(x).embeddings, model(x).embeddings)
+
+
+def test_timm_backbone_weights_survive_construction():
+    """transformers' default init would reset timm weights; ours leaves the backbone's own init alone."""
+    import timm
+
+    torch.manual_seed(0)
+    reference = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    torch.manual_seed(0)
+    model = GReFELModel(tiny_grefel_config("test_resnet"))
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, model.backbone.state_dict()[key]), key
+
+
+def test_bad_inputs_get_clear_errors():
+    model = _model()
+    with pytest.raises(ValueError, match=r"pixel_values must be a float tensor of shape \(batch, 3"):
+        model(torch.randn(2, 1, 48, 48))
+    with pytest.raises(ValueError, match="class ids in"):
+        model(_pixels(), labels=torch.tensor([0, 1, 2, 9]))
+    with pytest.raises(ValueError, match="sum to 1"):
+        model(_pixels(), labels=torch.full((4, 7), 0.5))
+    with pytest.raises(ValueError, match="Unknown timm backbone 'no_such_net'"):
+        GReFELModel(tiny_grefel_config("no_such_net"))
+    with pytest.raises(ValueError, match="feature_levels entry 9 is out of range"):
+        GReFELModel(tiny_grefel_config("test_resnet", feature_levels=[9]))
+
+
+def test_config_documents_every_field_and_validates():
+    doc = GReFELConfig.__doc__
+    own_fields = [name for name in GReFELConfig.__annotations__ if not name.startswith("_")]
+    undocumented = [name for name in own_fields if f"    {name} (" not in doc]
+    assert not undocumented, f"undocumented config fields: {undocumented}"
+    config = GReFELConfig()
+    assert config.id2label[0] == "angry" and config.label2id["neutral"] == 6 and config.num_labels == 7
+    with pytest.raises(ValueError, match="geometry_variant"):
+        GReFELConfig(geometry_variant="fancy")
+    with pytest.raises(ValueError, match="class_weights has 3 entries"):
+        GReFELConfig(class_weights=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="divisible"):
+        GReFELConfig(embed_dim=30, num_attention_heads=4)
