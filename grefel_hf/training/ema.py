@@ -227,7 +227,10 @@ def load_ema(ema: GReFELModelEMA, directory: str) -> None:
     missing or unexpected key is an error.
     """
     tensors = _read_safetensors_dir(directory)
-    result = ema.module.load_state_dict(tensors, strict=False)
+    try:
+        result = ema.module.load_state_dict(tensors, strict=False)
+    except RuntimeError as error:  # shape mismatches: a checkpoint of another model configuration
+        raise ValueError(f"{directory}: EMA weights do not fit the model: {error}") from error
     if result.unexpected_keys:
         raise ValueError(f"{directory}: weights not in the model: {sorted(result.unexpected_keys)[:10]}")
     current = ema.module.state_dict()
