@@ -62,7 +62,7 @@ _EXPRESSION_NOISE = Expression(0.07, 0.05, 0.05, 0.06, 0.09, 0.05, 0.15)
 def sample_expression(rng: np.random.Generator, label: int) -> Expression:
     """Blend neutral towards the class prototype with a random intensity, then jitter every field."""
     proto, neutral = PROTOTYPES[label], PROTOTYPES[NEUTRAL_INDEX]
-    intensity = rng.uniform(0.45, 1.15)
+    intensity = rng.uniform(0.6, 1.15)
     values = {}
     for f in fields(Expression):
         p, n, s = getattr(proto, f.name), getattr(neutral, f.name), getattr(_EXPRESSION_NOISE, f.name)
@@ -99,7 +99,7 @@ def sample_identity(rng: np.random.Generator, canvas: int) -> Identity:
     half_w = canvas * rng.uniform(0.27, 0.36)
     skin = int(rng.uniform(110, 215))
     occluder = None
-    if rng.random() < 0.2:  # a hand-like block over a random part of the face (may hide the mouth or an eye)
+    if rng.random() < 0.12:  # a hand-like block over a random part of the face (may hide the mouth or an eye)
         w, h = canvas * rng.uniform(0.15, 0.35), canvas * rng.uniform(0.15, 0.35)
         x, y = rng.uniform(0, canvas - w), rng.uniform(canvas * 0.2, canvas - h)
         occluder = (x, y, x + w, y + h, int(rng.uniform(60, 230)))
@@ -109,13 +109,13 @@ def sample_identity(rng: np.random.Generator, canvas: int) -> Identity:
         half_w=half_w,
         half_h=half_w * rng.uniform(1.15, 1.45),
         skin=skin,
-        feature=int(skin * rng.uniform(0.15, 0.45)),
+        feature=int(skin * rng.uniform(0.1, 0.35)),
         background=(int(rng.uniform(0, 255)), int(rng.uniform(0, 255))),
         eye_spacing=rng.uniform(0.36, 0.48),
         eye_y=rng.uniform(-0.30, -0.18),
         mouth_y=rng.uniform(0.42, 0.58),
         hair=bool(rng.random() < 0.5),
-        glasses=bool(rng.random() < 0.08),
+        glasses=bool(rng.random() < 0.05),
         occluder=occluder,
     )
 
@@ -132,7 +132,7 @@ def _draw_eyes_and_brows(draw: ImageDraw.ImageDraw, ident: Identity, expr: Expre
     u = ident.half_w
     eye_w, eye_h = 0.17 * u, 0.085 * u * expr.eye_open
     brow_y = ident.cy + (ident.eye_y - 0.22 - expr.brow_height) * ident.half_h
-    stroke = max(2, int(0.06 * u))
+    stroke = max(2, int(0.08 * u))
     for side in (-1, 1):
         ex, ey = ident.cx + side * ident.eye_spacing * u, ident.cy + ident.eye_y * ident.half_h
         draw.ellipse([ex - eye_w, ey - eye_h, ex + eye_w, ey + eye_h], fill=min(255, ident.skin + 40),
@@ -159,7 +159,7 @@ def _draw_mouth(draw: ImageDraw.ImageDraw, ident: Identity, expr: Expression) ->
     px = ident.cx + xs * expr.mouth_width * u
     upper = list(zip(px, centre - gap / 2, strict=True))
     lower = list(zip(px, centre + gap / 2, strict=True))
-    stroke = max(2, int(0.055 * u))
+    stroke = max(2, int(0.07 * u))
     if expr.mouth_open > 0.06:
         draw.polygon(upper + lower[::-1], fill=max(0, ident.feature - 20))
     draw.line(upper, fill=ident.feature, width=stroke, joint="curve")
@@ -209,10 +209,10 @@ def draw_face(rng: np.random.Generator, label: int, size: int = 48) -> np.ndarra
     canvas = size * _SUPERSAMPLE
     image = _draw_face(sample_identity(rng, canvas), sample_expression(rng, label), canvas)
     image = _random_pose(rng, image, canvas).resize((size, size), Image.BOX)
-    if rng.random() < 0.3:
+    if rng.random() < 0.2:
         image = image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.3, 0.9)))
     pixels = np.asarray(image, dtype=np.float32)
-    contrast, brightness = rng.uniform(0.7, 1.2), rng.uniform(-30, 30)
-    pixels = (pixels - 128) * contrast + 128 + brightness + rng.normal(0, rng.uniform(2, 12), pixels.shape)
+    contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-25, 25)
+    pixels = (pixels - 128) * contrast + 128 + brightness + rng.normal(0, rng.uniform(2, 8), pixels.shape)
     return np.clip(pixels, 0, 255).astype(np.uint8)
 

@@ -19,10 +19,12 @@ _SOFT_LABEL_TOLERANCE = 1e-3
 def rms_distance(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Pairwise RMS distances between the rows of `u` (..., N, D) and `v` (..., M, D), shape (..., N, M).
 
-    A small epsilon under the square root keeps the gradient finite when two points coincide.
+    Computed as ‖u‖² + ‖v‖² − 2·u·v (one matrix product instead of an (N, M, D) difference tensor). A small
+    epsilon under the square root keeps the gradient finite when two points coincide.
     """
-    sq = (u.unsqueeze(-2) - v.unsqueeze(-3)).pow(2).mean(dim=-1)
-    return torch.sqrt(sq + 1e-12)
+    dim = u.shape[-1]
+    sq = u.pow(2).sum(-1, keepdim=True) + v.pow(2).sum(-1).unsqueeze(-2) - 2.0 * (u @ v.transpose(-1, -2))
+    return torch.sqrt((sq / dim).clamp_min(0.0) + 1e-12)
 
 
 def normalized_entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -161,6 +161,37 @@ class GReFELLevelProjection(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+class GReFELAttention(nn.Module):
+    """Multi-head attention whose queries or keys may be shared by the whole batch.
+
+    Queries and keys/values are (B, L, D) per sample or (L, D) shared. Shared anchors are projected once instead of
+    once per sample, which keeps GReFEL's heads cheap next to the backbone. Each sample only ever attends within its
+    own tokens (or to the shared anchors), so predictions never depend on the rest of the batch.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., L, D) → (..., heads, L, head_dim)."""
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        q = self._split_heads(self.q_proj(queries))
+        k = self._split_heads(self.k_proj(keys))
+        v = self._split_heads(self.v_proj(keys))
+        weights = torch.softmax((q @ k.transpose(-1, -2)) * self.head_dim**-0.5, dim=-1)
+        out = self.dropout(weights) @ v  # broadcasting pairs shared and per-sample operands
+        return self.out_proj(out.transpose(-3, -2).flatten(-2))
+
+
 class GReFELGeometryAttention(nn.Module):
     """Each level token attends to the class anchors, so the features are read in the anchors' geometry.
 
@@ -177,9 +208,9 @@ class GReFELGeometryAttention(nn.Module):
         self.refinement_scale = config.anchor_refinement_scale
         self.token_norm = nn.LayerNorm(dim)
         self.anchor_norm = nn.LayerNorm(dim)
-        self.attention = nn.MultiheadAttention(dim, heads, dropout=config.dropout, batch_first=True)
+        self.attention = GReFELAttention(dim, heads, config.dropout)
         if self.enhanced:
-            self.refine_attention = nn.MultiheadAttention(dim, heads, dropout=config.dropout, batch_first=True)
+            self.refine_attention = GReFELAttention(dim, heads, config.dropout)
             self.ffn_norm = nn.LayerNorm(dim)
             self.ffn = nn.Sequential(
                 nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(2 * dim, dim)
@@ -187,15 +218,13 @@ class GReFELGeometryAttention(nn.Module):
 
     def forward(self, tokens: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """tokens (B, L, D), anchors (N, D) → updated tokens and, for the enhanced variant, anchors (B, N, D)."""
-        keys = anchors.unsqueeze(0).expand(tokens.shape[0], -1, -1)
         normed_tokens = self.token_norm(tokens)
-        sample_anchors = None
+        keys, sample_anchors = anchors, None
         if self.enhanced:
-            delta, _ = self.refine_attention(self.anchor_norm(keys), normed_tokens, normed_tokens, need_weights=False)
-            keys = sample_anchors = keys + self.refinement_scale * torch.tanh(delta)
-        normed_keys = self.anchor_norm(keys)
-        attended, _ = self.attention(normed_tokens, normed_keys, normed_keys, need_weights=False)
-        tokens = tokens + attended
+            # the shared anchors query this sample's own level tokens; the refinement is bounded by tanh
+            delta = self.refine_attention(self.anchor_norm(anchors), normed_tokens)
+            keys = sample_anchors = anchors + self.refinement_scale * torch.tanh(delta)
+        tokens = tokens + self.attention(normed_tokens, self.anchor_norm(keys))
         if self.enhanced:
             tokens = tokens + self.ffn(self.ffn_norm(tokens))
         return tokens, sample_anchors
@@ -248,17 +277,13 @@ class GReFELReliabilityBalancing(nn.Module):
         self.temperature = config.anchor_temperature
         self.token_proj = nn.Linear(dim, dim)
         self.token_norm = nn.LayerNorm(dim)
-        self.attention = nn.MultiheadAttention(dim, config.num_attention_heads, dropout=config.dropout,
-                                               batch_first=True)
+        self.attention = GReFELAttention(dim, config.num_attention_heads, config.dropout)
         self.out_norm = nn.LayerNorm(dim)
         self.score = nn.Linear(dim, 1)
 
     def anchor_path(self, x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """x (B, D), anchors (N, D) or per-sample (B, N, D) with N = C·K → g (B, C)."""
-        if anchors.dim() == 2:
-            distances = rms_distance(x, anchors)
-        else:
-            distances = rms_distance(x.unsqueeze(1), anchors).squeeze(1)
+        distances = rms_distance(x.unsqueeze(1), anchors).squeeze(1)
         similarity = torch.softmax(-distances / self.temperature, dim=-1)
         return similarity.view(x.shape[0], self.num_labels, -1).sum(dim=-1)
 
@@ -266,8 +291,7 @@ class GReFELReliabilityBalancing(nn.Module):
         """x (B, D), anchors (N, D) or (B, N, D) → t (B, C)."""
         prototypes = anchors.unflatten(-2, (self.num_labels, -1)).mean(dim=-2)  # (C, D) or (B, C, D)
         tokens = self.token_norm(self.token_proj(x).unsqueeze(1) + prototypes)
-        attended, _ = self.attention(tokens, tokens, tokens, need_weights=False)
-        tokens = self.out_norm(tokens + attended)
+        tokens = self.out_norm(tokens + self.attention(tokens, tokens))
         return torch.softmax(self.score(tokens).squeeze(-1), dim=-1)
 
     def forward(self, x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -364,9 +388,6 @@ class GReFELPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, nn.MultiheadAttention):
-            init.xavier_uniform_(module.in_proj_weight)
-            init.zeros_(module.in_proj_bias)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as usual; when registered for remote code, record every GReFEL Auto class in `auto_map`.

@@ -1,0 +1,143 @@
+"""Training data: load the splits, check them, derive label names and class weights, attach the transforms."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from .arguments import DataArguments
+from .augmentation import build_eval_transform, build_train_transform
+
+logger = logging.getLogger(__name__)
+
+_SOFT_LABEL_MODES = ("crossentropy", "multi_target", "probability")
+
+
+@dataclass
+class TrainingData:
+    """The splits a training run uses, and what was derived from them."""
+
+    train: datasets.Dataset
+    eval: datasets.Dataset
+    label_names: list[str]
+    use_soft_labels: bool
+    sample_hard_labels: bool
+
+
+def load_dataset_dict(data_args: DataArguments) -> datasets.DatasetDict:
+    """Load the dataset named by `data_args` through `dataset_scripts` (builder name, or a folder)."""
+    from dataset_scripts import load_expression_dataset
+
+    kwargs: dict[str, Any] = {}
+    if data_args.label_mode is not None:
+        kwargs["label_mode"] = data_args.label_mode
+    return load_expression_dataset(
+        data_args.dataset, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir, **kwargs
+    )
+
+
+def label_names_of(dataset: datasets.Dataset) -> list[str]:
+    """The class names of a dataset's `label` ClassLabel column."""
+    feature = dataset.features.get("label")
+    if not isinstance(feature, datasets.ClassLabel):
+        raise ValueError(f"the dataset's 'label' column must be a ClassLabel with class names, got {feature!r}")
+    return list(feature.names)
+
+
+def _take_split(dataset_dict: Mapping[str, datasets.Dataset], split: str, limit: int | None, role: str):
+    if split not in dataset_dict:
+        raise ValueError(f"the dataset has no {split!r} split for {role} (it has {sorted(dataset_dict)}); a "
+                         "validation split is needed for model selection and test splits are never used for it")
+    dataset = dataset_dict[split]
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    if len(dataset) == 0:
+        raise ValueError(f"the {split!r} split used for {role} is empty")
+    return dataset
+
+
+def prepare_training_data(dataset_dict: Mapping[str, datasets.Dataset], data_args: DataArguments) -> TrainingData:
+    """Select and check the train / evaluation splits and decide how labels are fed to the loss."""
+    train = _take_split(dataset_dict, data_args.train_split, data_args.max_train_samples, "training")
+    evaluation = _take_split(dataset_dict, data_args.eval_split, data_args.max_eval_samples, "evaluation")
+    names = label_names_of(train)
+    if label_names_of(evaluation) != names:
+        raise ValueError(f"the training labels {names} differ from the evaluation labels "
+                         f"{label_names_of(evaluation)}")
+    mode = data_args.label_mode
+    use_soft = data_args.use_soft_labels
+    if use_soft is None:
+        use_soft = mode in ("crossentropy", "multi_target")
+    if use_soft and "soft_label" not in train.column_names:
+        raise ValueError("--use_soft_labels needs a 'soft_label' column (FER+), but the training split has only "
+                         f"{train.column_names}")
+    logger.info("training on %d images, evaluating on %d images, %d classes: %s",
+                len(train), len(evaluation), len(names), names)
+    return TrainingData(train=train, eval=evaluation, label_names=names, use_soft_labels=bool(use_soft),
+                        sample_hard_labels=mode == "probability")
+
+
+def class_counts(dataset: datasets.Dataset, num_labels: int) -> np.ndarray:
+    """Number of training images per class (hard labels)."""
+    labels = np.asarray(dataset["label"][:], dtype=np.int64)
+    return np.bincount(labels, minlength=num_labels)
+
+
+def inverse_frequency_weights(counts: Sequence[int]) -> list[float]:
+    """Class weights ∝ 1 / frequency, normalised to mean 1; classes without images get weight 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1.0), 0.0)
+    present = weights > 0
+    weights[present] *= present.sum() / weights[present].sum()
+    return [float(w) for w in weights]
+
+
+class SampledHardLabels:
+    """FER+ "probability" mode: each time an image is drawn, sample one hard label from its vote distribution."""
+
+    def __init__(self, transform, soft_label_column: str = "soft_label"):
+        self.transform = transform
+        self.soft_label_column = soft_label_column
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        output = self.transform(batch)
+        soft = torch.as_tensor(np.asarray(batch[self.soft_label_column], dtype=np.float32))
+        output["labels"] = torch.multinomial(soft, 1).squeeze(1).tolist()
+        return output
+
+
+def attach_transforms(data: TrainingData, image_processor, augmentation_kwargs: Mapping[str, Any]) -> TrainingData:
+    """Decode + augment + process training images on the fly; evaluation images get the processor only.
+
+    Evaluation always uses hard (majority) labels, so metrics are comparable across label modes.
+    """
+    train_transform = build_train_transform(image_processor, use_soft_labels=data.use_soft_labels,
+                                            **augmentation_kwargs)
+    if data.sample_hard_labels:
+        train_transform = SampledHardLabels(train_transform)
+    eval_transform = build_eval_transform(image_processor)
+    return TrainingData(
+        train=data.train.with_transform(train_transform),
+        eval=data.eval.with_transform(eval_transform),
+        label_names=data.label_names,
+        use_soft_labels=data.use_soft_labels,
+        sample_hard_labels=data.sample_hard_labels,
+    )
+
+
+__all__ = [
+    "SampledHardLabels",
+    "TrainingData",
+    "attach_transforms",
+    "class_counts",
+    "inverse_frequency_weights",
+    "label_names_of",
+    "load_dataset_dict",
+    "prepare_training_data",
+]

@@ -1,0 +1,213 @@
+"""`GReFELTrainer`: transformers' Trainer with GReFEL's multi-term loss, trust ramp, parameter groups, training-only
+mixing, class balancing and EMA evaluation.
+
+Loss scale: GReFEL's loss is a per-batch mean and its forward takes no `**kwargs`, so Trainer divides it by the
+gradient-accumulation steps itself and DDP averages gradients over processes: the scale is the same with or without
+accumulation and with one or many processes (HF_NOTES §5.1).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import WeightedRandomSampler
+from transformers import Trainer
+
+from .ema import GReFELEMACallback, swap_weights
+
+logger = logging.getLogger(__name__)
+
+
+def parameter_groups(
+    model: nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    decay_names: Sequence[str],
+    backbone_lr_multiplier: float = 0.1,
+    anchor_lr_multiplier: float = 1.0,
+    anchor_weight_decay: float = 0.0,
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups: heads (full lr), backbone (lr × multiplier) and anchors (own lr, own decay).
+
+    The head groups come first, so the `learning_rate` Trainer logs (group 0) is the heads' learning rate.
+    """
+    decay_names = set(decay_names)
+    buckets: dict[str, list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.split(".")[-1] == "anchors":
+            bucket = "anchors"
+        else:
+            part = "backbone" if ".backbone." in f".{name}" else "head"
+            no_decay = name not in decay_names or name.endswith("level_embeddings")
+            bucket = f"{part}_{'no_decay' if no_decay else 'decay'}"
+        buckets.setdefault(bucket, []).append(param)
+    settings = {
+        "head_decay": (learning_rate, weight_decay),
+        "head_no_decay": (learning_rate, 0.0),
+        "backbone_decay": (learning_rate * backbone_lr_multiplier, weight_decay),
+        "backbone_no_decay": (learning_rate * backbone_lr_multiplier, 0.0),
+        "anchors": (learning_rate * anchor_lr_multiplier, anchor_weight_decay),
+    }
+    return [
+        {"params": buckets[name], "lr": lr, "weight_decay": wd, "name": name}
+        for name, (lr, wd) in settings.items()
+        if buckets.get(name)
+    ]
+
+
+class GReFELTrainer(Trainer):
+    """Trainer for `GReFELForImageClassification`.
+
+    Args (besides Trainer's own):
+        train_collator: collator of the training loader only (e.g. `GReFELMixCollator`); evaluation keeps
+            `data_collator`, so validation batches are never mixed.
+        sample_weights: per-training-example weights for a class-balanced `WeightedRandomSampler`.
+        backbone_lr_multiplier, anchor_lr_multiplier, anchor_weight_decay: see `parameter_groups`.
+    """
+
+    def __init__(
+        self,
+        *args,
+        train_collator=None,
+        sample_weights: Sequence[float] | None = None,
+        backbone_lr_multiplier: float = 0.1,
+        anchor_lr_multiplier: float = 1.0,
+        anchor_weight_decay: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.train_collator = train_collator
+        self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
+        self.backbone_lr_multiplier = backbone_lr_multiplier
+        self.anchor_lr_multiplier = anchor_lr_multiplier
+        self.anchor_weight_decay = anchor_weight_decay
+        self._loss_part_sums: dict[str, torch.Tensor] = {}
+        self._loss_part_count = 0
+
+    # -- data -----------------------------------------------------------------------------------------------
+
+    def get_train_dataloader(self):
+        """The training loader uses `train_collator` (mixing); every other loader keeps `data_collator`."""
+        if self.train_collator is None:
+            return super().get_train_dataloader()
+        eval_collator, self.data_collator = self.data_collator, self.train_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = eval_collator
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.sample_weights is None:
+            return super()._get_train_sampler(train_dataset)
+        # Same seed on every process: accelerate then shards one shared sequence of batches.
+        generator = torch.Generator().manual_seed(self.args.seed)
+        return WeightedRandomSampler(self.sample_weights, len(self.sample_weights), replacement=True,
+                                     generator=generator)
+
+    # -- optimisation ---------------------------------------------------------------------------------------
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            groups = parameter_groups(
+                opt_model, self.args.learning_rate, self.args.weight_decay, self.get_decay_parameter_names(opt_model),
+                self.backbone_lr_multiplier, self.anchor_lr_multiplier, self.anchor_weight_decay,
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            optimizer_kwargs.pop("params", None)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+            logger.info("parameter groups: %s", [(g["name"], len(g["params"]), g["lr"]) for g in groups])
+        return self.optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """Advance the trust ramp τ = global_step / max_steps, then run Trainer's step."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        if hasattr(unwrapped, "set_trust_ramp"):
+            unwrapped.set_trust_ramp(self.state.global_step / max(1, self.state.max_steps))
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The model's own GReFEL loss; its named parts are accumulated for logging during training."""
+        outputs = model(**inputs)
+        if outputs.get("loss") is None:
+            raise ValueError(f"the model returned no loss; the batch has keys {sorted(inputs)} (labels missing?)")
+        parts = outputs.get("loss_parts")
+        if model.training and parts:
+            for name, value in parts.items():
+                self._loss_part_sums[name] = self._loss_part_sums.get(name, 0.0) + value.detach().float()
+            self._loss_part_count += 1
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the mean of every loss part since the last training log (averaged over processes)."""
+        if "loss" in logs and self._loss_part_count:
+            names = sorted(self._loss_part_sums)
+            means = torch.stack([self._loss_part_sums[n] for n in names]) / self._loss_part_count
+            if self.accelerator.num_processes > 1:
+                means = self.accelerator.reduce(means.to(self.accelerator.device), reduction="mean")
+            logs.update({f"loss_{n}": round(v, 4) for n, v in zip(names, means.tolist(), strict=True)})
+            self._loss_part_sums, self._loss_part_count = {}, 0
+        super().log(logs, start_time)
+
+    # -- EMA ------------------------------------------------------------------------------------------------
+
+    @property
+    def ema_callback(self) -> GReFELEMACallback | None:
+        """The registered EMA callback, if any."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, GReFELEMACallback):
+                return callback
+        return None
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """Evaluate the raw weights, then (when an EMA exists) the EMA weights as `<prefix>_ema_*`."""
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        callback = self.ema_callback
+        if callback is not None and callback.ema is not None:
+            with swap_weights(self.model, callback.ema):
+                metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_ema"))
+        return metrics
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """Trainer.train, restoring the EMA from the checkpoint that training resumes from."""
+        callback = self.ema_callback
+        if callback is not None and resume_from_checkpoint:
+            if resume_from_checkpoint is True:
+                from transformers.trainer_utils import get_last_checkpoint
+
+                resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+                if resume_from_checkpoint is None:
+                    raise ValueError(f"no checkpoint to resume from in {self.args.output_dir}")
+            callback.resume_from_checkpoint = resume_from_checkpoint
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def select_final_weights(self, results: dict[str, float], metric: str = "accuracy") -> dict[str, Any]:
+        """Keep whichever of the raw and EMA weights scores better in `results`, the output of `evaluate()` on
+        the evaluation (validation) split; the EMA weights are copied into the model when they win.
+
+        Returns the decision: `{"selected": "ema" | "raw", "metric": ..., "raw": value, "ema": value}`.
+        """
+        callback = self.ema_callback
+        if callback is None or callback.ema is None:
+            return {"selected": "raw", "metric": f"eval_{metric}", "reason": "no EMA was kept"}
+        raw, ema = results.get(f"eval_{metric}"), results.get(f"eval_ema_{metric}")
+        if raw is None or ema is None:
+            raise ValueError(f"cannot select final weights: eval_{metric} / eval_ema_{metric} missing from "
+                             f"{sorted(results)}")
+        greater_is_better = not metric.endswith("loss")
+        ema_wins = ema > raw if greater_is_better else ema < raw
+        if ema_wins:
+            self.model.load_state_dict(callback.ema.module.state_dict())
+        decision = {"selected": "ema" if ema_wins else "raw", "metric": f"eval_{metric}", "raw": raw, "ema": ema,
+                    "split": "evaluation split (validation)"}
+        logger.info("final weights: %s (raw %s=%.4f, EMA %.4f)", decision["selected"], metric, raw, ema)
+        return decision
+
+
+__all__ = ["GReFELTrainer", "parameter_groups"]

@@ -1,0 +1,220 @@
+"""GReFELTrainer and the train_hf.py job: loss scale, training-only mixing, EMA, resume, end to end, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO_ROOT
+from safetensors.torch import load_file
+from transformers import pipeline
+
+from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments, ModelArguments
+from grefel_hf.training.run import SELECTION_FILE, run_training
+from grefel_hf.training.trainer import parameter_groups
+
+TINY_MODEL = dict(backbone="test_vit", image_size=32, embed_dim=32, anchors_per_class=2,
+                  config_overrides="num_attention_heads=4,primary_hidden_sizes=[32],dropout=0.0")
+
+
+def _args(output_dir, *, model=None, data=None, **training):
+    """Tiny, fast, deterministic arguments on the generated expression set."""
+    data_args = DataArguments(**{"max_train_samples": 32, "max_eval_samples": 32, **(data or {})})
+    model_args = ModelArguments(**{**TINY_MODEL, **(model or {})})
+    defaults = dict(output_dir=str(output_dir), per_device_train_batch_size=8, per_device_eval_batch_size=32,
+                    num_train_epochs=1, logging_steps=1, save_strategy="no", eval_strategy="no", use_cpu=True,
+                    seed=7, disable_tqdm=True, dataloader_num_workers=0)
+    return model_args, data_args, GReFELTrainingArguments(**{**defaults, **training})
+
+
+def _deterministic(**extra):
+    """No randomness besides the data order: no augmentation, no mixing, no dropout, SGD, no clipping."""
+    return dict(augment=False, mix_prob=0.0, use_ema=False, optim="sgd", learning_rate=0.5, max_grad_norm=0.0,
+                warmup_steps=0, lr_scheduler_type="constant", **extra)
+
+
+def _final_weights(output_dir):
+    return load_file(os.path.join(output_dir, "model.safetensors"))
+
+
+def _assert_same_weights(a, b, atol=1e-6):
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst <= atol, f"weights differ by {worst}"
+
+
+def test_gradient_accumulation_keeps_the_loss_scale(tmp_path):
+    """One step on 8 images equals one step of 2 × 4 accumulated images (LayerNorm-only backbone)."""
+    run_training(*_args(tmp_path / "ga1", max_steps=1, data={"max_train_samples": 8}, **_deterministic()))
+    run_training(*_args(tmp_path / "ga2", max_steps=1, data={"max_train_samples": 8},
+                        per_device_train_batch_size=4, gradient_accumulation_steps=2, **_deterministic()))
+    loss1 = json.loads((tmp_path / "ga1" / "train_results.json").read_text())["train_loss"]
+    loss2 = json.loads((tmp_path / "ga2" / "train_results.json").read_text())["train_loss"]
+    assert loss1 == pytest.approx(loss2, rel=1e-4)
+    _assert_same_weights(_final_weights(tmp_path / "ga1"), _final_weights(tmp_path / "ga2"), atol=1e-5)
+
+
+def test_end_to_end_with_cutmix_and_ema_reloads_through_pipeline(tmp_path):
+    out = tmp_path / "run"
+    results = run_training(*_args(out, max_steps=4, mix_prob=1.0, mix_switch_prob=1.0, use_ema=True,
+                                  save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2))
+    all_results = json.loads((out / "all_results.json").read_text())
+    for key in ("eval_accuracy", "eval_ema_accuracy", "eval_macro_f1", "train_loss"):
+        assert key in all_results, key
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    train_logs = [entry for entry in state["log_history"] if "loss" in entry]
+    assert train_logs and all("loss_classification" in e and "loss_anchor_margin" in e for e in train_logs)
+    assert (out / "checkpoint-2" / "ema" / "model.safetensors").is_file()
+    selection = json.loads((out / SELECTION_FILE).read_text())
+    assert selection["selected"] in ("raw", "ema") and results["selected_weights"] == selection["selected"]
+    assert selection["raw"] == all_results["eval_accuracy"] and selection["ema"] == all_results["eval_ema_accuracy"]
+    pipe = pipeline("image-classification", model=str(out))
+    from PIL import Image
+
+    face = Image.new("L", (48, 48), color=128)
+    predictions = pipe(face, top_k=7)
+    assert len(predictions) == 7 and sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mixing_reaches_training_batches_only(tmp_path):
+    from grefel_hf.training.collators import GReFELEvalCollator, GReFELMixCollator
+    from grefel_hf.training.trainer import GReFELTrainer
+
+    # Build the trainer the way run_training does, then look at one batch of each loader.
+    from grefel_hf.training.run import build_model, build_trainer
+    from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data
+    from grefel_hf.factory import build_image_processor
+
+    model_args, data_args, training_args = _args(tmp_path, mix_prob=1.0)
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+    model = build_model(model_args, data.label_names, None)
+    data = attach_transforms(data, build_image_processor(model.config), training_args.augmentation_kwargs())
+    trainer = build_trainer(model, build_image_processor(model.config), data, training_args, None)
+    assert isinstance(trainer, GReFELTrainer)
+    assert isinstance(trainer.train_collator, GReFELMixCollator)
+    assert isinstance(trainer.data_collator, GReFELEvalCollator)
+    train_batch = next(iter(trainer.get_train_dataloader()))
+    eval_batch = next(iter(trainer.get_eval_dataloader()))
+    assert train_batch["labels"].dtype == torch.float32 and train_batch["labels"].shape == (8, 7)
+    torch.testing.assert_close(train_batch["labels"].sum(1), torch.ones(8))
+    assert eval_batch["labels"].dtype == torch.int64 and eval_batch["labels"].dim() == 1
+    # the evaluation loader still uses the plain collator after a training loader was built
+    assert next(iter(trainer.get_eval_dataloader()))["labels"].dtype == torch.int64
+
+
+def test_parameter_groups_give_backbone_and_anchors_their_own_learning_rates():
+    from conftest import tiny_grefel_config
+
+    from grefel_hf import GReFELForImageClassification
+
+    model = GReFELForImageClassification(tiny_grefel_config("test_resnet"))
+    decay = [n for n, p in model.named_parameters() if p.dim() > 1]
+    groups = {g["name"]: g for g in parameter_groups(model, 1e-3, 0.05, decay, backbone_lr_multiplier=0.1,
+                                                     anchor_lr_multiplier=5.0, anchor_weight_decay=0.0)}
+    assert list(groups)[0].startswith("head")
+    assert groups["backbone_decay"]["lr"] == pytest.approx(1e-4)
+    assert groups["anchors"]["lr"] == pytest.approx(5e-3) and groups["anchors"]["weight_decay"] == 0.0
+    assert groups["anchors"]["params"][0] is model.grefel.anchors
+    assert groups["head_no_decay"]["weight_decay"] == 0.0
+    grouped = sum(len(g["params"]) for g in groups.values())
+    assert grouped == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_trust_ramp_follows_the_global_step(tmp_path):
+    from transformers import TrainerCallback
+
+    seen = []
+
+    class Spy(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            seen.append((state.global_step, model.trust))
+
+    import grefel_hf.training.run as run_module
+
+    original = run_module.build_trainer
+
+    def build_with_spy(*a, **k):
+        trainer = original(*a, **k)
+        trainer.add_callback(Spy())
+        return trainer
+
+    run_module.build_trainer = build_with_spy
+    try:
+        run_training(*_args(tmp_path, max_steps=4, **_deterministic()))
+    finally:
+        run_module.build_trainer = original
+    # τ is set before each step from the steps already taken: 0/4, 1/4, 2/4, 3/4
+    assert [trust for _, trust in seen] == pytest.approx([0.0, 0.25, 0.5, 0.75])
+
+
+def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path):
+    import grefel_hf.training.run as run_module
+    from transformers import TrainerCallback
+
+    settings = dict(max_steps=6, save_strategy="steps", save_steps=3, use_ema=True, mix_prob=1.0)
+    full = run_training(*_args(tmp_path / "full", **settings))
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise RuntimeError("simulated crash after checkpoint-3")
+
+    original = run_module.build_trainer
+
+    def build_with_crash(*a, **k):
+        trainer = original(*a, **k)
+        trainer.add_callback(Crash())  # runs after the EMA callback, so checkpoint-3/ema exists
+        return trainer
+
+    run_module.build_trainer = build_with_crash
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run_training(*_args(tmp_path / "crashed", **settings))
+    finally:
+        run_module.build_trainer = original
+    assert (tmp_path / "crashed" / "checkpoint-3" / "ema" / "model.safetensors").is_file()
+    assert not (tmp_path / "crashed" / "model.safetensors").exists()
+    resumed = run_training(*_args(tmp_path / "crashed", resume_from_checkpoint=str(tmp_path / "crashed" /
+                                                                                "checkpoint-3"), **settings))
+    for key in ("eval_loss", "eval_accuracy", "eval_ema_loss", "eval_ema_accuracy"):
+        assert resumed[key] == pytest.approx(full[key], abs=1e-4), key
+    _assert_same_weights(_final_weights(tmp_path / "full"), _final_weights(tmp_path / "crashed"), atol=1e-4)
+
+
+def _launch(args, cwd, env_extra=None, processes=1):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    launcher = [sys.executable, "-m", "accelerate.commands.launch"]
+    if processes > 1:
+        launcher += ["--multi_gpu", "--num_processes", str(processes)]
+    else:
+        launcher += ["--num_processes", "1"]
+    launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return subprocess.run([*launcher, os.path.join(REPO_ROOT, "train_hf.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _cli(output_dir, batch_size):
+    return ["--output_dir", str(output_dir), "--backbone", "test_vit", "--image_size", "32", "--embed_dim", "32",
+            "--anchors_per_class", "2", "--config_overrides", "num_attention_heads=4,dropout=0.0",
+            "--max_train_samples", "8", "--max_eval_samples", "16", "--max_steps", "1",
+            "--per_device_train_batch_size", str(batch_size), "--augment", "false", "--mix_prob", "0",
+            "--use_ema", "false", "--optim", "sgd", "--learning_rate", "0.5", "--max_grad_norm", "0",
+            "--warmup_steps", "0", "--lr_scheduler_type", "constant", "--eval_strategy", "no",
+            "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true"]
+
+
+def test_two_process_ddp_matches_one_process(tmp_path):
+    """accelerate launch with 2 CPU processes (gloo DDP) trains the same step as 1 process, writes one model."""
+    single = _launch(_cli(tmp_path / "single", 8), cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = _launch(_cli(tmp_path / "ddp", 4), cwd=tmp_path, processes=2)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    # 8 images in one step is a full epoch only if both processes took 4 (one process alone would be at 0.5)
+    assert json.loads((tmp_path / "ddp" / "train_results.json").read_text())["epoch"] == pytest.approx(1.0)
+    assert sorted(p.name for p in (tmp_path / "ddp").glob("*.safetensors")) == ["model.safetensors"]
+    loss_single = json.loads((tmp_path / "single" / "train_results.json").read_text())["train_loss"]
+    loss_ddp = json.loads((tmp_path / "ddp" / "train_results.json").read_text())["train_loss"]
+    assert loss_ddp == pytest.approx(loss_single, rel=1e-4)
+    _assert_same_weights(_final_weights(tmp_path / "single"), _final_weights(tmp_path / "ddp"), atol=1e-5)
