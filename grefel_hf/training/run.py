@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import asdict
 from typing import Any
 
 import datasets
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 SELECTION_FILE = "weights_selection.json"
 """Written next to the final model: whether the raw or the EMA weights were kept, and why."""
+
+RUN_CONFIG_FILE = "training_config.json"
+"""Written next to the final model: the model, data and training arguments of the run (read by the model card)."""
 
 
 def setup_logging(training_args: GReFELTrainingArguments) -> None:
@@ -126,8 +130,21 @@ def build_trainer(model, processor, data: TrainingData, training_args: GReFELTra
     )
 
 
+def write_run_config(output_dir: str, model_args: ModelArguments, data_args: DataArguments,
+                     training_args: GReFELTrainingArguments) -> None:
+    """Record the run's arguments as JSON (Trainer's own `training_args.bin` is a pickle)."""
+    run_config = {"model_args": asdict(model_args), "data_args": asdict(data_args),
+                  "training_args": training_args.to_dict()}
+    with open(os.path.join(output_dir, RUN_CONFIG_FILE), "w") as f:
+        json.dump(run_config, f, indent=2, default=str)
+
+
 def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFELTrainingArguments) -> dict:
-    """Pick raw vs EMA on the validation split, save the model folder, and write the metrics files."""
+    """Pick raw vs EMA on the validation split, save the model folder, and write the metrics files.
+
+    The output folder holds the selected weights; the other ones go to its `raw/` or `ema/` subfolder, so the
+    evaluation CLI can report both side by side.
+    """
     metrics = dict(train_result.metrics)
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
@@ -136,9 +153,18 @@ def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFE
     decision = trainer.select_final_weights(eval_metrics, metric="accuracy")
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
+    output_dir = training_args.output_dir
+    ema = trainer.ema_callback.ema if trainer.ema_callback is not None else None
+    if ema is not None and trainer.is_world_process_zero():
+        if decision["selected"] == "ema":
+            save_grefel_folder(trainer.model, processor, os.path.join(output_dir, "raw"))
+        else:
+            save_grefel_folder(ema.module, processor, os.path.join(output_dir, "ema"))
+    if decision["selected"] == "ema":
+        trainer.load_ema_weights()
     if trainer.is_world_process_zero():
-        save_grefel_folder(trainer.model, processor, training_args.output_dir)
-        with open(os.path.join(training_args.output_dir, SELECTION_FILE), "w") as f:
+        save_grefel_folder(trainer.model, processor, output_dir)
+        with open(os.path.join(output_dir, SELECTION_FILE), "w") as f:
             json.dump(decision, f, indent=2)
     return {**metrics, **eval_metrics, "selected_weights": decision["selected"]}
 
@@ -167,8 +193,10 @@ def run_training(model_args: ModelArguments, data_args: DataArguments,
     trainer = build_trainer(model, processor, data, training_args, sample_weights)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
     results = finish(trainer, processor, train_result, training_args)
+    if trainer.is_world_process_zero():
+        write_run_config(training_args.output_dir, model_args, data_args, training_args)
     return results
 
 
-__all__ = ["SELECTION_FILE", "build_model", "parse_overrides", "run_training", "setup_logging",
+__all__ = ["RUN_CONFIG_FILE", "SELECTION_FILE", "build_model", "parse_overrides", "run_training", "setup_logging",
            "teardown_distributed"]

@@ -188,10 +188,8 @@ class GReFELTrainer(Trainer):
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def select_final_weights(self, results: dict[str, float], metric: str = "accuracy") -> dict[str, Any]:
-        """Keep whichever of the raw and EMA weights scores better in `results`, the output of `evaluate()` on
-        the evaluation (validation) split; the EMA weights are copied into the model when they win.
-
-        Returns the decision: `{"selected": "ema" | "raw", "metric": ..., "raw": value, "ema": value}`.
+        """Decide whether the raw or the EMA weights score better in `results`, the output of `evaluate()` on the
+        evaluation (validation) split. Returns `{"selected": "ema" | "raw", "metric": ..., "raw": .., "ema": ..}`.
         """
         callback = self.ema_callback
         if callback is None or callback.ema is None:
@@ -202,12 +200,14 @@ class GReFELTrainer(Trainer):
                              f"{sorted(results)}")
         greater_is_better = not metric.endswith("loss")
         ema_wins = ema > raw if greater_is_better else ema < raw
-        if ema_wins:
-            self.model.load_state_dict(callback.ema.module.state_dict())
         decision = {"selected": "ema" if ema_wins else "raw", "metric": f"eval_{metric}", "raw": raw, "ema": ema,
                     "split": "evaluation split (validation)"}
         logger.info("final weights: %s (raw %s=%.4f, EMA %.4f)", decision["selected"], metric, raw, ema)
         return decision
+
+    def load_ema_weights(self) -> None:
+        """Copy the EMA weights into the model for good (after `select_final_weights` chose them)."""
+        self.model.load_state_dict(self.ema_callback.ema.module.state_dict())
 
 
 __all__ = ["GReFELTrainer", "parameter_groups"]

@@ -1,0 +1,64 @@
+"""The `grefel-hf` command: `grefel-hf evaluate --model_dir M --dataset NAME_OR_PATH --output_dir OUT [...]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from .evaluation.runner import EvaluationOptions, run_evaluation
+
+logger = logging.getLogger("grefel_hf")
+
+
+def _evaluate_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate a saved model on a dataset split",
+        description="Write metrics.json, confusion_matrix.png, reliability_diagram.png, training_curves.png (when "
+                    "trainer_state.json is beside the model), report.md and report.tex to --output_dir.",
+    )
+    p.add_argument("--model_dir", required=True, help="saved GReFEL folder (train_hf.py output) or hub id")
+    p.add_argument("--dataset", required=True,
+                   help="dataset_scripts builder (synthetic, fer2013, ferplus, rafdb), a save_to_disk folder, "
+                        "a Parquet folder or an image folder")
+    p.add_argument("--data_dir", default=None, help="raw data folder for the fer2013/ferplus/rafdb builders")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--label_mode", default=None, help="FER+ label mode (evaluation splits use majority anyway)")
+    p.add_argument("--output_dir", required=True, help="where to write the metrics, figures and reports")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: mirror and 4 small shifts")
+    p.add_argument("--tta_shift", type=float, default=0.05, help="TTA shift as a fraction of the image size")
+    p.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--cache_dir", default=None, help="datasets cache folder of the builders")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grefel-hf", description="GReFEL facial-expression recognition tools")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _evaluate_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `grefel-hf` console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    options = EvaluationOptions(
+        model_dir=args.model_dir, dataset=args.dataset, output_dir=args.output_dir, data_dir=args.data_dir,
+        split=args.split, label_mode=args.label_mode, batch_size=args.batch_size, tta=args.tta,
+        tta_shift=args.tta_shift, max_samples=args.max_samples, num_workers=args.num_workers,
+        cache_dir=args.cache_dir, progress=not args.no_progress,
+    )
+    try:
+        run_evaluation(options)
+    except (FileNotFoundError, ValueError) as err:
+        logger.error("grefel-hf evaluate: %s", err)
+        return 2
+    logger.info("wrote the evaluation to %s", args.output_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""Evaluate a saved GReFEL model on a dataset split and write metrics, figures and paper-ready tables.
+
+Used by `grefel-hf evaluate`. When the model folder also holds the other weights of its run (`raw/` or `ema/`,
+written by `train_hf.py`), both are evaluated side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..losses import normalized_entropy
+from .metrics import compute_classification_metrics, write_metrics_json
+from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves
+from .report import write_latex_report, write_markdown_report
+
+logger = logging.getLogger(__name__)
+
+OTHER_WEIGHTS = ("raw", "ema")
+
+
+@dataclass
+class EvaluationOptions:
+    """What to evaluate and how (the `grefel-hf evaluate` arguments)."""
+
+    model_dir: str
+    dataset: str
+    output_dir: str
+    data_dir: str | None = None
+    split: str = "test"
+    label_mode: str | None = None
+    batch_size: int = 64
+    tta: bool = False
+    tta_shift: float = 0.05
+    max_samples: int | None = None
+    num_workers: int = 0
+    cache_dir: str | None = None
+    progress: bool = True
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def model_variants(model_dir: str) -> dict[str, str]:
+    """`{variant name: folder}`: the folder itself (named after `weights_selection.json`) plus `raw/` / `ema/`.
+
+    Raises:
+        FileNotFoundError: `model_dir` is a local path that does not exist or holds no `config.json`.
+    """
+    if not os.path.isdir(model_dir):
+        if not _HUB_ID.match(model_dir) or os.path.exists(model_dir):
+            raise FileNotFoundError(f"model folder {model_dir!r} does not exist")
+        return {"model": model_dir}  # a hub id (namespace/name); loading it says if it is unreachable
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise FileNotFoundError(f"{model_dir!r} holds no config.json: it is not a saved GReFEL model folder")
+    selection = Path(model_dir, "weights_selection.json")
+    name = json.loads(selection.read_text())["selected"] if selection.is_file() else "model"
+    variants = {name: model_dir}
+    for other in OTHER_WEIGHTS:
+        folder = os.path.join(model_dir, other)
+        if other != name and os.path.isfile(os.path.join(folder, "config.json")):
+            variants[other] = folder
+    return variants
+
+
+def load_split(options: EvaluationOptions, label_names: list[str]):
+    """The requested split, checked: it exists, is not empty, and has the model's labels in the model's order."""
+    from dataset_scripts import load_expression_dataset
+
+    from ..training.data import label_names_of
+
+    kwargs = {"label_mode": options.label_mode} if options.label_mode else {}
+    dataset_dict = load_expression_dataset(options.dataset, data_dir=options.data_dir,
+                                           cache_dir=options.cache_dir, **kwargs)
+    if options.split not in dataset_dict:
+        raise ValueError(f"dataset {options.dataset!r} has no {options.split!r} split; it has {sorted(dataset_dict)}")
+    dataset = dataset_dict[options.split]
+    if options.max_samples is not None:
+        dataset = dataset.select(range(min(options.max_samples, len(dataset))))
+    if len(dataset) == 0:
+        raise ValueError(f"the {options.split!r} split of {options.dataset!r} is empty: nothing to evaluate")
+    names = label_names_of(dataset)
+    if names != list(label_names):
+        raise ValueError(f"the dataset's labels {names} do not match the model's labels {list(label_names)}; "
+                         "evaluate on a dataset with the label set the model was trained on")
+    return dataset
+
+
+def tta_views(pixel_values: torch.Tensor, shift: float) -> list[torch.Tensor]:
+    """Test-time augmentation views: the image, its mirror, and shifts by `shift` × size in 4 directions."""
+    views = [pixel_values, pixel_values.flip(-1)]
+    pixels = round(shift * pixel_values.shape[-1])
+    if pixels > 0:
+        padded = F.pad(pixel_values, (pixels, pixels, pixels, pixels), mode="replicate")
+        height, width = pixel_values.shape[-2:]
+        for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0)):
+            top, left = pixels + dy * pixels, pixels + dx * pixels
+            views.append(padded[..., top : top + height, left : left + width])
+    return views
+
+
+@torch.no_grad()
+def predict(model, loader: DataLoader, tta: bool = False, tta_shift: float = 0.05,
+            progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (N,), final distributions (N, C) and reliability (N,) of `model` over `loader`.
+
+    With TTA, the final distributions of the views are averaged and the reliability is recomputed from the mean.
+    """
+    device = next(model.parameters()).device
+    labels, probs, reliability = [], [], []
+    for batch in tqdm(loader, desc="evaluating", disable=not progress):
+        pixel_values = batch["pixel_values"].to(device)
+        views = tta_views(pixel_values, tta_shift) if tta else [pixel_values]
+        outputs = [model(pixel_values=view) for view in views]
+        mean = torch.stack([out.logits.exp() for out in outputs]).mean(dim=0)
+        labels.append(batch["labels"].cpu().numpy())
+        probs.append(mean.float().cpu().numpy())
+        rel = outputs[0].reliability if len(outputs) == 1 else 1.0 - normalized_entropy(mean)
+        reliability.append(rel.float().cpu().numpy())
+    return np.concatenate(labels), np.concatenate(probs), np.concatenate(reliability)
+
+
+def _loader(dataset, processor, options: EvaluationOptions) -> DataLoader:
+    from ..training.augmentation import build_eval_transform
+    from ..training.collators import GReFELEvalCollator
+
+    return DataLoader(dataset.with_transform(build_eval_transform(processor)), batch_size=options.batch_size,
+                      shuffle=False, num_workers=options.num_workers, collate_fn=GReFELEvalCollator())
+
+
+def evaluate_variant(folder: str, options: EvaluationOptions, dataset=None) -> tuple[dict[str, Any], Any]:
+    """Metrics of one saved model folder; returns (metrics, the dataset split it used)."""
+    from transformers import AutoImageProcessor
+
+    from ..factory import build_image_processor
+    from ..modeling_grefel import GReFELForImageClassification
+
+    try:
+        model = GReFELForImageClassification.from_pretrained(folder).eval()
+    except OSError as err:
+        raise FileNotFoundError(f"cannot load a GReFEL model from {folder!r}: it is neither a local model folder "
+                                f"nor a reachable hub model id ({err})") from err
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        processor = AutoImageProcessor.from_pretrained(folder)
+    except OSError:
+        processor = build_image_processor(model.config)
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    dataset = dataset if dataset is not None else load_split(options, label_names)
+    labels, probs, reliability = predict(model, _loader(dataset, processor, options), options.tta,
+                                         options.tta_shift, options.progress)
+    metrics = compute_classification_metrics(labels, probs, reliability=reliability, label_names=label_names)
+    metrics.update({"model_dir": folder, "dataset": options.dataset, "split": options.split, "tta": options.tta})
+    return metrics, dataset
+
+
+def write_outputs(results: dict[str, dict[str, Any]], options: EvaluationOptions) -> dict[str, Path]:
+    """metrics.json, report.md/.tex and the figures (of the first variant, the published weights)."""
+    out = Path(options.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = next(iter(results.values())) if len(results) == 1 else results
+    primary = next(iter(results.values()))
+    files = {
+        "metrics": write_metrics_json(metrics, out / "metrics.json"),
+        "report_md": write_markdown_report(metrics, out / "report.md",
+                                           title=f"GReFEL on {options.dataset} ({options.split})"),
+        "report_tex": write_latex_report(metrics, out / "report.tex",
+                                         caption=f"GReFEL on {options.dataset} ({options.split} split)"),
+        "confusion_matrix": plot_confusion_matrix(primary["confusion_matrix"], primary["labels"],
+                                                  out / "confusion_matrix.png"),
+        "reliability_diagram": plot_reliability_diagram(primary["calibration"], out / "reliability_diagram.png"),
+    }
+    state = Path(options.model_dir, "trainer_state.json")
+    if state.is_file():
+        files["training_curves"] = plot_training_curves(state, out / "training_curves.png")
+    return files
+
+
+def run_evaluation(options: EvaluationOptions) -> dict[str, dict[str, Any]]:
+    """Evaluate every weight variant of `options.model_dir` and write the outputs; returns metrics per variant."""
+    if "test" not in options.split:
+        logger.info("evaluating on %r: report test-split numbers only for models selected on validation",
+                    options.split)
+    variants = model_variants(options.model_dir)
+    results: dict[str, dict[str, Any]] = {}
+    dataset = None
+    for name, folder in variants.items():
+        results[name], dataset = evaluate_variant(folder, options, dataset)
+        logger.info("%s: accuracy %.4f, macro-F1 %.4f, ECE %.4f on %d images", name, results[name]["accuracy"],
+                    results[name]["macro_f1"], results[name]["ece"], results[name]["num_images"])
+    write_outputs(results, options)
+    return results
+
+
+__all__ = ["EvaluationOptions", "model_variants", "predict", "run_evaluation", "tta_views"]
