@@ -7,13 +7,19 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_grefel_config
+from PIL import Image
 from safetensors.torch import load_file
-from transformers import pipeline
+from transformers import TrainerCallback, pipeline
 
+import grefel_hf.training.run as run_module
+from grefel_hf import GReFELForImageClassification
+from grefel_hf.factory import build_image_processor
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments, ModelArguments
-from grefel_hf.training.run import SELECTION_FILE, run_training
-from grefel_hf.training.trainer import parameter_groups
+from grefel_hf.training.collators import GReFELEvalCollator, GReFELMixCollator
+from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data
+from grefel_hf.training.run import SELECTION_FILE, build_model, build_trainer, run_training
+from grefel_hf.training.trainer import GReFELTrainer, parameter_groups
 
 TINY_MODEL = dict(backbone="test_vit", image_size=32, embed_dim=32, anchors_per_class=2,
                   config_overrides="num_attention_heads=4,primary_hidden_sizes=[32],dropout=0.0")
@@ -71,22 +77,13 @@ def test_end_to_end_with_cutmix_and_ema_reloads_through_pipeline(tmp_path):
     assert selection["selected"] in ("raw", "ema") and results["selected_weights"] == selection["selected"]
     assert selection["raw"] == all_results["eval_accuracy"] and selection["ema"] == all_results["eval_ema_accuracy"]
     pipe = pipeline("image-classification", model=str(out))
-    from PIL import Image
-
     face = Image.new("L", (48, 48), color=128)
     predictions = pipe(face, top_k=7)
     assert len(predictions) == 7 and sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_mixing_reaches_training_batches_only(tmp_path):
-    from grefel_hf.training.collators import GReFELEvalCollator, GReFELMixCollator
-    from grefel_hf.training.trainer import GReFELTrainer
-
     # Build the trainer the way run_training does, then look at one batch of each loader.
-    from grefel_hf.training.run import build_model, build_trainer
-    from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data
-    from grefel_hf.factory import build_image_processor
-
     model_args, data_args, training_args = _args(tmp_path, mix_prob=1.0)
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
     model = build_model(model_args, data.label_names, None)
@@ -105,10 +102,6 @@ def test_mixing_reaches_training_batches_only(tmp_path):
 
 
 def test_parameter_groups_give_backbone_and_anchors_their_own_learning_rates():
-    from conftest import tiny_grefel_config
-
-    from grefel_hf import GReFELForImageClassification
-
     model = GReFELForImageClassification(tiny_grefel_config("test_resnet"))
     decay = [n for n, p in model.named_parameters() if p.dim() > 1]
     groups = {g["name"]: g for g in parameter_groups(model, 1e-3, 0.05, decay, backbone_lr_multiplier=0.1,
@@ -123,15 +116,11 @@ def test_parameter_groups_give_backbone_and_anchors_their_own_learning_rates():
 
 
 def test_trust_ramp_follows_the_global_step(tmp_path):
-    from transformers import TrainerCallback
-
     seen = []
 
     class Spy(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             seen.append((state.global_step, model.trust))
-
-    import grefel_hf.training.run as run_module
 
     original = run_module.build_trainer
 
@@ -150,9 +139,6 @@ def test_trust_ramp_follows_the_global_step(tmp_path):
 
 
 def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path):
-    import grefel_hf.training.run as run_module
-    from transformers import TrainerCallback
-
     settings = dict(max_steps=6, save_strategy="steps", save_steps=3, use_ema=True, mix_prob=1.0)
     full = run_training(*_args(tmp_path / "full", **settings))
 
