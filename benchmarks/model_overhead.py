@@ -23,12 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 from PIL import Image
-from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel, pipeline
-from transformers.modeling_outputs import ImageClassifierOutput
+from plain_head import PlainHeadClassifier, PlainHeadConfig
+from transformers import pipeline
 
 from grefel_hf import GReFELConfig, GReFELForImageClassification, build_image_processor
 
@@ -37,35 +35,6 @@ SETUPS = {
     "vit_small@112": {"backbone": "vit_small_patch16_224", "image_size": 112},
 }
 BATCH = 32
-
-
-class PlainHeadConfig(PretrainedConfig):
-    model_type = "plain_timm_head"
-
-    def __init__(self, backbone="resnet18", image_size=112, num_labels=7, **kwargs):
-        super().__init__(num_labels=num_labels, **kwargs)
-        self.backbone, self.image_size = backbone, image_size
-
-
-class PlainHeadClassifier(PreTrainedModel):
-    """The baseline: the same timm backbone, global pooling, one linear layer, cross-entropy."""
-
-    config_class = PlainHeadConfig
-    main_input_name = "pixel_values"
-
-    def __init__(self, config):
-        super().__init__(config)
-        extra = {"img_size": config.image_size} if "vit" in config.backbone else {}
-        self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, **extra)
-        self.classifier = nn.Linear(self.backbone.num_features, config.num_labels)
-
-    def _init_weights(self, module):
-        pass  # keep timm's initialisation; the benchmark only times the model
-
-    def forward(self, pixel_values, labels=None):
-        logits = self.classifier(self.backbone(pixel_values))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return ImageClassifierOutput(loss=loss, logits=logits)
 
 
 def build_pair(backbone: str, image_size: int):

@@ -98,10 +98,12 @@ def prepare_dataset(
     builder = builder_cls(data_dir=data_dir, cache_dir=cache_dir, hash=cache_hash, **config_kwargs)
     try:
         builder.download_and_prepare()
-    except DatasetGenerationError as err:
+    except (DatasetFormatError, FileNotFoundError) as err:  # raised up front, in _split_generators
+        # A data problem needs the message (file and row), not the frames inside datasets that led to it.
+        raise err.with_traceback(None) from None
+    except DatasetGenerationError as err:  # datasets wraps whatever _generate_examples raised
         cause = err.__cause__
         if isinstance(cause, DatasetFormatError | FileNotFoundError):
-            # The user needs our message (file and row), not datasets' generic wrapper and its internal frames.
             raise cause.with_traceback(None) from None
         raise
     logger.info("%s ready in %s", builder.name, builder.cache_dir)

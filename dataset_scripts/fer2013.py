@@ -173,7 +173,7 @@ class Fer2013(datasets.GeneratorBasedBuilder):
     def _csv_splits(self, path: str) -> list[datasets.SplitGenerator]:
         counts = Counter(scan_csv(path))
         splits = [s for s in USAGE_TO_SPLIT.values() if counts[s]]
-        return _non_empty_generators({s: {"path": path, "usage_split": s} for s in splits}, counts, "csv")
+        return _non_empty_generators({s: {"path": path, "usage_split": s} for s in splits}, counts, path)
 
     def _folder_splits(self, data_dir: str) -> list[datasets.SplitGenerator]:
         train, skipped = list_class_folders(data_dir, "train", FER2013_LABELS)

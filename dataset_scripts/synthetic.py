@@ -6,13 +6,16 @@ Grayscale faces (48x48 by default) drawn by `dataset_scripts.synthetic_faces`, i
 lighting, noise and occluders vary independently. Classes are balanced; everything is deterministic in `seed`
 (image `i` of a split depends only on `(seed, split, i)`). Generation takes about 2 ms per image on one core.
 
-Learnability, measured on the defaults (train 2500 / validation 500 / test 500, 48x48), CPU, 2 threads,
-a 4-layer CNN (conv 32-64-128-128 with BatchNorm, global average pool, linear; 0.29 M parameters), Adam lr 2e-3,
-batch 64, no augmentation. Validation accuracy (chance is 14.3 %):
+Learnability, measured on the defaults (train 2500 / validation 500 / test 500, 48x48, seed 0) on 2 CPU cores,
+whole images in [0, 1], no augmentation, Adam lr 1e-3, batch 32, torch seed 0, accuracy on validation
+(chance is 14.3 %):
 
-    after 1 epoch: MEASURE_1  after 5 epochs: MEASURE_5  after 15 epochs: MEASURE_15  (about MEASURE_S s/epoch)
+    model                                         epoch 1   epoch 5   best of 15 epochs   s / epoch
+    4-block CNN (conv 24-48-96-96 + BN, 0.14 M)   36.8 %    65.0 %    77.2 %              ~4
+    timm test_resnet (in_chans=1, 0.37 M)         26.2 %    66.0 %    81.0 % (train 99.8 %)  ~2.5
 
-So a small model learns it well above chance but it is far from solved after one epoch.
+So a small model learns it well above chance yet it is far from solved after one epoch, and with 2500 train
+images a model overfits before it reaches 100 %. Generating the three default splits takes about 3.5 s.
 
 Usage: `python -m dataset_scripts.synthetic --output_dir OUT [--train_size 2500] [--seed 0]`
 """

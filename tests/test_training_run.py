@@ -19,6 +19,7 @@ from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments,
 from grefel_hf.training.collators import GReFELEvalCollator, GReFELMixCollator
 from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data
 from grefel_hf.training.run import SELECTION_FILE, build_model, build_trainer, run_training
+from grefel_hf.training.seeding import IndexSeededCollator
 from grefel_hf.training.trainer import GReFELTrainer, parameter_groups
 
 TINY_MODEL = dict(backbone="test_vit", image_size=32, embed_dim=32, anchors_per_class=2,
@@ -87,10 +88,11 @@ def test_mixing_reaches_training_batches_only(tmp_path):
     model_args, data_args, training_args = _args(tmp_path, mix_prob=1.0)
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
     model = build_model(model_args, data.label_names, None)
-    data = attach_transforms(data, build_image_processor(model.config), training_args.augmentation_kwargs())
+    data = attach_transforms(data, build_image_processor(model.config), training_args.augmentation_kwargs(), seed=1)
     trainer = build_trainer(model, build_image_processor(model.config), data, training_args, None)
     assert isinstance(trainer, GReFELTrainer)
-    assert isinstance(trainer.train_collator, GReFELMixCollator)
+    assert isinstance(trainer.train_collator, IndexSeededCollator)
+    assert isinstance(trainer.train_collator.collator, GReFELMixCollator)
     assert isinstance(trainer.data_collator, GReFELEvalCollator)
     train_batch = next(iter(trainer.get_train_dataloader()))
     eval_batch = next(iter(trainer.get_eval_dataloader()))
@@ -188,7 +190,7 @@ def _cli(output_dir, batch_size):
             "--per_device_train_batch_size", str(batch_size), "--augment", "false", "--mix_prob", "0",
             "--use_ema", "false", "--optim", "sgd", "--learning_rate", "0.5", "--max_grad_norm", "0",
             "--warmup_steps", "0", "--lr_scheduler_type", "constant", "--eval_strategy", "no",
-            "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true"]
+            "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true", "--logging_steps", "1"]
 
 
 def test_two_process_ddp_matches_one_process(tmp_path):
@@ -200,7 +202,10 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     # 8 images in one step is a full epoch only if both processes took 4 (one process alone would be at 0.5)
     assert json.loads((tmp_path / "ddp" / "train_results.json").read_text())["epoch"] == pytest.approx(1.0)
     assert sorted(p.name for p in (tmp_path / "ddp").glob("*.safetensors")) == ["model.safetensors"]
-    loss_single = json.loads((tmp_path / "single" / "train_results.json").read_text())["train_loss"]
-    loss_ddp = json.loads((tmp_path / "ddp" / "train_results.json").read_text())["train_loss"]
-    assert loss_ddp == pytest.approx(loss_single, rel=1e-4)
+
+    def logged_loss(run):  # the step's logged loss is gathered over processes (train_loss is rank 0's alone)
+        history = json.loads((tmp_path / run / "trainer_state.json").read_text())["log_history"]
+        return next(entry["loss"] for entry in history if "loss" in entry)
+
+    assert logged_loss("ddp") == pytest.approx(logged_loss("single"), rel=1e-4)
     _assert_same_weights(_final_weights(tmp_path / "single"), _final_weights(tmp_path / "ddp"), atol=1e-5)

@@ -13,6 +13,7 @@ import torch
 
 from .arguments import DataArguments
 from .augmentation import build_eval_transform, build_train_transform
+from .seeding import IndexSeededTransform, add_sample_index
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +113,13 @@ class SampledHardLabels:
         return output
 
 
-def attach_transforms(data: TrainingData, image_processor, augmentation_kwargs: Mapping[str, Any]) -> TrainingData:
+def attach_transforms(data: TrainingData, image_processor, augmentation_kwargs: Mapping[str, Any],
+                      seed: int = 0) -> TrainingData:
     """Decode + augment + process training images on the fly; evaluation images get the processor only.
 
-    Evaluation always uses hard (majority) labels, so metrics are comparable across label modes.
+    Training randomness is keyed on `seed` and the batch's sample indices (see `seeding`), so a resumed run sees
+    the same augmented batches as an uninterrupted one. Evaluation always uses hard (majority) labels, so metrics
+    are comparable across label modes.
     """
     train_transform = build_train_transform(image_processor, use_soft_labels=data.use_soft_labels,
                                             **augmentation_kwargs)
@@ -123,7 +127,7 @@ def attach_transforms(data: TrainingData, image_processor, augmentation_kwargs: 
         train_transform = SampledHardLabels(train_transform)
     eval_transform = build_eval_transform(image_processor)
     return TrainingData(
-        train=data.train.with_transform(train_transform),
+        train=add_sample_index(data.train).with_transform(IndexSeededTransform(train_transform, seed)),
         eval=data.eval.with_transform(eval_transform),
         label_names=data.label_names,
         use_soft_labels=data.use_soft_labels,

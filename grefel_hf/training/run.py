@@ -31,6 +31,7 @@ from .data import (
 )
 from .ema import GReFELEMACallback
 from .metrics import build_compute_metrics
+from .seeding import IndexSeededCollator
 from .trainer import GReFELTrainer
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ def build_trainer(model, processor, data: TrainingData, training_args: GReFELTra
     # logits and reliability are the two outputs gathered at evaluation (see keys_to_ignore_at_inference)
     return GReFELTrainer(
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
-        data_collator=GReFELEvalCollator(num_labels), train_collator=train_collator,
+        data_collator=GReFELEvalCollator(num_labels),
+        train_collator=IndexSeededCollator(train_collator, training_args.seed),
         processing_class=processor, compute_metrics=build_compute_metrics(data.label_names, reliability_index=1),
         callbacks=callbacks, sample_weights=sample_weights,
         backbone_lr_multiplier=training_args.backbone_lr_multiplier,
@@ -189,7 +191,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments,
     class_weights, sample_weights = _class_balance(data, data_args)
     model = build_model(model_args, data.label_names, class_weights)
     processor = build_image_processor(model.config)
-    data = attach_transforms(data, processor, training_args.augmentation_kwargs())
+    data = attach_transforms(data, processor, training_args.augmentation_kwargs(), seed=training_args.seed)
     trainer = build_trainer(model, processor, data, training_args, sample_weights)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
     results = finish(trainer, processor, train_result, training_args)

