@@ -13,72 +13,40 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from typing import Any
 
-import datasets
-
-from .common import FER2013_LABELS, FERPLUS_LABELS, RAFDB_LABELS, DatasetFormatError, expression_features
-from .fer2013 import load_fer2013
-from .ferplus import load_ferplus
-from .ferplus_rules import LABEL_MODES as FERPLUS_LABEL_MODES
-from .ferplus_rules import ferplus_target
-from .local import load_from_path
-from .rafdb import load_rafdb
-from .synthetic import load_synthetic
-
-DATASET_LOADERS: dict[str, Callable[..., datasets.DatasetDict]] = {
-    "synthetic": load_synthetic,
-    "fer2013": load_fer2013,
-    "ferplus": load_ferplus,
-    "rafdb": load_rafdb,
+# Public name -> "submodule" or "submodule:attribute" that defines it. Imported on first use (PEP 562) so that
+# `python -m dataset_scripts.<name>` does not find its own module already imported by the package.
+_EXPORTS = {
+    "DATASET_LABELS": "registry",
+    "DATASET_LOADERS": "registry",
+    "load_expression_dataset": "registry",
+    "FER2013_LABELS": "common",
+    "FERPLUS_LABELS": "common",
+    "RAFDB_LABELS": "common",
+    "DatasetFormatError": "common",
+    "expression_features": "common",
+    "FERPLUS_LABEL_MODES": "ferplus_rules:LABEL_MODES",
+    "ferplus_target": "ferplus_rules",
+    "load_fer2013": "fer2013",
+    "load_ferplus": "ferplus",
+    "load_rafdb": "rafdb",
+    "load_synthetic": "synthetic",
 }
-DATASET_LABELS = {"synthetic": FER2013_LABELS, "fer2013": FER2013_LABELS, "ferplus": FERPLUS_LABELS,
-                  "rafdb": RAFDB_LABELS}
+__all__ = sorted(_EXPORTS)
 
 
-def load_expression_dataset(
-    name_or_path: str, data_dir: str | None = None, cache_dir: str | None = None, **builder_kwargs: Any
-) -> datasets.DatasetDict:
-    """Load an expression dataset by name, or a prepared dataset folder by path.
-
-    Args:
-        name_or_path: one of `synthetic`, `fer2013`, `ferplus`, `rafdb`; or a folder written by `save_to_disk`,
-            a Parquet folder (`data/*.parquet`), or an image tree `<split>/<class>/*.{jpg,png}` with split
-            folders `train`, `validation` (or `val` / `valid`) and `test`.
-        data_dir: the raw files of a named dataset (required for all but `synthetic`).
-        cache_dir: datasets cache root; `None` uses `HF_DATASETS_CACHE`.
-        **builder_kwargs: options of the named loader (e.g. `label_mode="crossentropy"` for ferplus,
-            `train_size=1000` for synthetic) or `label_names` for an image tree.
-
-    Raises:
-        DatasetFormatError: the files do not follow the expected layout (the message names file and row).
-        FileNotFoundError: a file or folder is missing.
-    """
-    if name_or_path in DATASET_LOADERS:
-        if name_or_path != "synthetic" and data_dir is None:
-            raise ValueError(f"dataset {name_or_path!r} needs data_dir= (the folder with its raw files)")
-        if data_dir is not None:
-            builder_kwargs["data_dir"] = data_dir
-        return DATASET_LOADERS[name_or_path](cache_dir=cache_dir, **builder_kwargs)
-    if data_dir is not None:
-        raise ValueError(f"data_dir is only used with a dataset name {sorted(DATASET_LOADERS)}, not with a path")
-    return load_from_path(name_or_path, cache_dir=cache_dir, **builder_kwargs)
+def __getattr__(name: str) -> Any:
+    """Import a public name from its submodule on first access."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attribute = _EXPORTS[name].partition(":")
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute or name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
 
 
-__all__ = [
-    "DATASET_LABELS",
-    "DATASET_LOADERS",
-    "FER2013_LABELS",
-    "FERPLUS_LABELS",
-    "FERPLUS_LABEL_MODES",
-    "RAFDB_LABELS",
-    "DatasetFormatError",
-    "expression_features",
-    "ferplus_target",
-    "load_expression_dataset",
-    "load_fer2013",
-    "load_ferplus",
-    "load_rafdb",
-    "load_synthetic",
-]
+def __dir__() -> list[str]:
+    """Public names, for tab completion."""
+    return sorted(set(globals()) | set(_EXPORTS))

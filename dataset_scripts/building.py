@@ -1,9 +1,9 @@
 """Run a builder with a cache key that notices edited code and edited input files.
 
-datasets 5 gives a directly instantiated `GeneratorBasedBuilder` no code hash, so an edited builder or an edited
-input file silently reuses the stale Arrow cache. `prepare_dataset` therefore passes `hash=` built from the
-source of the builder's modules plus the (path, size, mtime) of every input file, and it turns datasets'
-`DatasetGenerationError` back into the builder's own clear error.
+datasets 5 gives a directly instantiated `GeneratorBasedBuilder` no code hash, so an edited builder or an
+edited input file silently reuses the stale Arrow cache. `prepare_dataset` therefore passes `hash=` built
+from the source of the builder's modules plus the (path, size, mtime) of every input file, and it turns
+datasets' `DatasetGenerationError` back into the builder's own clear error.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def compute_cache_hash(modules: Sequence[ModuleType], input_paths: Sequence[str]
 
     Args:
         modules: the builder's own modules; the shared modules of this package are always added.
-        input_paths: files or folders the builder reads (folders are walked); missing paths are hashed as such.
+        input_paths: files or folders the builder reads (folders are walked; missing paths count too).
     """
     digest = hashlib.sha256()
     names = sorted({m.__name__ for m in modules} | set(_SHARED_MODULES))

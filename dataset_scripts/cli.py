@@ -47,28 +47,44 @@ def write_parquet(dataset_dict: datasets.DatasetDict, output_dir: str) -> list[s
 
 
 def push_dataset(dataset_dict: datasets.DatasetDict, repo_id: str) -> None:
-    """Upload to the Hub, turning the (often cryptic) network failure into a message that says what to check."""
+    """Upload to the Hub, turning network failures into a message that says what to check."""
     try:
         dataset_dict.push_to_hub(repo_id)
     except Exception as err:  # offline, no token, no permission: all surface here with their own types
         raise RuntimeError(
-            f"push_to_hub({repo_id!r}) failed: {type(err).__name__}: {err}. Check the network connection, that "
+            f"push_to_hub({repo_id!r}) failed: {type(err).__name__}: {err}. Check the network connection, "
+            "that "
             "HF_HUB_OFFLINE is not set, and that you are logged in (`hf auth login` or HF_TOKEN)."
         ) from err
 
 
-def build_parser(description: str, options: Sequence[CliOption], needs_data_dir: bool) -> argparse.ArgumentParser:
+def build_parser(
+    description: str, options: Sequence[CliOption], needs_data_dir: bool
+) -> argparse.ArgumentParser:
     """The argument parser: the common options plus the builder's own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data_dir", required=needs_data_dir, help="folder that holds the dataset files")
     parser.add_argument("--output_dir", required=True, help="where to write the prepared dataset")
-    parser.add_argument("--format", choices=("arrow", "parquet"), default="arrow",
-                        help="arrow: DatasetDict.save_to_disk; parquet: OUT/data/{split}-00000-of-00001.parquet")
-    parser.add_argument("--push_to_hub", metavar="REPO", default=None, help="also upload to this Hub dataset repo")
-    parser.add_argument("--cache_dir", default=None, help="datasets cache folder (default: HF_DATASETS_CACHE)")
+    parser.add_argument(
+        "--format",
+        choices=("arrow", "parquet"),
+        default="arrow",
+        help="arrow: DatasetDict.save_to_disk; parquet: OUT/data/{split}-00000-of-00001.parquet",
+    )
+    parser.add_argument(
+        "--push_to_hub", metavar="REPO", default=None, help="also upload to this Hub dataset repo"
+    )
+    parser.add_argument(
+        "--cache_dir", default=None, help="datasets cache folder (default: HF_DATASETS_CACHE)"
+    )
     for option in options:
-        parser.add_argument(f"--{option.name}", type=option.type, default=option.default, help=option.help,
-                            choices=option.choices)
+        parser.add_argument(
+            f"--{option.name}",
+            type=option.type,
+            default=option.default,
+            help=option.help,
+            choices=option.choices,
+        )
     return parser
 
 
@@ -94,8 +110,9 @@ def run_cli(
             write_parquet(dataset_dict, args.output_dir)
         else:
             dataset_dict.save_to_disk(args.output_dir)
-        logger.info("wrote %s to %s (%s)", {k: len(v) for k, v in dataset_dict.items()}, args.output_dir,
-                    args.format)
+        logger.info(
+            "wrote %s to %s (%s)", {k: len(v) for k, v in dataset_dict.items()}, args.output_dir, args.format
+        )
         if args.push_to_hub:
             push_dataset(dataset_dict, args.push_to_hub)
             logger.info("pushed to the Hub dataset repo %s", args.push_to_hub)

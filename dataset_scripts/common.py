@@ -72,8 +72,8 @@ def require_file(path: str, what: str) -> str:
 def read_image_bytes(path: str, context: str = "") -> bytes:
     """Read an image file and check that it decodes completely.
 
-    Decoding here (about 50 microseconds for a 48x48 JPEG) turns a corrupt or truncated file into an error that
-    names it, instead of a failure at training time deep inside a DataLoader worker.
+    Decoding here (about 50 microseconds for a 48x48 JPEG) turns a corrupt or truncated file into an error
+    that names it, instead of a failure at training time deep inside a DataLoader worker.
 
     Args:
         path: the image file.

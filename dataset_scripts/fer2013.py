@@ -54,8 +54,8 @@ class Fer2013Config(datasets.BuilderConfig):
     """Config of the FER2013 builder.
 
     Attributes:
-        source (`str`, *optional*, defaults to `"auto"`): "csv" reads `fer2013.csv`, "folders" the Kaggle image
-            folders, "auto" the CSV when it exists and the folders otherwise.
+        source (`str`, *optional*, defaults to `"auto"`): "csv" reads `fer2013.csv`, "folders" the Kaggle
+            image folders, "auto" the CSV when it exists and the folders otherwise.
         validation_fraction (`float`, *optional*, defaults to 0.1): share of train carved out as validation,
             only where the image names carry no PublicTest/PrivateTest prefix.
         seed (`int`, *optional*, defaults to 0): seed of that carving.
@@ -91,26 +91,30 @@ def input_paths(data_dir: str, source: str) -> list[str]:
 
 
 def scan_csv(path: str) -> list[str]:
-    """Check the header and the Usage column of `fer2013.csv`; return the split of every data row, in order."""
+    """Check the header and Usage column of `fer2013.csv`; return the split of every data row, in order."""
     splits: list[str] = []
     with open(path, newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != CSV_HEADER:
-            raise DatasetFormatError(f"{path} line 1: expected the header {','.join(CSV_HEADER)}, got {header}")
+            raise DatasetFormatError(
+                f"{path} line 1: expected the header {','.join(CSV_HEADER)}, got {header}"
+            )
         for line_no, row in enumerate(reader, start=2):
             if len(row) != 3:
-                raise DatasetFormatError(f"{path} line {line_no}: expected 3 fields (emotion,pixels,Usage), "
-                                         f"got {len(row)}")
+                raise DatasetFormatError(
+                    f"{path} line {line_no}: expected 3 fields (emotion,pixels,Usage), got {len(row)}"
+                )
             if row[2] not in USAGE_TO_SPLIT:
-                raise DatasetFormatError(f"{path} line {line_no}: Usage must be one of {list(USAGE_TO_SPLIT)}, "
-                                         f"got {row[2]!r}")
+                raise DatasetFormatError(
+                    f"{path} line {line_no}: Usage must be one of {list(USAGE_TO_SPLIT)}, got {row[2]!r}"
+                )
             splits.append(USAGE_TO_SPLIT[row[2]])
     return splits
 
 
 def parse_csv_row(row: Sequence[str], where: str) -> tuple[np.ndarray, int]:
-    """Turn one `emotion,pixels,Usage` row into a 48x48 uint8 image and a class id; `where` names file and line."""
+    """One `emotion,pixels,Usage` row as a 48x48 uint8 image and a class id (`where`: file and line)."""
     try:
         label = int(row[0])
     except ValueError:
@@ -125,7 +129,9 @@ def parse_csv_row(row: Sequence[str], where: str) -> tuple[np.ndarray, int]:
     except ValueError:
         raise DatasetFormatError(f"{where}: pixels must be integers 0-255") from None
     if pixels.min() < 0 or pixels.max() > 255:
-        raise DatasetFormatError(f"{where}: pixel values must be in 0-255, got {pixels.min()}..{pixels.max()}")
+        raise DatasetFormatError(
+            f"{where}: pixel values must be in 0-255, got {pixels.min()}..{pixels.max()}"
+        )
     return pixels.astype(np.uint8).reshape(48, 48), label
 
 
@@ -147,7 +153,8 @@ def split_test_folder(items: Sequence[ImageItem], test_dir: str) -> dict[str, li
         return None
     if unprefixed:
         raise DatasetFormatError(
-            f"{test_dir}: {len(unprefixed)} images (e.g. {unprefixed[0]}) lack the PublicTest_/PrivateTest_ prefix "
+            f"{test_dir}: {len(unprefixed)} images (e.g. {unprefixed[0]}) lack the PublicTest_/PrivateTest_ "
+            "prefix "
             "that the other images carry; rename them or remove them so the split is unambiguous"
         )
     return by_split
@@ -161,8 +168,10 @@ class Fer2013(datasets.GeneratorBasedBuilder):
     DEFAULT_WRITER_BATCH_SIZE = 1000
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(description="FER2013 facial expressions (48x48 grayscale, 7 classes)",
-                                    features=expression_features(FER2013_LABELS))
+        return datasets.DatasetInfo(
+            description="FER2013 facial expressions (48x48 grayscale, 7 classes)",
+            features=expression_features(FER2013_LABELS),
+        )
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         data_dir = self.config.data_dir
@@ -187,18 +196,28 @@ class Fer2013(datasets.GeneratorBasedBuilder):
             logger.warning("FER2013 %s: skipped %d entries: %s", data_dir, count, reason)
         by_split = split_test_folder(test, os.path.join(data_dir, "test"))
         if by_split is None:
-            keep, held = stratified_holdout([label for _, label in train], self.config.validation_fraction,
-                                            self.config.seed)
-            logger.info("FER2013: image names carry no PublicTest_/PrivateTest_ prefix: test = the whole test/ "
-                        "folder, validation = %d train images carved with seed %d", len(held), self.config.seed)
+            keep, held = stratified_holdout(
+                [label for _, label in train], self.config.validation_fraction, self.config.seed
+            )
+            logger.info(
+                "FER2013: image names carry no PublicTest_/PrivateTest_ prefix: test = the whole test/ "
+                "folder, validation = %d train images carved with seed %d",
+                len(held),
+                self.config.seed,
+            )
             by_split = {"validation": [train[i] for i in held], "test": test}
             train = [train[i] for i in keep]
         items = {"train": train, **by_split}
         gen_kwargs = {s: {"root": data_dir, "items": v} for s, v in items.items()}
         return _non_empty_generators(gen_kwargs, Counter({s: len(v) for s, v in items.items()}), data_dir)
 
-    def _generate_examples(self, path: str | None = None, usage_split: str | None = None,
-                           root: str | None = None, items: Sequence[ImageItem] = ()) -> Iterator[tuple[int, dict]]:
+    def _generate_examples(
+        self,
+        path: str | None = None,
+        usage_split: str | None = None,
+        root: str | None = None,
+        items: Sequence[ImageItem] = (),
+    ) -> Iterator[tuple[int, dict]]:
         if path is None:
             yield from image_examples(root, items)
             return
@@ -213,8 +232,9 @@ class Fer2013(datasets.GeneratorBasedBuilder):
                 yield row_index, {"image": image, "label": label, SOURCE_COLUMN: f"{name}:{row_index}"}
 
 
-def _non_empty_generators(gen_kwargs: dict[str, dict], counts: Counter[str], where: str
-                          ) -> list[datasets.SplitGenerator]:
+def _non_empty_generators(
+    gen_kwargs: dict[str, dict], counts: Counter[str], where: str
+) -> list[datasets.SplitGenerator]:
     """SplitGenerators for the splits that have examples; warn about empty ones, fail on an empty train."""
     if not counts["train"]:
         raise DatasetFormatError(f"FER2013 ({where}): the train split has no images")
@@ -228,7 +248,10 @@ def _non_empty_generators(gen_kwargs: dict[str, dict], counts: Counter[str], whe
 
 
 def load_fer2013(
-    data_dir: str, cache_dir: str | None = None, source: str = "auto", validation_fraction: float = 0.1,
+    data_dir: str,
+    cache_dir: str | None = None,
+    source: str = "auto",
+    validation_fraction: float = 0.1,
     seed: int = 0,
 ) -> datasets.DatasetDict:
     """Build (or reuse from cache) FER2013 from `data_dir`; see the module docstring for the layouts.
@@ -244,14 +267,23 @@ def load_fer2013(
         A `DatasetDict` with `train` and, where they have images, `validation` and `test`; columns `image`,
         `label` (ClassLabel, `FER2013_LABELS`) and `source`.
     """
-    return prepare_dataset(Fer2013, modules=[sys.modules[__name__], folders],
-                           input_paths=input_paths(data_dir, source), data_dir=data_dir, cache_dir=cache_dir,
-                           source=source, validation_fraction=validation_fraction, seed=seed)
+    return prepare_dataset(
+        Fer2013,
+        modules=[sys.modules[__name__], folders],
+        input_paths=input_paths(data_dir, source),
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        source=source,
+        validation_fraction=validation_fraction,
+        seed=seed,
+    )
 
 
 CLI_OPTIONS = (
     CliOption("source", str, "auto", "csv, folders, or auto (the CSV if present)", SOURCES),
-    CliOption("validation_fraction", float, 0.1, "validation share carved from train when names have no prefix"),
+    CliOption(
+        "validation_fraction", float, 0.1, "validation share carved from train when names have no prefix"
+    ),
     CliOption("seed", int, 0, "seed of the validation carving"),
 )
 

@@ -53,8 +53,20 @@ logger = logging.getLogger(__name__)
 
 SPLIT_FOLDERS = {"train": "FER2013Train", "validation": "FER2013Valid", "test": "FER2013Test"}
 NEW_CSV_NAME = "fer2013new.csv"
-NEW_CSV_HEADER = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger", "disgust",
-                  "fear", "contempt", "unknown", "NF"]
+NEW_CSV_HEADER = [
+    "Usage",
+    "Image name",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
+]
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
 MAX_VOTES = 10
 SOURCES = ("auto", "folders", "csv")
@@ -80,7 +92,7 @@ class FerPlusConfig(datasets.BuilderConfig):
 
 
 def find_folder_root(data_dir: str) -> str | None:
-    """The folder that holds `FER2013Train/`: `data_dir` itself or `data_dir/data` (the FERPlus repo layout)."""
+    """The folder holding `FER2013Train/`: `data_dir` itself or `data_dir/data` (the FERPlus repo layout)."""
     for root in (data_dir, os.path.join(data_dir, "data")):
         if os.path.isdir(os.path.join(root, SPLIT_FOLDERS["train"])):
             return root
@@ -99,7 +111,8 @@ def resolve_source(data_dir: str, source: str) -> str:
     if os.path.isfile(os.path.join(data_dir, NEW_CSV_NAME)):
         return "csv"
     raise FileNotFoundError(
-        f"FER+: found neither FER2013Train/ (in {data_dir} or {data_dir}/data) nor {NEW_CSV_NAME} in {data_dir}"
+        f"FER+: found neither FER2013Train/ (in {data_dir} or {data_dir}/data) "
+        f"nor {NEW_CSV_NAME} in {data_dir}"
     )
 
 
@@ -132,16 +145,22 @@ def read_label_csv(folder: str) -> list[VoteRow]:
         for line_no, fields in enumerate(csv.reader(handle), start=1):
             where = f"{path} line {line_no}"
             if len(fields) != 2 + NUM_VOTE_COLUMNS:
-                raise DatasetFormatError(f"{where}: expected name, face box and {NUM_VOTE_COLUMNS} vote counts "
-                                         f"({2 + NUM_VOTE_COLUMNS} fields), got {len(fields)}")
+                raise DatasetFormatError(
+                    f"{where}: expected name, face box and {NUM_VOTE_COLUMNS} vote counts "
+                    f"({2 + NUM_VOTE_COLUMNS} fields), got {len(fields)}"
+                )
             if not os.path.isfile(os.path.join(folder, fields[0])):
                 raise FileNotFoundError(f"{where}: image {fields[0]} not found in {folder}")
             rows.append((fields[0], parse_votes(fields[2:], where), -1))
     listed = {name for name, _, _ in rows}
     unlisted = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS) and n not in listed]
     if unlisted:
-        logger.warning("FER+ %s: %d images are not in label.csv and are not used (e.g. %s)", folder,
-                       len(unlisted), unlisted[0])
+        logger.warning(
+            "FER+ %s: %d images are not in label.csv and are not used (e.g. %s)",
+            folder,
+            len(unlisted),
+            unlisted[0],
+        )
     return rows
 
 
@@ -161,28 +180,38 @@ def read_new_csv(path: str, usage: Sequence[str]) -> tuple[dict[str, list[VoteRo
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != NEW_CSV_HEADER:
-            raise DatasetFormatError(f"{path} line 1: expected the header {','.join(NEW_CSV_HEADER)}, got {header}")
+            raise DatasetFormatError(
+                f"{path} line 1: expected the header {','.join(NEW_CSV_HEADER)}, got {header}"
+            )
         row_index = -1
         for row_index, fields in enumerate(reader):
             where = f"{path} line {row_index + 2}"
             if len(fields) != len(NEW_CSV_HEADER) or fields[0] not in USAGE_TO_SPLIT:
-                raise DatasetFormatError(f"{where}: expected {len(NEW_CSV_HEADER)} fields starting with a Usage "
-                                         f"in {list(USAGE_TO_SPLIT)}, got {fields[:2]}...")
+                raise DatasetFormatError(
+                    f"{where}: expected {len(NEW_CSV_HEADER)} fields starting with a Usage "
+                    f"in {list(USAGE_TO_SPLIT)}, got {fields[:2]}..."
+                )
             split = USAGE_TO_SPLIT[fields[0]]
             if row_index >= len(usage) or usage[row_index] != split:
                 found = usage[row_index] if row_index < len(usage) else "no row"
-                raise DatasetFormatError(f"{where}: Usage {fields[0]} does not match {FER2013_CSV_NAME} data row "
-                                         f"{row_index} ({found}); the two files must list the same faces in order")
+                raise DatasetFormatError(
+                    f"{where}: Usage {fields[0]} does not match {FER2013_CSV_NAME} data row "
+                    f"{row_index} ({found}); the two files must list the same faces in order"
+                )
             if not fields[1].strip():
                 empty[split] += 1
                 continue
             by_split[split].append((fields[1], parse_votes(fields[2:], where), row_index))
     if row_index + 1 != len(usage):
-        raise DatasetFormatError(f"{path}: {row_index + 1} data rows, but {FER2013_CSV_NAME} has {len(usage)}")
+        raise DatasetFormatError(
+            f"{path}: {row_index + 1} data rows, but {FER2013_CSV_NAME} has {len(usage)}"
+        )
     return by_split, empty
 
 
-def apply_rules(rows: Sequence[VoteRow], mode: str, split: str, skipped: int = 0) -> list[tuple[VoteRow, tuple]]:
+def apply_rules(
+    rows: Sequence[VoteRow], mode: str, split: str, skipped: int = 0
+) -> list[tuple[VoteRow, tuple]]:
     """Keep the rows that survive the FER+ rules of `mode`, paired with (label, soft_label); log the drops.
 
     Args:
@@ -231,17 +260,23 @@ class FerPlus(datasets.GeneratorBasedBuilder):
             mode = self.config.label_mode if split == "train" else "majority"
             kept = apply_rules(split_rows, mode, split, skipped[split])
             if kept:
-                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"examples": kept, **kwargs[split]}))
+                generators.append(
+                    datasets.SplitGenerator(name=split, gen_kwargs={"examples": kept, **kwargs[split]})
+                )
             elif split == "train":
                 raise DatasetFormatError(f"FER+ ({data_dir}): no train image survives the {mode} rules")
             else:
-                logger.warning("FER+ (%s): no %s image survives the %s rules; split omitted", data_dir, split, mode)
+                logger.warning(
+                    "FER+ (%s): no %s image survives the %s rules; split omitted", data_dir, split, mode
+                )
         return generators
 
     def _folder_rows(self, data_dir: str) -> tuple[dict, Counter, dict]:
         root = find_folder_root(data_dir)
         if root is None:
-            raise FileNotFoundError(f"FER+: folder {SPLIT_FOLDERS['train']}/ not found in {data_dir} or {data_dir}/data")
+            raise FileNotFoundError(
+                f"FER+: folder {SPLIT_FOLDERS['train']}/ not found in {data_dir} or {data_dir}/data"
+            )
         rows, kwargs = {}, {}
         for split, name in SPLIT_FOLDERS.items():
             folder = os.path.join(root, name)
@@ -253,22 +288,33 @@ class FerPlus(datasets.GeneratorBasedBuilder):
         return rows, Counter(), kwargs
 
     def _csv_rows(self, data_dir: str) -> tuple[dict, Counter, dict]:
-        pixels_csv = require_file(os.path.join(data_dir, FER2013_CSV_NAME), f"FER+ pixels (beside {NEW_CSV_NAME})")
+        pixels_csv = require_file(
+            os.path.join(data_dir, FER2013_CSV_NAME), f"FER+ pixels (beside {NEW_CSV_NAME})"
+        )
         new_csv = require_file(os.path.join(data_dir, NEW_CSV_NAME), "FER+ votes")
         rows, skipped = read_new_csv(new_csv, scan_csv(pixels_csv))
         kwargs = {split: {"image_root": None, "pixels_csv": pixels_csv} for split in rows}
         return rows, skipped, kwargs
 
-    def _generate_examples(self, examples: Sequence[tuple[VoteRow, tuple]], image_root: str | None,
-                           pixels_csv: str | None) -> Iterator[tuple[int, dict]]:
+    def _generate_examples(
+        self, examples: Sequence[tuple[VoteRow, tuple]], image_root: str | None, pixels_csv: str | None
+    ) -> Iterator[tuple[int, dict]]:
         if pixels_csv is not None:
             yield from _csv_examples(examples, pixels_csv)
             return
         label_csv = os.path.join(image_root, "label.csv")
         for key, ((name, votes, _), (label, soft)) in enumerate(examples):
             data = read_image_bytes(os.path.join(image_root, name), context=label_csv)
-            yield key, {"image": {"bytes": data, "path": name}, "label": label, "soft_label": soft,
-                        "votes": votes, SOURCE_COLUMN: f"{os.path.basename(image_root)}/{name}"}
+            yield (
+                key,
+                {
+                    "image": {"bytes": data, "path": name},
+                    "label": label,
+                    "soft_label": soft,
+                    "votes": votes,
+                    SOURCE_COLUMN: f"{os.path.basename(image_root)}/{name}",
+                },
+            )
 
 
 def _csv_examples(examples: Sequence[tuple[VoteRow, tuple]], pixels_csv: str) -> Iterator[tuple[int, dict]]:
@@ -282,8 +328,10 @@ def _csv_examples(examples: Sequence[tuple[VoteRow, tuple]], pixels_csv: str) ->
                 continue
             (name, votes, _), (label, soft) = wanted[row_index]
             image, _ = parse_csv_row(fields, f"{pixels_csv} line {row_index + 2}")
-            yield row_index, {"image": image, "label": label, "soft_label": soft, "votes": votes,
-                              SOURCE_COLUMN: name}
+            yield (
+                row_index,
+                {"image": image, "label": label, "soft_label": soft, "votes": votes, SOURCE_COLUMN: name},
+            )
 
 
 def load_ferplus(
@@ -304,15 +352,26 @@ def load_ferplus(
     """
     if label_mode not in LABEL_MODES:
         raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
-    return prepare_dataset(FerPlus, modules=[sys.modules[__name__], ferplus_rules, sys.modules[parse_csv_row.__module__]],
-                           input_paths=input_paths(data_dir, source), data_dir=data_dir, cache_dir=cache_dir,
-                           label_mode=label_mode, source=source)
+    return prepare_dataset(
+        FerPlus,
+        modules=[sys.modules[__name__], ferplus_rules, sys.modules[parse_csv_row.__module__]],
+        input_paths=input_paths(data_dir, source),
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        label_mode=label_mode,
+        source=source,
+    )
 
 
 CLI_OPTIONS = (
     CliOption("label_mode", str, "majority", "label rule for the train split", LABEL_MODES),
-    CliOption("source", str, "auto", "folders (generated layout), csv (fer2013new.csv + fer2013.csv) or auto",
-              SOURCES),
+    CliOption(
+        "source",
+        str,
+        "auto",
+        "folders (generated layout), csv (fer2013new.csv + fer2013.csv) or auto",
+        SOURCES,
+    ),
 )
 
 

@@ -51,9 +51,10 @@ def write_fer2013_csv(root: str, per_split: dict[str, Sequence[int]], seed: int 
     return rows
 
 
-def write_fer2013_folders(root: str, per_split: dict[str, Sequence[int]], prefixes: bool = True,
-                          seed: int = 0) -> dict[str, list[str]]:
-    """Write the Kaggle layout `train/<class>/Training_<id>.jpg`, `test/<class>/{PublicTest,PrivateTest}_<id>.jpg`.
+def write_fer2013_folders(
+    root: str, per_split: dict[str, Sequence[int]], prefixes: bool = True, seed: int = 0
+) -> dict[str, list[str]]:
+    """Write the Kaggle layout: `train/<class>/Training_<id>.jpg`, `test/<class>/PublicTest_<id>.jpg` ...
 
     Args:
         root: output folder.
@@ -69,7 +70,9 @@ def write_fer2013_folders(root: str, per_split: dict[str, Sequence[int]], prefix
         folder = "train" if split == "train" else "test"
         written[split] = []
         for index, label in enumerate(labels):
-            name = f"{_FER_USAGE[split]}_{1000 * (seed + 1) + index}.jpg" if prefixes else f"{split}{index}.jpg"
+            name = (
+                f"{_FER_USAGE[split]}_{1000 * (seed + 1) + index}.jpg" if prefixes else f"{split}{index}.jpg"
+            )
             relpath = os.path.join(folder, FER2013_LABELS[label], name)
             os.makedirs(os.path.dirname(os.path.join(root, relpath)), exist_ok=True)
             Image.fromarray(random_face(rng)).save(os.path.join(root, relpath), quality=90)
@@ -108,8 +111,10 @@ def write_ferplus_csvs(root: str, rows: Sequence[tuple[str, str, Sequence[int]]]
     """
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
-    with open(os.path.join(root, "fer2013new.csv"), "w", newline="") as new, \
-            open(os.path.join(root, "fer2013.csv"), "w", newline="") as old:
+    with (
+        open(os.path.join(root, "fer2013new.csv"), "w", newline="") as new,
+        open(os.path.join(root, "fer2013.csv"), "w", newline="") as old,
+    ):
         new_writer, old_writer = csv.writer(new), csv.writer(old)
         new_writer.writerow(["Usage", "Image name", *FERPLUS_VOTE_HEADER.split(",")])
         old_writer.writerow(["emotion", "pixels", "Usage"])
@@ -139,7 +144,8 @@ def write_rafdb(root: str, per_split: dict[str, Sequence[int]], seed: int = 0) -
         for index, label in enumerate(labels, start=1):
             name = f"{split}_{index:0{digits}d}.jpg"
             Image.fromarray(random_face(rng, 100, 3)).save(
-                os.path.join(basic, "Image", "aligned", name[:-4] + "_aligned.jpg"))
+                os.path.join(basic, "Image", "aligned", name[:-4] + "_aligned.jpg")
+            )
             Image.fromarray(random_face(rng, 120, 3)).save(os.path.join(basic, "Image", "original", name))
             lines.append((name, label))
     with open(os.path.join(basic, "EmoLabel", "list_patition_label.txt"), "w") as handle:

@@ -80,12 +80,18 @@ def image_examples(root: str, items: Sequence[ImageItem]) -> Iterator[tuple[int,
     """Yield `(key, example)` for listed image files, reading and verifying each one."""
     for key, (relpath, label) in enumerate(items):
         data = read_image_bytes(os.path.join(root, relpath))
-        yield key, {"image": {"bytes": data, "path": os.path.basename(relpath)}, "label": label,
-                    SOURCE_COLUMN: relpath}
+        yield (
+            key,
+            {
+                "image": {"bytes": data, "path": os.path.basename(relpath)},
+                "label": label,
+                SOURCE_COLUMN: relpath,
+            },
+        )
 
 
 def find_split_folders(root: str) -> dict[str, str]:
-    """Map each split present under `root` to its folder name (e.g. {"train": "train", "validation": "val"})."""
+    """Map each split under `root` to its folder name (e.g. {"train": "train", "validation": "val"})."""
     found: dict[str, str] = {}
     for split, candidates in SPLIT_FOLDER_NAMES.items():
         present = [name for name in candidates if os.path.isdir(os.path.join(root, name))]
@@ -97,7 +103,7 @@ def find_split_folders(root: str) -> dict[str, str]:
 
 
 def infer_label_names(root: str, split_folders: Sequence[str]) -> tuple[str, ...]:
-    """The class names of an image tree: a known label set (in its canonical order) or the sorted folder names."""
+    """Class names of an image tree: a known label set (in its canonical order) or the sorted folder names."""
     names = set()
     for split_dir in split_folders:
         split_path = os.path.join(root, split_dir)
@@ -114,7 +120,8 @@ class ImageFolderConfig(datasets.BuilderConfig):
     """Config of `ExpressionImageFolder`.
 
     Attributes:
-        label_names (`tuple[str, ...]`, *optional*): class names in id order; inferred from the folders if empty.
+        label_names (`tuple[str, ...]`, *optional*): class names in id order; inferred from the folders
+            if empty.
     """
 
     label_names: tuple[str, ...] = field(default_factory=tuple)
@@ -134,8 +141,10 @@ class ExpressionImageFolder(datasets.GeneratorBasedBuilder):
         return infer_label_names(root, list(find_split_folders(root).values()))
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(description="Expression images in <split>/<class>/ folders",
-                                    features=expression_features(self._label_names()))
+        return datasets.DatasetInfo(
+            description="Expression images in <split>/<class>/ folders",
+            features=expression_features(self._label_names()),
+        )
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         root = require_dir(self.config.data_dir, "image folder dataset")
@@ -150,7 +159,9 @@ class ExpressionImageFolder(datasets.GeneratorBasedBuilder):
                 logger.warning("%s/%s: skipped %d entries: %s", root, folder, count, reason)
             if not items:
                 if split == "train":
-                    raise DatasetFormatError(f"image folder dataset: the train folder {root}/{folder} has no images")
+                    raise DatasetFormatError(
+                        f"image folder dataset: the train folder {root}/{folder} has no images"
+                    )
                 logger.warning("image folder dataset: %s/%s has no images; split omitted", root, folder)
                 continue
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"root": root, "items": items}))

@@ -2,12 +2,13 @@
 
 Layout (the official one; `data_dir` may be the folder holding `basic/` or `basic/` itself):
 `basic/EmoLabel/list_patition_label.txt` (sic) with lines `train_00001.jpg 5`, and the images in
-`basic/Image/aligned/train_00001_aligned.jpg` (100x100 RGB, the default) or `basic/Image/original/train_00001.jpg`.
-Labels in the file are 1-based: 1 surprise, 2 fear, 3 disgust, 4 happiness, 5 sadness, 6 anger, 7 neutral; they
-are stored 0-based (`RAFDB_LABELS`). RAF-DB has no validation split: one is carved from train, stratified by
-class, with a fixed seed. The `source` column holds the name from the label file (e.g. `train_00001.jpg`).
+`basic/Image/aligned/train_00001_aligned.jpg` (100x100 RGB, the default) or
+`basic/Image/original/train_00001.jpg`. Labels in the file are 1-based: 1 surprise, 2 fear, 3 disgust,
+4 happiness, 5 sadness, 6 anger, 7 neutral; they are stored 0-based (`RAFDB_LABELS`). RAF-DB has no
+validation split: one is carved from train, stratified by class, with a fixed seed. The `source` column holds
+the name from the label file (e.g. `train_00001.jpg`).
 
-RAF-DB is distributed only by agreement with its authors, so it is tested on generated fixtures in this layout.
+RAF-DB is distributed only by agreement with its authors: it is tested on generated fixtures in this layout.
 
 Usage: `python -m dataset_scripts.rafdb --data_dir DIR --output_dir OUT [--image_variant original]`
 """
@@ -50,7 +51,8 @@ class RafDbConfig(datasets.BuilderConfig):
     """Config of the RAF-DB builder.
 
     Attributes:
-        image_variant (`str`, *optional*, defaults to `"aligned"`): "aligned" (100x100 face crops) or "original".
+        image_variant (`str`, *optional*, defaults to `"aligned"`): "aligned" (100x100 face crops) or
+            "original".
         validation_fraction (`float`, *optional*, defaults to 0.1): share of train carved out as validation.
         seed (`int`, *optional*, defaults to 0): seed of that carving.
     """
@@ -88,9 +90,13 @@ def read_label_list(root: str, variant: str) -> dict[str, list[RafItem]]:
             where = f"{path} line {line_no}"
             fields = line.split()
             if len(fields) != 2 or not _NAME_PATTERN.match(fields[0]):
-                raise DatasetFormatError(f"{where}: expected '<train|test>_<number>.jpg <label 1-7>', got {line!r}")
+                raise DatasetFormatError(
+                    f"{where}: expected '<train|test>_<number>.jpg <label 1-7>', got {line!r}"
+                )
             if not fields[1].isdigit() or not 1 <= int(fields[1]) <= len(RAFDB_LABELS):
-                raise DatasetFormatError(f"{where}: label must be an integer 1-{len(RAFDB_LABELS)}, got {fields[1]!r}")
+                raise DatasetFormatError(
+                    f"{where}: label must be an integer 1-{len(RAFDB_LABELS)}, got {fields[1]!r}"
+                )
             relpath = image_relpath(fields[0], variant)
             if not os.path.isfile(os.path.join(root, relpath)):
                 raise FileNotFoundError(f"{where}: image {os.path.join(root, relpath)} not found")
@@ -106,23 +112,31 @@ class RafDb(datasets.GeneratorBasedBuilder):
     DEFAULT_WRITER_BATCH_SIZE = 1000
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(description="RAF-DB basic facial expressions (7 classes)",
-                                    features=expression_features(RAFDB_LABELS))
+        return datasets.DatasetInfo(
+            description="RAF-DB basic facial expressions (7 classes)",
+            features=expression_features(RAFDB_LABELS),
+        )
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         root = find_basic_root(self.config.data_dir)
         items = read_label_list(root, self.config.image_variant)
         if not items["train"]:
             raise DatasetFormatError(f"{os.path.join(root, LABEL_FILE)}: no train_* images listed")
-        keep, held = stratified_holdout([label for _, _, label in items["train"]], self.config.validation_fraction,
-                                        self.config.seed)
+        keep, held = stratified_holdout(
+            [label for _, _, label in items["train"]], self.config.validation_fraction, self.config.seed
+        )
         logger.info("RAF-DB: validation = %d train images carved with seed %d", len(held), self.config.seed)
-        splits = {"train": [items["train"][i] for i in keep], "validation": [items["train"][i] for i in held],
-                  "test": items["test"]}
+        splits = {
+            "train": [items["train"][i] for i in keep],
+            "validation": [items["train"][i] for i in held],
+            "test": items["test"],
+        }
         generators = []
         for split, split_items in splits.items():
             if split_items:
-                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"root": root, "items": split_items}))
+                generators.append(
+                    datasets.SplitGenerator(name=split, gen_kwargs={"root": root, "items": split_items})
+                )
             else:
                 logger.warning("RAF-DB (%s): the %s split has no images; it is omitted", root, split)
         return generators
@@ -131,12 +145,21 @@ class RafDb(datasets.GeneratorBasedBuilder):
         label_file = os.path.join(root, LABEL_FILE)
         for key, (name, relpath, label) in enumerate(items):
             data = read_image_bytes(os.path.join(root, relpath), context=label_file)
-            yield key, {"image": {"bytes": data, "path": os.path.basename(relpath)}, "label": label,
-                        SOURCE_COLUMN: name}
+            yield (
+                key,
+                {
+                    "image": {"bytes": data, "path": os.path.basename(relpath)},
+                    "label": label,
+                    SOURCE_COLUMN: name,
+                },
+            )
 
 
 def load_rafdb(
-    data_dir: str, cache_dir: str | None = None, image_variant: str = "aligned", validation_fraction: float = 0.1,
+    data_dir: str,
+    cache_dir: str | None = None,
+    image_variant: str = "aligned",
+    validation_fraction: float = 0.1,
     seed: int = 0,
 ) -> datasets.DatasetDict:
     """Build (or reuse from cache) RAF-DB basic from `data_dir`; see the module docstring for the layout.
@@ -149,15 +172,23 @@ def load_rafdb(
         seed: seed of that carving.
 
     Returns:
-        A `DatasetDict` with `train`, `validation` and `test`; columns `image`, `label` (`RAFDB_LABELS`), `source`.
+        A `DatasetDict` with `train`, `validation` and `test`; columns `image`, `label` (`RAFDB_LABELS`),
+        `source`.
     """
     if image_variant not in IMAGE_VARIANTS:
         raise ValueError(f"image_variant must be one of {IMAGE_VARIANTS}, got {image_variant!r}")
     root = find_basic_root(data_dir)
     paths = [os.path.join(root, LABEL_FILE), os.path.join(root, "Image", image_variant)]
-    return prepare_dataset(RafDb, modules=[sys.modules[__name__]], input_paths=paths, data_dir=data_dir,
-                           cache_dir=cache_dir, image_variant=image_variant,
-                           validation_fraction=validation_fraction, seed=seed)
+    return prepare_dataset(
+        RafDb,
+        modules=[sys.modules[__name__]],
+        input_paths=paths,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        image_variant=image_variant,
+        validation_fraction=validation_fraction,
+        seed=seed,
+    )
 
 
 CLI_OPTIONS = (

@@ -74,16 +74,23 @@ class Synthetic(datasets.GeneratorBasedBuilder):
     DEFAULT_WRITER_BATCH_SIZE = 1000
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(description="Synthetic facial expressions (grayscale, FER2013 classes)",
-                                    features=expression_features(FER2013_LABELS))
+        return datasets.DatasetInfo(
+            description="Synthetic facial expressions (grayscale, FER2013 classes)",
+            features=expression_features(FER2013_LABELS),
+        )
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
-        sizes = {"train": self.config.train_size, "validation": self.config.validation_size,
-                 "test": self.config.test_size}
+        sizes = {
+            "train": self.config.train_size,
+            "validation": self.config.validation_size,
+            "test": self.config.test_size,
+        }
         generators = []
         for split, size in sizes.items():
             if size > 0:
-                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"split": split, "size": size}))
+                generators.append(
+                    datasets.SplitGenerator(name=split, gen_kwargs={"split": split, "size": size})
+                )
             else:
                 logger.warning("synthetic: %s_size is 0; the %s split is omitted", split, split)
         return generators
@@ -92,13 +99,24 @@ class Synthetic(datasets.GeneratorBasedBuilder):
         seed, image_size = self.config.seed, self.config.image_size
         for index, label in enumerate(split_labels(size, seed, split)):
             rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-            yield index, {"image": draw_face(rng, int(label), image_size), "label": int(label),
-                          SOURCE_COLUMN: f"synthetic-seed{seed}/{split}/{index:06d}"}
+            yield (
+                index,
+                {
+                    "image": draw_face(rng, int(label), image_size),
+                    "label": int(label),
+                    SOURCE_COLUMN: f"synthetic-seed{seed}/{split}/{index:06d}",
+                },
+            )
 
 
 def load_synthetic(
-    cache_dir: str | None = None, train_size: int = 2500, validation_size: int = 500, test_size: int = 500,
-    image_size: int = 48, seed: int = 0, data_dir: str | None = None,
+    cache_dir: str | None = None,
+    train_size: int = 2500,
+    validation_size: int = 500,
+    test_size: int = 500,
+    image_size: int = 48,
+    seed: int = 0,
+    data_dir: str | None = None,
 ) -> datasets.DatasetDict:
     """Generate (or reuse from cache) the synthetic expression dataset.
 
@@ -112,18 +130,29 @@ def load_synthetic(
         data_dir: ignored (accepted so every loader has the same call shape); must be None.
 
     Returns:
-        A `DatasetDict` with columns `image` (grayscale PNG), `label` (ClassLabel, `FER2013_LABELS`), `source`.
+        A `DatasetDict` with columns `image` (grayscale PNG), `label` (ClassLabel, `FER2013_LABELS`),
+        `source`.
     """
     if data_dir is not None:
         raise ValueError(f"the synthetic dataset is generated and reads no data_dir (got {data_dir!r})")
     if train_size <= 0 or validation_size < 0 or test_size < 0:
-        raise ValueError(f"split sizes must be train > 0, validation >= 0, test >= 0; got {train_size}, "
-                         f"{validation_size}, {test_size}")
+        raise ValueError(
+            f"split sizes must be train > 0, validation >= 0, test >= 0; got {train_size}, "
+            f"{validation_size}, {test_size}"
+        )
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
-    return prepare_dataset(Synthetic, modules=[sys.modules[__name__], synthetic_faces], input_paths=[],
-                           cache_dir=cache_dir, train_size=train_size, validation_size=validation_size,
-                           test_size=test_size, image_size=image_size, seed=seed)
+    return prepare_dataset(
+        Synthetic,
+        modules=[sys.modules[__name__], synthetic_faces],
+        input_paths=[],
+        cache_dir=cache_dir,
+        train_size=train_size,
+        validation_size=validation_size,
+        test_size=test_size,
+        image_size=image_size,
+        seed=seed,
+    )
 
 
 CLI_OPTIONS = (
@@ -137,8 +166,9 @@ CLI_OPTIONS = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    return run_cli(argv, "Generate the synthetic expression dataset.", load_synthetic, CLI_OPTIONS,
-                   needs_data_dir=False)
+    return run_cli(
+        argv, "Generate the synthetic expression dataset.", load_synthetic, CLI_OPTIONS, needs_data_dir=False
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Procedural grayscale face drawings whose expression shows in the geometry real expressions differ in.
 
 An expression is a handful of numbers (`Expression`): mouth curve, opening, width and asymmetry, eyebrow angle
-and height, eye opening. Every class has a prototype (`PROTOTYPES`, in `FER2013_LABELS` order); an image blends
-the neutral face towards its class prototype with a random intensity and adds per-image noise, so weak
+and height, eye opening. Every class has a prototype (`PROTOTYPES`, in `FER2013_LABELS` order); an image
+blends the neutral face towards its class prototype with a random intensity and adds per-image noise, so weak
 expressions look close to neutral and neighbouring classes (fear / surprise, angry / disgust, sad / neutral)
 overlap, as they do in real data. Identity varies independently: face shape, position, scale, rotation, skin
 and background brightness, hair, sensor noise, blur and occluders (a hand-like block or dark glasses).
@@ -135,8 +135,12 @@ def _draw_eyes_and_brows(draw: ImageDraw.ImageDraw, ident: Identity, expr: Expre
     stroke = max(2, int(0.08 * u))
     for side in (-1, 1):
         ex, ey = ident.cx + side * ident.eye_spacing * u, ident.cy + ident.eye_y * ident.half_h
-        draw.ellipse([ex - eye_w, ey - eye_h, ex + eye_w, ey + eye_h], fill=min(255, ident.skin + 40),
-                     outline=ident.feature, width=max(1, stroke // 2))
+        draw.ellipse(
+            [ex - eye_w, ey - eye_h, ex + eye_w, ey + eye_h],
+            fill=min(255, ident.skin + 40),
+            outline=ident.feature,
+            width=max(1, stroke // 2),
+        )
         pupil = min(eye_w, eye_h) * 0.8
         draw.ellipse([ex - pupil, ey - pupil, ex + pupil, ey + pupil], fill=ident.feature)
         inner = (ex - side * 0.75 * eye_w * 1.3, brow_y + expr.brow_angle * 0.35 * u)
@@ -173,13 +177,20 @@ def _draw_face(ident: Identity, expr: Expression, canvas: int) -> Image.Image:
     box = [ident.cx - ident.half_w, ident.cy - ident.half_h, ident.cx + ident.half_w, ident.cy + ident.half_h]
     draw.ellipse(box, fill=ident.skin)
     if ident.hair:  # a dark cap over the top of the head, stopping above the brows
-        hair_box = [box[0] - 0.05 * ident.half_w, box[1] - 0.08 * ident.half_h, box[2] + 0.05 * ident.half_w,
-                    ident.cy - 0.25 * ident.half_h]
+        hair_box = [
+            box[0] - 0.05 * ident.half_w,
+            box[1] - 0.08 * ident.half_h,
+            box[2] + 0.05 * ident.half_w,
+            ident.cy - 0.25 * ident.half_h,
+        ]
         draw.chord(hair_box, 180, 360, fill=int(ident.feature * 0.6))
     nose_top = ident.cy + (ident.eye_y + 0.12) * ident.half_h
     nose_bottom = ident.cy + (ident.mouth_y - 0.22) * ident.half_h
-    draw.line([(ident.cx, nose_top), (ident.cx + 0.05 * ident.half_w, nose_bottom)],
-              fill=int((ident.skin + ident.feature) / 2), width=max(1, int(0.04 * ident.half_w)))
+    draw.line(
+        [(ident.cx, nose_top), (ident.cx + 0.05 * ident.half_w, nose_bottom)],
+        fill=int((ident.skin + ident.feature) / 2),
+        width=max(1, int(0.04 * ident.half_w)),
+    )
     _draw_eyes_and_brows(draw, ident, expr)
     _draw_mouth(draw, ident, expr)
     if ident.occluder is not None:
@@ -198,8 +209,13 @@ def _random_pose(rng: np.random.Generator, image: Image.Image, canvas: int) -> I
     centre = canvas / 2
     ox, oy = centre + shift_x, centre + shift_y
     matrix = (cos, sin, centre - cos * ox - sin * oy, -sin, cos, centre + sin * ox - cos * oy)
-    return image.transform((canvas, canvas), Image.AFFINE, matrix, resample=Image.BILINEAR,
-                           fillcolor=int(np.asarray(image)[0, 0]))
+    return image.transform(
+        (canvas, canvas),
+        Image.AFFINE,
+        matrix,
+        resample=Image.BILINEAR,
+        fillcolor=int(np.asarray(image)[0, 0]),
+    )
 
 
 def draw_face(rng: np.random.Generator, label: int, size: int = 48) -> np.ndarray:
@@ -215,4 +231,3 @@ def draw_face(rng: np.random.Generator, label: int, size: int = 48) -> np.ndarra
     contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-25, 25)
     pixels = (pixels - 128) * contrast + 128 + brightness + rng.normal(0, rng.uniform(2, 8), pixels.shape)
     return np.clip(pixels, 0, 255).astype(np.uint8)
-

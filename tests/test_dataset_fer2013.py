@@ -27,7 +27,10 @@ def test_csv_layout_splits_labels_and_pixels(tmp_path):
     assert dsd["train"].features["label"].names == list(FER2013_LABELS)
     example = dsd["validation"][0]
     row_index = int(example["source"].split(":")[1])
-    assert example["source"].startswith("fer2013.csv:") and rows[row_index] == ("validation", example["label"])
+    assert example["source"].startswith("fer2013.csv:") and rows[row_index] == (
+        "validation",
+        example["label"],
+    )
     with open(tmp_path / "fer" / "fer2013.csv", newline="") as handle:
         csv_row = list(csv.reader(handle))[row_index + 1]
     expected = np.array(csv_row[1].split(), dtype=np.uint8).reshape(48, 48)
@@ -46,7 +49,9 @@ def test_folder_layout_uses_name_prefixes(tmp_path):
 
 
 def test_folder_layout_without_private_test_omits_test(tmp_path, caplog):
-    write_fer2013_folders(str(tmp_path / "fer"), {"train": SPLITS["train"], "validation": SPLITS["validation"]})
+    write_fer2013_folders(
+        str(tmp_path / "fer"), {"train": SPLITS["train"], "validation": SPLITS["validation"]}
+    )
     with caplog.at_level(logging.WARNING):
         dsd = load_fer2013(str(tmp_path / "fer"), cache_dir=str(tmp_path / "cache"))
     assert set(dsd) == {"train", "validation"}
@@ -65,8 +70,9 @@ def test_folder_layout_without_prefixes_carves_validation(tmp_path, caplog):
     assert not train_sources & val_sources and len(train_sources | val_sources) == len(train)
     again = load_fer2013(str(tmp_path / "fer"), cache_dir=str(tmp_path / "cache2"), validation_fraction=0.2)
     assert sorted(again["validation"]["source"][:]) == sorted(val_sources)  # the same seed carves the same
-    other = load_fer2013(str(tmp_path / "fer"), cache_dir=str(tmp_path / "cache3"), validation_fraction=0.2,
-                         seed=1)
+    other = load_fer2013(
+        str(tmp_path / "fer"), cache_dir=str(tmp_path / "cache3"), validation_fraction=0.2, seed=1
+    )
     assert sorted(other["validation"]["source"][:]) != sorted(val_sources)
 
 
@@ -82,12 +88,20 @@ GOOD_PIXELS = " ".join(["7"] * 2304)
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        (["label,pixels,Usage", f"0,{GOOD_PIXELS},Training"], r"line 1: expected the header emotion,pixels,Usage"),
-        (["emotion,pixels,Usage", f"0,{GOOD_PIXELS},Training", "1,1 2 3,Training"],
-         r"line 3: pixels must be 2304 numbers \(48x48\), got 3"),
+        (
+            ["label,pixels,Usage", f"0,{GOOD_PIXELS},Training"],
+            r"line 1: expected the header emotion,pixels,Usage",
+        ),
+        (
+            ["emotion,pixels,Usage", f"0,{GOOD_PIXELS},Training", "1,1 2 3,Training"],
+            r"line 3: pixels must be 2304 numbers \(48x48\), got 3",
+        ),
         (["emotion,pixels,Usage", f"9,{GOOD_PIXELS},Training"], r"line 2: emotion 9 out of range 0-6"),
         (["emotion,pixels,Usage", f"x,{GOOD_PIXELS},Training"], r"line 2: emotion must be an integer"),
-        (["emotion,pixels,Usage", "0," + " ".join(["300"] * 2304) + ",Training"], r"line 2: pixel values must be"),
+        (
+            ["emotion,pixels,Usage", "0," + " ".join(["300"] * 2304) + ",Training"],
+            r"line 2: pixel values must be",
+        ),
         (["emotion,pixels,Usage", f"0,{GOOD_PIXELS},Train"], r"line 2: Usage must be one of"),
         (["emotion,pixels,Usage", f"0,{GOOD_PIXELS},PublicTest"], r"the train split has no images"),
     ],
@@ -124,9 +138,14 @@ def test_unknown_class_folder_and_mixed_prefixes(tmp_path):
         load_fer2013(str(tmp_path / "fer"), cache_dir=str(tmp_path / "cache"))
     (tmp_path / "fer" / "train" / "contempt").rmdir()
     odd = tmp_path / "fer" / "test" / "happy" / "odd.jpg"
-    odd.write_bytes((tmp_path / "fer" / "test" / "angry").joinpath(os.listdir(tmp_path / "fer" / "test" / "angry")[0])
-                    .read_bytes())
-    with pytest.raises(DatasetFormatError, match=r"1 images \(e.g. odd.jpg\) lack the PublicTest_/PrivateTest_"):
+    odd.write_bytes(
+        (tmp_path / "fer" / "test" / "angry")
+        .joinpath(os.listdir(tmp_path / "fer" / "test" / "angry")[0])
+        .read_bytes()
+    )
+    with pytest.raises(
+        DatasetFormatError, match=r"1 images \(e.g. odd.jpg\) lack the PublicTest_/PrivateTest_"
+    ):
         load_fer2013(str(tmp_path / "fer"), cache_dir=str(tmp_path / "cache"))
 
 

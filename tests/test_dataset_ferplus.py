@@ -1,4 +1,4 @@
-"""FER+ builder on tiny fixtures in Microsoft's generated layout and in the fer2013new.csv + fer2013.csv layout."""
+"""FER+ builder on tiny fixtures: Microsoft's generated layout, and fer2013new.csv + fer2013.csv."""
 
 import csv
 import logging
@@ -16,10 +16,19 @@ TIE = [4, 4, 2, 0, 0, 0, 0, 0, 0, 0]  # majority drops it; the soft modes keep n
 UNKNOWN = [0, 2, 0, 0, 0, 0, 0, 0, 8, 0]  # unknown wins: dropped in every mode
 SPREAD = [3, 3, 2, 2, 0, 0, 0, 0, 0, 0]  # majority and the soft modes drop it; multi_target keeps 2 targets
 HAPPY = [0, 10, 0, 0, 0, 0, 0, 0, 0, 0]
-ROWS = {"train": [CLEAR, TIE, UNKNOWN, SPREAD, HAPPY], "validation": [CLEAR, TIE, UNKNOWN, SPREAD], "test": [HAPPY]}
+ROWS = {
+    "train": [CLEAR, TIE, UNKNOWN, SPREAD, HAPPY],
+    "validation": [CLEAR, TIE, UNKNOWN, SPREAD],
+    "test": [HAPPY],
+}
 # Expected train rows (by position in ROWS["train"]) kept per mode; validation always keeps only CLEAR.
 TOP_EMOTION = {0: 0, 1: 0, 3: 0, 4: 1}  # label of each kept train row: the first top emotion
-KEPT_TRAIN = {"majority": [0, 4], "probability": [0, 1, 4], "crossentropy": [0, 1, 4], "multi_target": [0, 1, 3, 4]}
+KEPT_TRAIN = {
+    "majority": [0, 4],
+    "probability": [0, 1, 4],
+    "crossentropy": [0, 1, 4],
+    "multi_target": [0, 1, 3, 4],
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +61,26 @@ def test_folder_layout_every_label_mode(ferplus_dir, tmp_path, caplog, mode):
 
 
 def test_csv_layout_skips_empty_names_and_takes_pixels_from_fer2013(tmp_path, caplog):
-    rows = [("train", "fer0000000.png", CLEAR), ("train", "", HAPPY), ("validation", "fer0000002.png", HAPPY),
-            ("train", "fer0000003.png", TIE), ("test", "fer0000004.png", CLEAR)]
+    rows = [
+        ("train", "fer0000000.png", CLEAR),
+        ("train", "", HAPPY),
+        ("validation", "fer0000002.png", HAPPY),
+        ("train", "fer0000003.png", TIE),
+        ("test", "fer0000004.png", CLEAR),
+    ]
     write_ferplus_csvs(str(tmp_path / "fer"), rows)
     with caplog.at_level(logging.INFO):
-        dsd = load_ferplus(str(tmp_path / "fer"), cache_dir=str(tmp_path / "cache"), label_mode="crossentropy")
+        dsd = load_ferplus(
+            str(tmp_path / "fer"), cache_dir=str(tmp_path / "cache"), label_mode="crossentropy"
+        )
     assert dsd["train"]["source"][:] == ["fer0000000.png", "fer0000003.png"]
     assert dsd["validation"]["source"][:] == ["fer0000002.png"] and dsd["test"]["label"][:] == [0]
     assert "1 empty Image name (not a face, per FER+)" in caplog.text
     with open(tmp_path / "fer" / "fer2013.csv", newline="") as handle:
         pixels = list(csv.reader(handle))[4][1]  # data row 3 = fer0000003.png
-    np.testing.assert_array_equal(np.asarray(dsd["train"][1]["image"]),
-                                  np.array(pixels.split(), dtype=np.uint8).reshape(48, 48))
+    np.testing.assert_array_equal(
+        np.asarray(dsd["train"][1]["image"]), np.array(pixels.split(), dtype=np.uint8).reshape(48, 48)
+    )
 
 
 # ---------------------------------------------------------------- bad input
@@ -108,7 +125,9 @@ def test_no_surviving_train_image_is_an_error(tmp_path):
 
 
 def test_bad_csv_pairs_are_named(tmp_path):
-    write_ferplus_csvs(str(tmp_path), [("train", "fer0000000.png", CLEAR), ("validation", "fer0000001.png", CLEAR)])
+    write_ferplus_csvs(
+        str(tmp_path), [("train", "fer0000000.png", CLEAR), ("validation", "fer0000001.png", CLEAR)]
+    )
     new_csv = tmp_path / "fer2013new.csv"
     lines = new_csv.read_text().splitlines()
     new_csv.write_text("\n".join([lines[0], lines[2], lines[1]]) + "\n")  # rows out of order
@@ -118,7 +137,9 @@ def test_bad_csv_pairs_are_named(tmp_path):
     with pytest.raises(DatasetFormatError, match=r"fer2013new.csv: 1 data rows, but fer2013.csv has 2"):
         load_ferplus(str(tmp_path), cache_dir=str(tmp_path / "cache"))
     new_csv.write_text("\n".join(["Usage,Image,neutral"] + lines[1:]) + "\n")
-    with pytest.raises(DatasetFormatError, match=r"fer2013new.csv line 1: expected the header Usage,Image name"):
+    with pytest.raises(
+        DatasetFormatError, match=r"fer2013new.csv line 1: expected the header Usage,Image name"
+    ):
         load_ferplus(str(tmp_path), cache_dir=str(tmp_path / "cache"))
     (tmp_path / "fer2013.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"FER\+ pixels \(beside fer2013new.csv\): file not found"):

@@ -13,7 +13,18 @@ from dataset_scripts.ferplus_rules import (
 
 def votes(**counts: int) -> list[int]:
     """A 10-count vote row from named counts, e.g. votes(neutral=6, happiness=2)."""
-    order = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+    order = [
+        "neutral",
+        "happiness",
+        "surprise",
+        "sadness",
+        "anger",
+        "disgust",
+        "fear",
+        "contempt",
+        "unknown",
+        "NF",
+    ]
     unknown = set(counts) - set(order)
     assert not unknown, unknown
     return [counts.get(name, 0) for name in order]

@@ -57,7 +57,9 @@ def test_bad_label_lines_name_file_and_line(tmp_path, line, message):
 
 
 def test_missing_label_file_and_truncated_image(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"RAF-DB label list: file not found: .*list_patition_label.txt"):
+    with pytest.raises(
+        FileNotFoundError, match=r"RAF-DB label list: file not found: .*list_patition_label.txt"
+    ):
         load_rafdb(str(tmp_path), cache_dir=str(tmp_path / "cache"))
     write_rafdb(str(tmp_path), {"train": [0, 1, 2], "test": [2]})
     bad = tmp_path / "basic" / "Image" / "aligned" / "test_0001_aligned.jpg"
