@@ -15,6 +15,12 @@ REMOTE_CODE_FILES = ("configuration_grefel.py", "modeling_grefel.py", "losses.py
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES)
 
+SELECTION_FILE = "weights_selection.json"
+"""Written by train_hf.py next to the final model: whether the raw or the EMA weights were kept, and why."""
+
+RUN_CONFIG_FILE = "training_config.json"
+"""Written by train_hf.py next to the final model: the model, data and training arguments of the run."""
+
 
 def missing_files(folder: str | os.PathLike) -> list[str]:
     """The files of `REQUIRED_FILES` absent from `folder` (sharded weights count as `model.safetensors`)."""
@@ -47,4 +53,4 @@ def save_grefel_folder(model, image_processor, folder: str | os.PathLike) -> Pat
     return folder
 
 
-__all__ = ["REMOTE_CODE_FILES", "REQUIRED_FILES", "missing_files", "save_grefel_folder"]
+__all__ = ["REMOTE_CODE_FILES", "REQUIRED_FILES", "RUN_CONFIG_FILE", "SELECTION_FILE", "missing_files", "save_grefel_folder"]

@@ -36,7 +36,7 @@ from safetensors.torch import save_file
 
 from .evaluation.metrics import as_variants, read_metrics_json
 from .factory import build_image_processor
-from .hub import missing_files, save_grefel_folder
+from .hub import RUN_CONFIG_FILE, SELECTION_FILE, missing_files, save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor
 from .model_card import MODEL_INDEX_METRICS, build_model_card
 from .modeling_grefel import GReFELForImageClassification
@@ -55,12 +55,10 @@ FIGURES = {
 }
 """Evaluation figures copied into the stage when found, and the build_model_card argument that links each."""
 
-RUN_RECORDS = ("weights_selection.json", "all_results.json")
+RUN_RECORDS = (SELECTION_FILE, "all_results.json")
 """Small run records of the model folder that are uploaded as they are (training_config.json is not:
 it holds the trainer's local paths; the card shows its hyper-parameters instead)."""
 
-SELECTION_FILE = "weights_selection.json"
-RUN_CONFIG_FILE = "training_config.json"
 VALIDATION_TIMEOUT_S = 600
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 

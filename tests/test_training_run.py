@@ -15,10 +15,11 @@ from transformers import TrainerCallback, pipeline
 import grefel_hf.training.run as run_module
 from grefel_hf import GReFELForImageClassification
 from grefel_hf.factory import build_image_processor
+from grefel_hf.hub import SELECTION_FILE
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments, ModelArguments
 from grefel_hf.training.collators import GReFELEvalCollator, GReFELMixCollator
 from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data
-from grefel_hf.training.run import SELECTION_FILE, build_model, build_trainer, run_training
+from grefel_hf.training.run import build_model, build_trainer, run_training
 from grefel_hf.training.seeding import IndexSeededCollator
 from grefel_hf.training.trainer import GReFELTrainer, parameter_groups
 

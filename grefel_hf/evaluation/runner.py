@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..hub import SELECTION_FILE
 from ..losses import normalized_entropy
 from .metrics import compute_classification_metrics, write_metrics_json
 from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves
@@ -64,7 +65,7 @@ def model_variants(model_dir: str) -> dict[str, str]:
         return {"model": model_dir}  # a hub id (namespace/name); loading it says if it is unreachable
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise FileNotFoundError(f"{model_dir!r} holds no config.json: it is not a saved GReFEL model folder")
-    selection = Path(model_dir, "weights_selection.json")
+    selection = Path(model_dir, SELECTION_FILE)
     name = json.loads(selection.read_text())["selected"] if selection.is_file() else "model"
     variants = {name: model_dir}
     for other in OTHER_WEIGHTS:

@@ -22,14 +22,14 @@ class ModelArguments:
         default=None,
         metadata={"help": "A saved GReFEL folder (or hub id) to fine-tune. When unset, a fresh model is built."},
     )
-    backbone: str = field(default="resnet18", metadata={"help": "timm model name of a fresh model's backbone."})
+X
     backbone_weights: str | None = field(
         default=None,
         metadata={"help": "Offline pretrained backbone weights for a fresh model: a .safetensors / torch state-dict "
                           "file, or a known source such as 'efficientnet-lite0' (needs --backbone "
                           "tf_efficientnet_lite0). timm's downloader is never used."},
     )
-    image_size: int = field(default=64, metadata={"help": "Input size in pixels (square)."})
+    image_size: int = field(default=48, metadata={"help": "Input size in pixels (square); FER images are 48x48."})
     embed_dim: int = field(default=128, metadata={"help": "GReFEL embedding and anchor size."})
     anchors_per_class: int = field(default=10, metadata={"help": "Learnable anchors per class."})
     geometry_variant: str = field(default="basic", metadata={"help": "'basic' or 'enhanced' geometry module."})
@@ -106,7 +106,7 @@ class GReFELTrainingArguments(TrainingArguments):
     """`TrainingArguments` with GReFEL defaults and the options of mixing, augmentation, EMA and param groups."""
 
     output_dir: str | None = field(default="outputs/grefel-synthetic", metadata={"help": "Where to write."})
-    num_train_epochs: float = field(default=4.0, metadata={"help": "Total number of training epochs."})
+    num_train_epochs: float = field(default=16.0, metadata={"help": "Total number of training epochs."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device (training)."})
     per_device_eval_batch_size: int = field(default=128, metadata={"help": "Batch size per device (evaluation)."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate of the GReFEL heads."})
@@ -121,7 +121,12 @@ class GReFELTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Must stay False: images are decoded by the on-the-fly transform."}
     )
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin memory (useful on GPU only)."})
-    backbone_lr_multiplier: float = field(default=0.1, metadata={"help": "Backbone learning rate = lr × this."})
+    backbone_lr_multiplier: float | None = field(
+        default=None,
+        metadata={"help": "Backbone learning rate = lr × this. Default: 0.1 when the backbone starts from pretrained "
+                          "weights (--backbone_weights or --model_name_or_path); 1.0 for a randomly initialised "
+                          "backbone, which a tenth of the learning rate would barely move."},
+    )
     anchor_lr_multiplier: float = field(default=1.0, metadata={"help": "Anchor learning rate = lr × this."})
     anchor_weight_decay: float = field(default=0.0, metadata={"help": "Weight decay of the anchors."})
     mixup_alpha: float = field(default=0.8, metadata={"help": "Mixup Beta(α, α); 0 disables Mixup."})

@@ -17,7 +17,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..configuration_grefel import GReFELConfig
 from ..factory import build_image_processor, create_model
-from ..hub import save_grefel_folder
+from ..hub import RUN_CONFIG_FILE, SELECTION_FILE, save_grefel_folder
 from ..modeling_grefel import GReFELForImageClassification
 from .arguments import DataArguments, GReFELTrainingArguments, ModelArguments
 from .collators import GReFELEvalCollator, GReFELMixCollator
@@ -35,12 +35,6 @@ from .seeding import IndexSeededCollator
 from .trainer import GReFELTrainer
 
 logger = logging.getLogger(__name__)
-
-SELECTION_FILE = "weights_selection.json"
-"""Written next to the final model: whether the raw or the EMA weights were kept, and why."""
-
-RUN_CONFIG_FILE = "training_config.json"
-"""Written next to the final model: the model, data and training arguments of the run (read by the model card)."""
 
 
 def setup_logging(training_args: GReFELTrainingArguments) -> None:
@@ -184,6 +178,9 @@ def run_training(model_args: ModelArguments, data_args: DataArguments,
                  training_args: GReFELTrainingArguments) -> dict:
     """Train GReFEL and save the final model into `training_args.output_dir`; returns the final metrics."""
     set_seed(training_args.seed)
+    if training_args.backbone_lr_multiplier is None:
+        pretrained = bool(model_args.backbone_weights or model_args.model_name_or_path)
+        training_args.backbone_lr_multiplier = 0.1 if pretrained else 1.0
     if training_args.resume_from_checkpoint is True or training_args.resume_from_checkpoint == "last":
         training_args.resume_from_checkpoint = get_last_checkpoint(training_args.output_dir)
     with training_args.main_process_first(desc="preparing the dataset"):
@@ -200,5 +197,5 @@ def run_training(model_args: ModelArguments, data_args: DataArguments,
     return results
 
 
-__all__ = ["RUN_CONFIG_FILE", "SELECTION_FILE", "build_model", "parse_overrides", "run_training", "setup_logging",
+__all__ = ["build_model", "parse_overrides", "run_training", "setup_logging",
            "teardown_distributed"]
