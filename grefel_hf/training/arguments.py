@@ -22,7 +22,7 @@ class ModelArguments:
         default=None,
         metadata={"help": "A saved GReFEL folder (or hub id) to fine-tune. When unset, a fresh model is built."},
     )
-X
+    backbone: str = field(default="resnet10t", metadata={"help": "timm model name of a fresh model's backbone."})
     backbone_weights: str | None = field(
         default=None,
         metadata={"help": "Offline pretrained backbone weights for a fresh model: a .safetensors / torch state-dict "
