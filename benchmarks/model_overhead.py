@@ -41,7 +41,7 @@ def build_pair(backbone: str, image_size: int):
     """GReFEL and the plain-head baseline over the same (randomly initialised) backbone."""
     torch.manual_seed(0)
     grefel = GReFELForImageClassification(GReFELConfig(backbone=backbone, image_size=image_size))
-    plain = PlainHeadClassifier(PlainHeadConfig(backbone=backbone, image_size=image_size))
+    plain = PlainHeadClassifier(PlainHeadConfig(backbone=backbone, image_size=image_size, num_labels=7))
     return grefel, plain
 
 

@@ -147,6 +147,11 @@ class GReFELTrainingArguments(TrainingArguments):
     use_ema: bool = field(default=True, metadata={"help": "Keep an EMA of the weights; evaluate and save it."})
     ema_decay: float = field(default=0.998, metadata={"help": "EMA decay (after warm-up)."})
     ema_warmup: bool = field(default=True, metadata={"help": "Warm the EMA decay up from 0 (ModelEmaV3 style)."})
+    cpu_threads: int | None = field(
+        default=None,
+        metadata={"help": "Torch threads of a single-process CPU run. Default: every core (`accelerate launch` "
+                          "without a config file pins OMP_NUM_THREADS=1, which leaves cores idle)."},
+    )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement."}
     )

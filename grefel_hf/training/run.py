@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 import datasets
+import torch
 import transformers
 from transformers import EarlyStoppingCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -165,6 +166,16 @@ def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFE
     return {**metrics, **eval_metrics, "selected_weights": decision["selected"]}
 
 
+def configure_cpu_threads(training_args: GReFELTrainingArguments) -> None:
+    """Give a single-process CPU run every core (or `--cpu_threads`); multi-process and GPU runs are left alone."""
+    if torch.cuda.is_available() or training_args.world_size > 1:
+        return
+    threads = training_args.cpu_threads or os.cpu_count() or 1
+    if threads != torch.get_num_threads():
+        logger.info("training on %d CPU threads (was %d)", threads, torch.get_num_threads())
+        torch.set_num_threads(threads)
+
+
 def teardown_distributed() -> None:
     """Destroy the process group cleanly at exit (HF_NOTES §6: without it, gloo runs sometimes abort)."""
     import torch.distributed as dist
@@ -178,6 +189,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments,
                  training_args: GReFELTrainingArguments) -> dict:
     """Train GReFEL and save the final model into `training_args.output_dir`; returns the final metrics."""
     set_seed(training_args.seed)
+    configure_cpu_threads(training_args)
     if training_args.backbone_lr_multiplier is None:
         pretrained = bool(model_args.backbone_weights or model_args.model_name_or_path)
         training_args.backbone_lr_multiplier = 0.1 if pretrained else 1.0
