@@ -58,6 +58,10 @@ class GReFELConfig(PreTrainedConfig):
             Distribution returned at inference: `"corrected"` (q, after reliability balancing) or `"primary"` (p).
         classification_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the cross-entropy on the final distribution.
+        path_loss_weight (`float`, *optional*, defaults to 0.5):
+            Weight of the cross-entropy of each path's own distribution (primary p, anchor path g, attentive path
+            t), averaged. Without it the anchor and attentive paths are only trained through q, stay biased while
+            the primary head is unsure, and pull q's predictions toward their bias (0 disables it).
         anchor_margin_loss_weight (`float`, *optional*, defaults to 0.1):
             Weight of the bounded hinge loss that pushes anchors of different classes at least `anchor_margin` apart.
         anchor_margin (`float`, *optional*, defaults to 1.0):
@@ -133,6 +137,7 @@ class GReFELConfig(PreTrainedConfig):
     dropout: float | int = 0.1
     inference_mode: str = "corrected"
     classification_loss_weight: float | int = 1.0
+    path_loss_weight: float | int = 0.5
     anchor_margin_loss_weight: float | int = 0.1
     anchor_margin: float | int = 1.0
     center_loss_weight: float | int = 0.05

@@ -77,6 +77,15 @@ def classification_loss(
     return (sample_weights * per_sample).sum() / sample_weights.sum().clamp_min(_PROB_EPS)
 
 
+def path_classification_loss(path_probs: tuple[torch.Tensor, ...], targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each path's own distribution (primary p, anchor g, attentive t).
+
+    q blends p with r = blend(g, t) by confidence, so an untrained path drags q toward its own bias wherever p is
+    unsure (most FER images). Supervising every path directly keeps each one a classifier in its own right.
+    """
+    return torch.stack([classification_loss(probs, targets) for probs in path_probs]).mean()
+
+
 def anchor_margin_loss(anchors: torch.Tensor, margin: float) -> torch.Tensor:
     """Hinge that pushes anchors of different classes at least `margin` apart; bounded in [0, margin].
 
@@ -144,6 +153,7 @@ class GReFELLoss(nn.Module):
         confidence: torch.Tensor,
         embeddings: torch.Tensor,
         anchors: torch.Tensor,
+        path_probs: tuple[torch.Tensor, ...] = (),
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.config
         targets = target_distribution(labels, final_probs.shape[1], cfg.label_smoothing)
@@ -153,6 +163,8 @@ class GReFELLoss(nn.Module):
         terms = {
             "classification": (cfg.classification_loss_weight,
                                lambda: classification_loss(final_probs, targets, class_weights)),
+            "paths": (cfg.path_loss_weight if path_probs else 0.0,
+                      lambda: path_classification_loss(path_probs, targets)),
             "anchor_margin": (cfg.anchor_margin_loss_weight, lambda: anchor_margin_loss(anchors, cfg.anchor_margin)),
             "center": (cfg.center_loss_weight, lambda: center_loss(embeddings, anchors, targets, confidence)),
             "diversity": (cfg.diversity_loss_weight,
@@ -176,6 +188,7 @@ __all__ = [
     "classification_loss",
     "geometry_diversity_loss",
     "normalized_entropy",
+    "path_classification_loss",
     "reliability_target_loss",
     "rms_distance",
     "target_distribution",

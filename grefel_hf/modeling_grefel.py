@@ -294,8 +294,8 @@ class GReFELReliabilityBalancing(nn.Module):
         tokens = self.out_norm(tokens + self.attention(tokens, tokens))
         return torch.softmax(self.score(tokens).squeeze(-1), dim=-1)
 
-    def forward(self, x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return r (B, C), c_g (B,) and c_t (B,)."""
+    def forward(self, x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Return r (B, C), the anchor and attentive distributions g and t (B, C), and c_g, c_t (B,)."""
         g = self.anchor_path(x, anchors)
         t = self.attentive_path(x, anchors)
         c_g = 1.0 - normalized_entropy(g)
@@ -304,7 +304,7 @@ class GReFELReliabilityBalancing(nn.Module):
         r = (c_g.unsqueeze(-1) * g + c_t.unsqueeze(-1) * t) / weight_sum
         # Both confidences can be ~0 at once (two uniform paths); then r falls back to their plain average.
         r = torch.where(weight_sum > 1e-6, r, 0.5 * (g + t))
-        return r, c_g, c_t
+        return r, g, t, c_g, c_t
 
 
 def distribution_agreement(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -519,7 +519,7 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         hidden = self.primary_head.hidden(x)
         p = torch.softmax(self.primary_head.classifier(hidden) / self.config.primary_temperature, dim=-1)
         anchors = base.sample_anchors if base.sample_anchors is not None else self.grefel.anchors.flatten(0, 1)
-        r, c_g, c_t = self.reliability(x, anchors)
+        r, g, t, c_g, c_t = self.reliability(x, anchors)
         mc_probs = self._mc_dropout_probs(hidden) if self.primary_confidence.enhanced else None
         c = self.primary_confidence(p, r, mc_probs)
         q = c.unsqueeze(-1) * p + (1.0 - c.unsqueeze(-1)) * r
@@ -527,7 +527,7 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         loss = loss_parts = None
         if labels is not None:
             loss, loss_parts = self.loss_fn(labels=labels, final_probs=final, primary_probs=p, confidence=c,
-                                            embeddings=x, anchors=self.grefel.anchors)
+                                            embeddings=x, anchors=self.grefel.anchors, path_probs=(p, g, t))
         output = GReFELImageClassifierOutput(
             loss=loss,
             logits=final.clamp_min(_LOG_EPS).log(),

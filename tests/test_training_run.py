@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT, tiny_grefel_config
 from PIL import Image
 from safetensors.torch import load_file
+from torch.utils.data import WeightedRandomSampler
 from transformers import TrainerCallback, pipeline
 
 import grefel_hf.training.run as run_module
@@ -84,6 +86,47 @@ def test_end_to_end_with_cutmix_and_ema_reloads_through_pipeline(tmp_path):
     assert len(predictions) == 7 and sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-5)
 
 
+class _EvaluateSpy(TrainerCallback):
+    """Records the metric names of every on_evaluate event."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.events.append(sorted(metrics))
+
+
+def _with_callback(callback):
+    """Make run_training's trainer carry one more callback (the library builds the trainer itself)."""
+    original = run_module.build_trainer
+
+    def build(*args, **kwargs):
+        trainer = original(*args, **kwargs)
+        trainer.add_callback(callback)
+        return trainer
+
+    return build, original
+
+
+def test_early_stopping_gets_raw_and_ema_metrics_in_one_event(tmp_path, monkeypatch):
+    spy = _EvaluateSpy()
+    build, _ = _with_callback(spy)
+    monkeypatch.setattr(run_module, "build_trainer", build)
+    # learning rate 0: the metric never improves, so patience 1 stops at the second evaluation
+    run_training(*_args(tmp_path, max_steps=20, eval_strategy="steps", eval_steps=1, use_ema=True,
+                        learning_rate=0.0, warmup_steps=0, early_stopping_patience=1, report_to=["tensorboard"]))
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert len(spy.events) >= 2
+    assert all("eval_accuracy" in keys and "eval_ema_accuracy" in keys for keys in spy.events)
+    assert list((tmp_path / "runs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
+
+
+def test_early_stopping_needs_evaluations():
+    with pytest.raises(ValueError, match="needs evaluations"):
+        GReFELTrainingArguments(output_dir="unused", early_stopping_patience=2, eval_strategy="no")
+
+
 def test_mixing_reaches_training_batches_only(tmp_path):
     # Build the trainer the way run_training does, then look at one batch of each loader.
     model_args, data_args, training_args = _args(tmp_path, mix_prob=1.0)
@@ -118,30 +161,20 @@ def test_parameter_groups_give_backbone_and_anchors_their_own_learning_rates():
     assert grouped == sum(1 for p in model.parameters() if p.requires_grad)
 
 
-def test_trust_ramp_follows_the_global_step(tmp_path):
+def test_trust_ramp_follows_the_global_step(tmp_path, monkeypatch):
     seen = []
 
     class Spy(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             seen.append((state.global_step, model.trust))
 
-    original = run_module.build_trainer
-
-    def build_with_spy(*a, **k):
-        trainer = original(*a, **k)
-        trainer.add_callback(Spy())
-        return trainer
-
-    run_module.build_trainer = build_with_spy
-    try:
-        run_training(*_args(tmp_path, max_steps=4, **_deterministic()))
-    finally:
-        run_module.build_trainer = original
+    monkeypatch.setattr(run_module, "build_trainer", _with_callback(Spy())[0])
+    run_training(*_args(tmp_path, max_steps=4, **_deterministic()))
     # τ is set before each step from the steps already taken: 0/4, 1/4, 2/4, 3/4
     assert [trust for _, trust in seen] == pytest.approx([0.0, 0.25, 0.5, 0.75])
 
 
-def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path):
+def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path, monkeypatch):
     settings = dict(max_steps=6, save_strategy="steps", save_steps=3, use_ema=True, mix_prob=1.0)
     full = run_training(*_args(tmp_path / "full", **settings))
 
@@ -150,23 +183,16 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path):
             if state.global_step == 3:
                 raise RuntimeError("simulated crash after checkpoint-3")
 
-    original = run_module.build_trainer
-
-    def build_with_crash(*a, **k):
-        trainer = original(*a, **k)
-        trainer.add_callback(Crash())  # runs after the EMA callback, so checkpoint-3/ema exists
-        return trainer
-
-    run_module.build_trainer = build_with_crash
-    try:
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            run_training(*_args(tmp_path / "crashed", **settings))
-    finally:
-        run_module.build_trainer = original
+    # the crash callback runs after the EMA callback, so checkpoint-3/ema exists
+    build_with_crash, original = _with_callback(Crash())
+    monkeypatch.setattr(run_module, "build_trainer", build_with_crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_training(*_args(tmp_path / "crashed", **settings))
+    monkeypatch.setattr(run_module, "build_trainer", original)
     assert (tmp_path / "crashed" / "checkpoint-3" / "ema" / "model.safetensors").is_file()
     assert not (tmp_path / "crashed" / "model.safetensors").exists()
-    resumed = run_training(*_args(tmp_path / "crashed", resume_from_checkpoint=str(tmp_path / "crashed" /
-                                                                                "checkpoint-3"), **settings))
+    checkpoint = str(tmp_path / "crashed" / "checkpoint-3")
+    resumed = run_training(*_args(tmp_path / "crashed", resume_from_checkpoint=checkpoint, **settings))
     for key in ("eval_loss", "eval_accuracy", "eval_ema_loss", "eval_ema_accuracy"):
         assert resumed[key] == pytest.approx(full[key], abs=1e-4), key
     _assert_same_weights(_final_weights(tmp_path / "full"), _final_weights(tmp_path / "crashed"), atol=1e-4)
@@ -210,3 +236,28 @@ def test_two_process_ddp_matches_one_process(tmp_path):
 
     assert logged_loss("ddp") == pytest.approx(logged_loss("single"), rel=1e-4)
     _assert_same_weights(_final_weights(tmp_path / "single"), _final_weights(tmp_path / "ddp"), atol=1e-5)
+
+
+def test_class_balancing_by_loss_weights_and_by_sampler(tmp_path):
+    run_training(*_args(tmp_path, max_steps=1, data={"class_balance": "weights", "max_train_samples": 40},
+                        **_deterministic()))
+    data_args = DataArguments(max_train_samples=40, max_eval_samples=8)
+    train = prepare_training_data(load_dataset_dict(data_args), data_args).train
+    counts = np.bincount(np.asarray(train["label"][:]), minlength=7)
+    weights = np.asarray(json.loads((tmp_path / "config.json").read_text())["class_weights"])
+    present = counts > 0
+    np.testing.assert_allclose(weights[present] * counts[present], (weights * counts)[present][0])  # ∝ 1/count
+    assert weights[present].mean() == pytest.approx(1.0)
+
+    sampler_args = DataArguments(class_balance="sampler", max_train_samples=40, max_eval_samples=8)
+    data = prepare_training_data(load_dataset_dict(sampler_args), sampler_args)
+    loss_weights, sample_weights = run_module._class_balance(data, sampler_args)
+    assert loss_weights is None and len(sample_weights) == 40
+    model_args, _, training_args = _args(tmp_path / "sampler")
+    model = build_model(model_args, data.label_names, None)
+    processor = build_image_processor(model.config)
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args, sample_weights)
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, WeightedRandomSampler)
+    mass = np.bincount(np.asarray(data.train["label"][:]), weights=sample_weights, minlength=7)
+    np.testing.assert_allclose(mass[present], mass[present][0])  # every class drawn equally often on average

@@ -156,6 +156,14 @@ class GReFELTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "Stop after this many evaluations without improvement."}
     )
 
+    def __post_init__(self):
+        if self.early_stopping_patience is not None:
+            if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+                raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy epoch or steps")
+            if self.metric_for_best_model is None:
+                self.metric_for_best_model = "accuracy"  # eval_accuracy, on the validation split
+        super().__post_init__()
+
     def augmentation_kwargs(self) -> dict:
         """The keyword arguments of `GReFELTrainAugmentation`, all zero when augmentation is off."""
         if not self.augment:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -165,13 +166,27 @@ class GReFELTrainer(Trainer):
                 return callback
         return None
 
+    @contextmanager
+    def _one_on_evaluate_event(self):
+        """Hold back the `on_evaluate` events of the evaluations run inside, so that callbacks (early stopping)
+        get one event with the raw and the EMA metrics together."""
+        handler = self.callback_handler
+        handler.on_evaluate = lambda args, state, control, metrics: control
+        try:
+            yield
+        finally:
+            del handler.on_evaluate  # back to the class's own method
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """Evaluate the raw weights, then (when an EMA exists) the EMA weights as `<prefix>_ema_*`."""
-        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         callback = self.ema_callback
-        if callback is not None and callback.ema is not None:
+        if callback is None or callback.ema is None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        with self._one_on_evaluate_event():
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
             with swap_weights(self.model, callback.ema):
                 metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_ema"))
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
