@@ -38,6 +38,7 @@ from .evaluation.metrics import as_variants, read_metrics_json
 from .factory import build_image_processor
 from .hub import RUN_CONFIG_FILE, SELECTION_FILE, missing_files, save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor
+from .json_files import read_json_file
 from .model_card import MODEL_INDEX_METRICS, build_model_card
 from .modeling_grefel import GReFELForImageClassification
 
@@ -187,14 +188,6 @@ def label_names(config) -> list[str]:
     return [config.id2label[i] for i in range(config.num_labels)]
 
 
-def _read_json(path: Path) -> Any:
-    """Parse a JSON file, with an error that names it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-
-
 def select_metrics(metrics_path: str | os.PathLike, model_dir: Path, names: list[str]) -> dict[str, Any]:
     """The metrics dict of the pushed weights from a metrics.json, checked against the model's labels.
 
@@ -207,7 +200,7 @@ def select_metrics(metrics_path: str | os.PathLike, model_dir: Path, names: list
         metrics = variants[""]
     else:
         selection_path = model_dir / SELECTION_FILE
-        selected = _read_json(selection_path).get("selected", "raw") if selection_path.is_file() else "raw"
+        selected = read_json_file(selection_path).get("selected", "raw") if selection_path.is_file() else "raw"
         if selected not in variants:
             raise ValueError(f"{metrics_path} has variants {sorted(variants)}, but the pushed weights are "
                              f"{selected!r} (from {selection_path if selection_path.is_file() else 'the default'})")
@@ -225,11 +218,11 @@ def training_details(model_dir: Path) -> tuple[dict[str, Any] | None, dict[str, 
     if not config_path.is_file():
         logger.info("%s not found: the card has no training details", config_path)
         return None, None
-    run_config = _read_json(config_path)
+    run_config = read_json_file(config_path)
     training_args = dict(run_config.get("training_args") or {})
     results_path = model_dir / "all_results.json"
     if results_path.is_file():
-        results = _read_json(results_path)
+        results = read_json_file(results_path)
         training_args.update({k: v for k, v in results.items() if k.startswith("train_") or k == "epoch"})
     return training_args or None, run_config.get("data_args")
 

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from ..json_files import read_json_file
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_N_BINS = 15
@@ -320,13 +322,7 @@ def as_variants(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def read_metrics_json(path: str | Path) -> dict[str, Any]:
     """Read a metrics.json written by ``write_metrics_json`` and check the schema of each variant."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"metrics file not found: {path}")
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    metrics = read_json_file(path, "metrics file")
     try:
         as_variants(metrics)
     except ValueError as err:

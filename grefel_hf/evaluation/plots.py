@@ -6,7 +6,6 @@ not through ``pyplot``: that needs no display, leaves the global backend alone a
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from grefel_hf.evaluation.metrics import expected_calibration_error
+
+from ..json_files import read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +112,7 @@ def plot_reliability_diagram(calibration: dict[str, Any], path: str | Path) -> P
 def _read_log_history(trainer_state_json_path: str | Path) -> list[dict[str, Any]]:
     """Return the ``log_history`` list of a transformers ``trainer_state.json``."""
     path = Path(trainer_state_json_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"trainer state file not found: {path}")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    state = read_json_file(path, "trainer state file")
     history = state.get("log_history") if isinstance(state, dict) else None
     if not isinstance(history, list):
         raise ValueError(f"{path}: expected a trainer_state.json with a 'log_history' list")

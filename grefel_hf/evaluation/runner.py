@@ -6,7 +6,6 @@ written by `train_hf.py`), both are evaluated side by side.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -21,6 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..hub import SELECTION_FILE
+from ..json_files import read_json_file
 from ..losses import normalized_entropy
 from .metrics import compute_classification_metrics, write_metrics_json
 from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves
@@ -66,7 +66,7 @@ def model_variants(model_dir: str) -> dict[str, str]:
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise FileNotFoundError(f"{model_dir!r} holds no config.json: it is not a saved GReFEL model folder")
     selection = Path(model_dir, SELECTION_FILE)
-    name = json.loads(selection.read_text())["selected"] if selection.is_file() else "model"
+    name = read_json_file(selection)["selected"] if selection.is_file() else "model"
     variants = {name: model_dir}
     for other in OTHER_WEIGHTS:
         folder = os.path.join(model_dir, other)
