@@ -84,12 +84,6 @@ def prepare_training_data(dataset_dict: Mapping[str, datasets.Dataset], data_arg
                         sample_hard_labels=mode == "probability")
 
 
-def class_counts(dataset: datasets.Dataset, num_labels: int) -> np.ndarray:
-    """Number of training images per class (hard labels)."""
-    labels = np.asarray(dataset["label"][:], dtype=np.int64)
-    return np.bincount(labels, minlength=num_labels)
-
-
 def inverse_frequency_weights(counts: Sequence[int]) -> list[float]:
     """Class weights ∝ 1 / frequency, normalised to mean 1; classes without images get weight 0."""
     counts = np.asarray(counts, dtype=np.float64)
@@ -139,7 +133,6 @@ __all__ = [
     "SampledHardLabels",
     "TrainingData",
     "attach_transforms",
-    "class_counts",
     "inverse_frequency_weights",
     "label_names_of",
     "load_dataset_dict",

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 import transformers
 from transformers import EarlyStoppingCallback, set_seed
@@ -25,7 +26,6 @@ from .collators import GReFELEvalCollator, GReFELMixCollator
 from .data import (
     TrainingData,
     attach_transforms,
-    class_counts,
     inverse_frequency_weights,
     load_dataset_dict,
     prepare_training_data,
@@ -90,12 +90,12 @@ def _class_balance(data: TrainingData, data_args: DataArguments) -> tuple[list[f
     """(loss class weights, per-example sampler weights) for the chosen balancing, from training counts."""
     if data_args.class_balance == "none":
         return None, None
-    counts = class_counts(data.train, len(data.label_names))
+    labels = np.asarray(data.train["label"][:], dtype=np.int64)  # read once: counts and sampler weights
+    counts = np.bincount(labels, minlength=len(data.label_names))
     weights = inverse_frequency_weights(counts)
     logger.info("class counts %s → inverse-frequency weights %s", counts.tolist(), [round(w, 3) for w in weights])
     if data_args.class_balance == "weights":
         return weights, None
-    labels = data.train["label"][:]
     return None, [weights[label] for label in labels]
 
 
