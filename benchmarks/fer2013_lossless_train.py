@@ -63,7 +63,7 @@ def _blurred(pixels: np.ndarray) -> torch.Tensor:
 
 def match_lossless(blurred_jpegs: np.ndarray, lossless_pngs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For every blurred image, the index of its nearest blurred lossless image and the pixel RMSE between them."""
-    query = torch.from_numpy(blurred_jpegs).float()
+    query = torch.from_numpy(np.array(blurred_jpegs, dtype=np.float32))
     reference = _blurred(lossless_pngs)
     signature = lambda x: F.avg_pool2d(x.unsqueeze(1), 4).flatten(1)  # noqa: E731  (12x12 = 144 numbers)
     query_sig, reference_sig = signature(query), signature(reference)

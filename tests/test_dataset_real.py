@@ -11,9 +11,12 @@ import tarfile
 from collections import Counter
 
 import datasets
+import numpy as np
 import pytest
+from PIL import Image
 
 from dataset_scripts import FER2013_LABELS, FERPLUS_LABELS, load_fer2013, load_ferplus
+from grefel_hf.training.split_checks import check_split_sharpness
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,11 +59,17 @@ def fer2013_real(fer2013_dir, real_root):
 
 
 @pytest.fixture(scope="session")
-def ferplus_real(shared_data_dir, real_root):
+def ferplus_dir(shared_data_dir, real_root):
+    """The unpacked FER+ archive's `data/` folder (FER2013Train/, FER2013Valid/)."""
     target = real_root / "ferplus"
     with tarfile.open(os.path.join(shared_data_dir, "ferplus_trainval.tar.gz")) as archive:
         archive.extractall(target, filter="data")
-    return load_ferplus(str(target), cache_dir=str(real_root / "cache"), label_mode="majority")
+    return target / "data"
+
+
+@pytest.fixture(scope="session")
+def ferplus_real(ferplus_dir, real_root):
+    return load_ferplus(str(ferplus_dir.parent), cache_dir=str(real_root / "cache"), label_mode="majority")
 
 
 def test_fer2013_kaggle_folders(fer2013_real):
@@ -111,3 +120,27 @@ def test_fer2013_command_line_on_real_data(fer2013_dir, fer2013_real, real_root,
     dsd = datasets.load_from_disk(str(tmp_path / "out"))
     for split, counts in FER2013_COUNTS.items():
         assert named_counts(dsd[split]) == counts
+
+
+def test_the_shared_fer2013_training_jpegs_are_blurred_and_publictest_is_not(fer2013_real):
+    """The archive's training faces are ~19x blurrier than its PublicTest faces; the sharpness check says so."""
+    result = check_split_sharpness(fer2013_real["train"], fer2013_real["validation"])
+    assert result.mismatched and result.train < 5.0 and result.eval > 30.0
+
+
+def test_ferplus_training_and_validation_faces_are_equally_sharp(ferplus_real):
+    result = check_split_sharpness(ferplus_real["train"], ferplus_real["validation"])
+    assert not result.mismatched and result.train > 30.0 and result.eval > 30.0
+
+
+def test_blurred_fer2013_training_jpegs_are_the_ferplus_faces(fer2013_real, ferplus_dir):
+    """Blurring the lossless FER+ PNGs by σ = 3 px reproduces the archive's training JPEGs (benchmark helper)."""
+    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+    from fer2013_lossless_train import MAX_MATCH_RMSE, match_lossless
+
+    sample = fer2013_real["train"].select(range(0, len(fer2013_real["train"]), 97))  # 296 faces, every class
+    jpegs = np.stack([np.asarray(image.convert("L")) for image in sample["image"]])
+    pngs = np.stack([np.asarray(Image.open(path)) for path in sorted(ferplus_dir.glob("FER2013Train/*.png"))])
+    _, rmse = match_lossless(jpegs, pngs)
+    assert np.median(rmse) < 5.0
+    assert (rmse <= MAX_MATCH_RMSE).mean() > 0.95

@@ -147,6 +147,32 @@ def test_mixing_reaches_training_batches_only(tmp_path):
     assert next(iter(trainer.get_eval_dataloader()))["labels"].dtype == torch.int64
 
 
+CNN_MODEL = {"backbone": "test_resnet", "image_size": 48}
+
+
+def test_channels_last_reaches_the_model_and_every_batch(tmp_path):
+    model_args, data_args, training_args = _args(tmp_path, model=CNN_MODEL, channels_last=True)
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+    model = build_model(model_args, data.label_names, None)
+    processor = build_image_processor(model.config)
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args, None)
+    conv_weights = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert conv_weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
+    for loader in (trainer.get_train_dataloader(), trainer.get_eval_dataloader()):
+        batch = trainer._prepare_inputs(next(iter(loader)))
+        assert batch["pixel_values"].is_contiguous(memory_format=torch.channels_last)
+        assert not batch["pixel_values"].is_contiguous()  # really NHWC in memory, not a 1x1 special case
+
+
+def test_channels_last_changes_the_layout_only(tmp_path):
+    """Two deterministic steps of a CNN backbone give the same weights in either layout, and both save alike."""
+    run_training(*_args(tmp_path / "nhwc", model=CNN_MODEL, max_steps=2, channels_last=True, **_deterministic()))
+    run_training(*_args(tmp_path / "nchw", model=CNN_MODEL, max_steps=2, channels_last=False, **_deterministic()))
+    nhwc, nchw = _final_weights(tmp_path / "nhwc"), _final_weights(tmp_path / "nchw")
+    assert any(t.ndim == 4 for t in nhwc.values())
+    _assert_same_weights(nhwc, nchw, atol=1e-4)
+
+
 def test_parameter_groups_give_backbone_and_anchors_their_own_learning_rates():
     model = GReFELForImageClassification(tiny_grefel_config("test_resnet"))
     decay = [n for n, p in model.named_parameters() if p.dim() > 1]
