@@ -91,7 +91,7 @@ def build(setup: str, labels: list[str], image_size: int):
     return model, GReFELConfig(backbone=BACKBONE, image_size=image_size)
 
 
-def measure_step_seconds(trainer, steps: int = 12, warmup: int = 2) -> float:
+def measure_step_seconds(trainer, steps: int = 30, warmup: int = 5) -> float:
     """Mean wall time of a training step (forward, backward, AdamW update), data loading included."""
     loader = iter(trainer.get_train_dataloader())
     model = copy.deepcopy(trainer.model).train()  # BatchNorm statistics of the real model stay untouched
