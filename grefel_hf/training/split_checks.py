@@ -68,8 +68,8 @@ def check_split_sharpness(train: datasets.Dataset, evaluation: datasets.Dataset,
                           sample_size: int = 256) -> SplitSharpness:
     """Compare the sharpness of the two splits and log a warning when one is over `max_ratio` times sharper."""
     result = SplitSharpness(split_sharpness(train, sample_size), split_sharpness(evaluation, sample_size), max_ratio)
-    logger.info("image sharpness (median Laplacian std over %d images): training %.2f, evaluation %.2f",
-                sample_size, result.train, result.eval)
+    logger.info("image sharpness (median Laplacian std over up to %d images per split): training %.2f, "
+                "evaluation %.2f", sample_size, result.train, result.eval)
     if result.mismatched:
         blurrier = "training" if result.train < result.eval else "evaluation"
         logger.warning(
