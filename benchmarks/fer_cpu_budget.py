@@ -29,7 +29,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import TrainerCallback, set_seed
 
@@ -41,13 +40,8 @@ from dataset_scripts import load_expression_dataset  # noqa: E402
 from grefel_hf import GReFELConfig, build_image_processor, create_model  # noqa: E402
 from grefel_hf.backbone_weights import load_backbone_weights  # noqa: E402
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments  # noqa: E402
-from grefel_hf.training.data import (  # noqa: E402
-    attach_transforms,
-    inverse_frequency_weights,
-    load_dataset_dict,
-    prepare_training_data,
-)
-from grefel_hf.training.run import build_trainer  # noqa: E402
+from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data  # noqa: E402
+from grefel_hf.training.run import build_trainer, class_balance_weights  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -117,20 +111,20 @@ def training_data_source(args) -> tuple[DataArguments, dict | None]:
     """Where the training data comes from, and (FER2013 with lossless pixels) what the recovery found."""
     data_dir = unpack(args.dataset, Path(args.work_dir))
     if args.dataset != "fer2013" or args.fer2013_train_pixels == "archive":
-        return DataArguments(dataset=args.dataset, data_dir=str(data_dir), eval_split="validation"), None
+        return DataArguments(dataset=args.dataset, data_dir=str(data_dir), eval_split="validation",
+                             class_balance=args.class_balance), None
     archive = load_expression_dataset("fer2013", data_dir=str(data_dir))
     ferplus_train = unpack("ferplus", Path(args.work_dir)) / "FER2013Train"
     folder = Path(args.work_dir) / "fer2013-lossless-train"
     report = build_lossless_fer2013(archive, ferplus_train, folder)
-    return DataArguments(dataset=str(folder), eval_split="validation"), asdict(report)
+    data_args = DataArguments(dataset=str(folder), eval_split="validation", class_balance=args.class_balance)
+    return data_args, asdict(report)
 
 
 def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    class_weights = None
-    if args.class_balance == "weights":  # GReFEL's own answer to imbalance; the plain baseline has none
-        counts = np.bincount(np.asarray(data.train["label"]), minlength=len(data.label_names))
-        class_weights = inverse_frequency_weights(counts.tolist())
+    # GReFEL's own answer to imbalance (--class_balance weights); the plain baseline has none
+    class_weights, _ = class_balance_weights(data, data_args)
     model, processor_config = build(setup, data.label_names, args.image_size, class_weights)
     processor = build_image_processor(processor_config)
     training_args = GReFELTrainingArguments(

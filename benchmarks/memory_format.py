@@ -17,10 +17,10 @@ import os
 import platform
 import statistics
 import subprocess
-import time
 from pathlib import Path
 
 import torch
+from model_overhead import time_train_steps
 from plain_head import PlainHeadClassifier, PlainHeadConfig
 
 from grefel_hf import GReFELConfig, GReFELForImageClassification
@@ -48,26 +48,10 @@ def build_models(backbone: str, image_size: int, embed_dim: int) -> dict[str, to
     return models
 
 
-def time_steps(models: dict[str, torch.nn.Module], image_size: int, steps: int) -> dict[str, list[float]]:
-    """Interleaved step times (seconds) per model; each model gets the batch in its own layout."""
-    pixels = torch.randn(BATCH, 3, image_size, image_size)
-    labels = torch.randint(0, 7, (BATCH,))
-    optimizers = {name: torch.optim.SGD(m.parameters(), lr=1e-4) for name, m in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for step in range(steps + 2):
-        for name, model in models.items():
-            batch = pixels.contiguous(memory_format=LAYOUTS[name.split("/")[1]])
-            start = time.perf_counter()
-            optimizers[name].zero_grad(set_to_none=True)
-            model(pixel_values=batch, labels=labels).loss.backward()
-            optimizers[name].step()
-            if step >= 2:  # the first two steps warm up allocators and kernels
-                times[name].append(time.perf_counter() - start)
-    return times
-
-
 def run_setup(name: str, setup: dict, steps: int) -> dict:
-    times = time_steps(build_models(**setup), setup["image_size"], steps)
+    models = build_models(**setup)
+    layouts = {name: LAYOUTS[name.split("/")[1]] for name in models}
+    times = time_train_steps(models, setup["image_size"], steps, batch=BATCH, memory_formats=layouts)
     median = {key: statistics.median(values) for key, values in times.items()}
     result = {
         "setup": name, **setup, "batch": BATCH, "median_step_seconds": median,

@@ -45,10 +45,16 @@ def build_pair(backbone: str, image_size: int):
     return grefel, plain
 
 
-def time_train_steps(models: dict, image_size: int, steps: int) -> dict[str, list[float]]:
-    """Interleaved forward+backward+SGD step times (seconds) per model."""
-    pixels = torch.randn(BATCH, 3, image_size, image_size)
-    labels = torch.randint(0, 7, (BATCH,))
+def time_train_steps(models: dict, image_size: int, steps: int, batch: int = BATCH,
+                     memory_formats: dict[str, torch.memory_format] | None = None) -> dict[str, list[float]]:
+    """Interleaved forward+backward+SGD step times (seconds) per model.
+
+    `memory_formats` maps a model's name to the layout its input batch gets (default: contiguous NCHW).
+    """
+    pixels = torch.randn(batch, 3, image_size, image_size)
+    labels = torch.randint(0, 7, (batch,))
+    inputs = {name: pixels.contiguous(memory_format=(memory_formats or {}).get(name, torch.contiguous_format))
+              for name in models}
     optimizers = {name: torch.optim.SGD(m.parameters(), lr=1e-4) for name, m in models.items()}
     times: dict[str, list[float]] = {name: [] for name in models}
     for step in range(steps + 2):
@@ -56,7 +62,7 @@ def time_train_steps(models: dict, image_size: int, steps: int) -> dict[str, lis
             model.train()
             start = time.perf_counter()
             optimizers[name].zero_grad(set_to_none=True)
-            model(pixel_values=pixels, labels=labels).loss.backward()
+            model(pixel_values=inputs[name], labels=labels).loss.backward()
             optimizers[name].step()
             if step >= 2:  # the first two steps warm up allocators and kernels
                 times[name].append(time.perf_counter() - start)

@@ -277,7 +277,7 @@ def test_class_balancing_by_loss_weights_and_by_sampler(tmp_path):
 
     sampler_args = DataArguments(class_balance="sampler", max_train_samples=40, max_eval_samples=8)
     data = prepare_training_data(load_dataset_dict(sampler_args), sampler_args)
-    loss_weights, sample_weights = run_module._class_balance(data, sampler_args)
+    loss_weights, sample_weights = run_module.class_balance_weights(data, sampler_args)
     assert loss_weights is None and len(sample_weights) == 40
     model_args, _, training_args = _args(tmp_path / "sampler")
     model = build_model(model_args, data.label_names, None)

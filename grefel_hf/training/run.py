@@ -86,7 +86,7 @@ def build_model(model_args: ModelArguments, label_names: list[str], class_weight
     return create_model(config, backbone_weights=model_args.backbone_weights)
 
 
-def _class_balance(data: TrainingData, data_args: DataArguments) -> tuple[list[float] | None, list[float] | None]:
+def class_balance_weights(data: TrainingData, data_args: DataArguments) -> tuple[list[float] | None, list[float] | None]:
     """(loss class weights, per-example sampler weights) for the chosen balancing, from training counts."""
     if data_args.class_balance == "none":
         return None, None
@@ -198,7 +198,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments,
         training_args.resume_from_checkpoint = get_last_checkpoint(training_args.output_dir)
     with training_args.main_process_first(desc="preparing the dataset"):
         data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    class_weights, sample_weights = _class_balance(data, data_args)
+    class_weights, sample_weights = class_balance_weights(data, data_args)
     model = build_model(model_args, data.label_names, class_weights)
     processor = build_image_processor(model.config)
     data = attach_transforms(data, processor, training_args.augmentation_kwargs(), seed=training_args.seed)
