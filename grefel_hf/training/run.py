@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -100,8 +101,10 @@ def class_balance_weights(data: TrainingData, data_args: DataArguments) -> tuple
 
 
 def build_trainer(model, processor, data: TrainingData, training_args: GReFELTrainingArguments,
-                  sample_weights: list[float] | None) -> GReFELTrainer:
-    """GReFELTrainer with the mixing collator on training only, EMA and early stopping as asked."""
+                  sample_weights: list[float] | None, trainer_cls: Callable[..., GReFELTrainer] = GReFELTrainer,
+                  ) -> GReFELTrainer:
+    """GReFELTrainer (or `trainer_cls`, a subclass) with the mixing collator on training only, EMA and early
+    stopping as asked."""
     num_labels = model.config.num_labels
     mixing = training_args.mix_prob > 0 and (training_args.mixup_alpha > 0 or training_args.cutmix_alpha > 0)
     train_collator = GReFELMixCollator(
@@ -115,7 +118,7 @@ def build_trainer(model, processor, data: TrainingData, training_args: GReFELTra
     if training_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
     # logits and reliability are the two outputs gathered at evaluation (see keys_to_ignore_at_inference)
-    return GReFELTrainer(
+    return trainer_cls(
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
         data_collator=GReFELEvalCollator(num_labels),
         train_collator=IndexSeededCollator(train_collator, training_args.seed),

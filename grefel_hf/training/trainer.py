@@ -139,11 +139,18 @@ class GReFELTrainer(Trainer):
             logger.info("parameter groups: %s", [(g["name"], len(g["params"]), g["lr"]) for g in groups])
         return self.optimizer
 
+    def training_progress(self) -> float:
+        """The fraction of training done, global_step / max_steps; the trust ramp τ follows it.
+
+        A subclass whose schedule runs on something else (a wall-clock budget, say) overrides this.
+        """
+        return self.state.global_step / max(1, self.state.max_steps)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
-        """Advance the trust ramp τ = global_step / max_steps, then run Trainer's step."""
+        """Advance the trust ramp τ to `training_progress()`, then run Trainer's step."""
         unwrapped = self.accelerator.unwrap_model(model)
         if hasattr(unwrapped, "set_trust_ramp"):
-            unwrapped.set_trust_ramp(self.state.global_step / max(1, self.state.max_steps))
+            unwrapped.set_trust_ramp(self.training_progress())
         return super().training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
