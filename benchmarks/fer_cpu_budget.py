@@ -181,6 +181,20 @@ def run_setup(setup: str, args, data_args: DataArguments) -> dict:
     return result
 
 
+def current_commit() -> str:
+    """The short hash of the checked-out commit (read before training: the code that runs)."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=REPO_ROOT).stdout.strip()
+
+
+def write_report(report: dict, output: str | None, default_name: str) -> Path:
+    """Write a benchmark's JSON report to `output`, or to benchmarks/results/`default_name`; return the path."""
+    path = Path(output or REPO_ROOT / "benchmarks" / "results" / default_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(ARCHIVES), default="fer2013")
@@ -209,8 +223,7 @@ def main() -> None:
         parser.error("--class_balance weights is GReFEL's; run it with --setups grefel")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(os.cpu_count() or 1)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=REPO_ROOT).stdout.strip()  # read before training: the code that runs
+    commit = current_commit()  # read before training: the code that runs
     data_args, recovery = training_data_source(args)
     results = [run_setup(setup, args, data_args) for setup in args.setups]
     report = {"benchmark": "fer_cpu_budget", "dataset": args.dataset, "backbone": BACKBONE,
@@ -225,10 +238,7 @@ def main() -> None:
               "fer2013_lossless_recovery": recovery,
               "threads": torch.get_num_threads(), "machine": platform.machine(), "results": results,
               "target": "GReFEL >= plain head; FER2013 validation accuracy >= 0.66"}
-    output = Path(args.output or REPO_ROOT / "benchmarks" / "results" / f"fer_cpu_budget_{args.dataset}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
-    print(f"wrote {output}")
+    print(f"wrote {write_report(report, args.output, f'fer_cpu_budget_{args.dataset}.json')}")
 
 
 if __name__ == "__main__":

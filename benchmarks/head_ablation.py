@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,14 @@ import torch
 from transformers import set_seed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fer_cpu_budget import ARCHIVES, REPO_ROOT, build, training_data_source, validation_summary  # noqa: E402
+from fer_cpu_budget import (  # noqa: E402
+    ARCHIVES,
+    build,
+    current_commit,
+    training_data_source,
+    validation_summary,
+    write_report,
+)
 
 from grefel_hf import build_image_processor  # noqa: E402
 from grefel_hf.training.arguments import GReFELTrainingArguments  # noqa: E402
@@ -87,8 +93,7 @@ def main() -> None:
     args.class_balance = "none"
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(os.cpu_count() or 1)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=REPO_ROOT).stdout.strip()
+    commit = current_commit()
     data_args, _ = training_data_source(args)
     runs = [] if args.no_plain else [("plain", {})]
     runs += [("grefel", variant) for variant in args.variants]
@@ -97,10 +102,7 @@ def main() -> None:
               "image_size": args.image_size, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
               "commit": commit, "command": " ".join(sys.argv), "threads": torch.get_num_threads(),
               "results": results}
-    output = Path(args.output or REPO_ROOT / "benchmarks" / "results" / f"head_ablation_{args.dataset}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
-    print(f"wrote {output}")
+    print(f"wrote {write_report(report, args.output, f'head_ablation_{args.dataset}.json')}")
 
 
 if __name__ == "__main__":
