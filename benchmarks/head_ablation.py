@@ -35,7 +35,7 @@ from fer_cpu_budget import (  # noqa: E402
     write_report,
 )
 
-from grefel_hf import build_image_processor  # noqa: E402
+from grefel_hf import GReFELConfig, build_image_processor  # noqa: E402
 from grefel_hf.training.arguments import GReFELTrainingArguments  # noqa: E402
 from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data  # noqa: E402
 from grefel_hf.training.run import build_trainer  # noqa: E402
@@ -66,6 +66,7 @@ def run_variant(setup: str, overrides: dict, args, data_args) -> dict:
 
 
 def parse_variant(text: str) -> dict:
+    """A variant from the command line: a JSON object whose keys are GReFELConfig fields."""
     try:
         variant = json.loads(text)
     except json.JSONDecodeError as err:
@@ -73,6 +74,9 @@ def parse_variant(text: str) -> dict:
                                          f"({err})") from err
     if not isinstance(variant, dict):
         raise argparse.ArgumentTypeError(f"a variant must be a JSON object of GReFELConfig fields, got {text!r}")
+    unknown = sorted(set(variant) - set(GReFELConfig.__annotations__))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"variant {text!r} names unknown GReFELConfig fields {unknown}")
     return variant
 
 
