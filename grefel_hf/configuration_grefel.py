@@ -54,6 +54,12 @@ class GReFELConfig(PreTrainedConfig):
             Hidden layer sizes of the primary head MLP (GELU + dropout between layers).
         dropout (`float`, *optional*, defaults to 0.1):
             Dropout probability in the projections, the primary head and the attention blocks.
+        detach_confidences (`bool`, *optional*, defaults to `False`):
+            Stop the gradient through the confidences c, c_g and c_t where they weight the blends r and q (the
+            distributions themselves still get their gradients). With the gradient, the loss on a face the primary
+            head gets wrong can fall by making that head less sure instead of right, which slows the learning of
+            the rare classes, whose faces are the ones it gets wrong most. Training only: predictions are the same.
+            The enhanced reliability MLP then learns from `reliability_loss_weight` alone, so that must be > 0.
         inference_mode (`str`, *optional*, defaults to `"corrected"`):
             Distribution returned at inference: `"corrected"` (q, after reliability balancing) or `"primary"` (p).
         classification_loss_weight (`float`, *optional*, defaults to 1.0):
@@ -135,6 +141,7 @@ class GReFELConfig(PreTrainedConfig):
     num_attention_heads: int = 8
     primary_hidden_sizes: list[int] | None = None
     dropout: float | int = 0.1
+    detach_confidences: bool = False
     inference_mode: str = "corrected"
     classification_loss_weight: float | int = 1.0
     path_loss_weight: float | int = 0.5
@@ -190,6 +197,9 @@ class GReFELConfig(PreTrainedConfig):
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"GReFELConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.detach_confidences and self.reliability_variant == "enhanced" and not self.reliability_loss_weight:
+            raise ValueError("GReFELConfig.detach_confidences with reliability_variant='enhanced' needs "
+                             "reliability_loss_weight > 0: otherwise nothing trains the reliability MLP")
         for name in ("num_attention_heads", "geometry_heads"):
             if self.embed_dim % getattr(self, name):
                 raise ValueError(f"GReFELConfig.embed_dim ({self.embed_dim}) must be divisible by {name} "

@@ -275,6 +275,7 @@ class GReFELReliabilityBalancing(nn.Module):
         dim = config.embed_dim
         self.num_labels = config.num_labels
         self.temperature = config.anchor_temperature
+        self.detach_confidences = config.detach_confidences
         self.token_proj = nn.Linear(dim, dim)
         self.token_norm = nn.LayerNorm(dim)
         self.attention = GReFELAttention(dim, config.num_attention_heads, config.dropout)
@@ -300,6 +301,8 @@ class GReFELReliabilityBalancing(nn.Module):
         t = self.attentive_path(x, anchors)
         c_g = 1.0 - normalized_entropy(g)
         c_t = 1.0 - normalized_entropy(t)
+        if self.detach_confidences:
+            c_g, c_t = c_g.detach(), c_t.detach()
         weight_sum = (c_g + c_t).clamp_min(1e-6).unsqueeze(-1)
         r = (c_g.unsqueeze(-1) * g + c_t.unsqueeze(-1) * t) / weight_sum
         # Both confidences can be ~0 at once (two uniform paths); then r falls back to their plain average.
@@ -522,7 +525,8 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         r, g, t, c_g, c_t = self.reliability(x, anchors)
         mc_probs = self._mc_dropout_probs(hidden) if self.primary_confidence.enhanced else None
         c = self.primary_confidence(p, r, mc_probs)
-        q = c.unsqueeze(-1) * p + (1.0 - c.unsqueeze(-1)) * r
+        weight = c.detach() if self.config.detach_confidences else c
+        q = weight.unsqueeze(-1) * p + (1.0 - weight.unsqueeze(-1)) * r
         final = self._final_distribution(p, q)
         loss = loss_parts = None
         if labels is not None:
