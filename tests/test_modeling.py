@@ -102,6 +102,38 @@ def test_trust_ramp_blends_primary_and_corrected_in_training():
     assert model.trust == 1.0
 
 
+def _loss_and_primary_confidence(model, x, labels):
+    """The training loss and the primary confidence c of that forward pass (captured by a hook)."""
+    captured = []
+    handle = model.primary_confidence.register_forward_hook(lambda module, args, out: captured.append(out))
+    try:
+        out = model(x, labels=labels)
+    finally:
+        handle.remove()
+    return out, captured[0]
+
+
+def test_detach_confidences_stops_their_gradient_and_keeps_predictions():
+    x, labels = _pixels(), torch.tensor([0, 1, 2, 6])
+    runs = {}
+    for detach in (False, True):
+        model = _model(dropout=0.0, detach_confidences=detach).train()
+        out, c = _loss_and_primary_confidence(model, x, labels)
+        grad_c = torch.autograd.grad(out.loss, c, allow_unused=True)[0]
+        anchors = model.grefel.anchors.flatten(0, 1)
+        r, _, _, c_g, c_t = model.reliability(out.embeddings, anchors)
+        runs[detach] = (out.logits.detach(), grad_c, r, c_g, c_t)
+    logits_through, grad_through, r_through, c_g_through, c_t_through = runs[False]
+    logits_detached, grad_detached, r_detached, c_g_detached, c_t_detached = runs[True]
+    torch.testing.assert_close(logits_detached, logits_through)  # same weights, same forward values
+    torch.testing.assert_close(r_detached, r_through)
+    assert grad_through is not None and grad_through.abs().sum() > 0  # the loss reaches c through q
+    assert grad_detached is None  # ... and no longer does (the center loss already used c.detach())
+    assert c_g_through.requires_grad and c_t_through.requires_grad
+    assert not c_g_detached.requires_grad and not c_t_detached.requires_grad
+    assert r_detached.requires_grad  # g and t still learn through r
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_trainable_parameter_gets_a_finite_gradient(backbone, variant):
@@ -211,3 +243,7 @@ def test_config_documents_every_field_and_validates():
         GReFELConfig(class_weights=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="divisible"):
         GReFELConfig(embed_dim=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match="detach_confidences with reliability_variant='enhanced' needs "
+                                         "reliability_loss_weight > 0"):
+        GReFELConfig(detach_confidences=True, reliability_variant="enhanced")
+    assert GReFELConfig(detach_confidences=True, reliability_variant="enhanced", reliability_loss_weight=0.1)
