@@ -4,7 +4,8 @@ Both setups use the pretrained EfficientNet-Lite0 backbone from the offline PyPI
 same augmentation, mixing, EMA and schedule, and the same wall-clock training budget. The schedule runs on the clock
 (time_budget.py): the learning rate warms up and decays to zero over the budget, however fast the machine is. Each
 setup trains on the train split and reports accuracy and macro-F1 on the validation split (FER2013 PublicTest / FER+
-Valid), for the raw and the EMA weights. No test split is used at all.
+Valid), for the raw and the EMA weights; for GReFEL also its primary head p alone. No test split is used at all.
+`--grefel_config '{"detach_confidences": true}'` (any GReFELConfig fields, as a JSON object) changes GReFEL's setup.
 
     python benchmarks/fer_cpu_budget.py --dataset fer2013 --budget_minutes 15
     python benchmarks/fer_cpu_budget.py --dataset ferplus --budget_minutes 15

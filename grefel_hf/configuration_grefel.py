@@ -57,8 +57,8 @@ class GReFELConfig(PreTrainedConfig):
         detach_confidences (`bool`, *optional*, defaults to `False`):
             Stop the gradient through the confidences c, c_g and c_t where they weight the blends r and q (the
             distributions themselves still get their gradients). With the gradient, the loss on a face the primary
-            head gets wrong can fall by making that head less sure instead of right, which slows the learning of
-            the rare classes, whose faces are the ones it gets wrong most. Training only: predictions are the same.
+            head gets wrong can also fall by making that head less sure rather than right; detaching closes that
+            route. Training only: predictions are the same.
             The enhanced reliability MLP then learns from `reliability_loss_weight` alone, so that must be > 0.
         inference_mode (`str`, *optional*, defaults to `"corrected"`):
             Distribution returned at inference: `"corrected"` (q, after reliability balancing) or `"primary"` (p).

@@ -1,0 +1,43 @@
+"""The CPU-budget benchmark's helpers (benchmarks/fer_cpu_budget.py): GReFEL config variants from the command line, and
+the primary head's own validation figures."""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_ROOT
+from test_benchmark_time_budget import _budget_trainer
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+from fer_cpu_budget import parse_variant, primary_validation_metrics  # noqa: E402
+
+
+def test_a_variant_is_a_json_object_of_config_fields():
+    assert parse_variant('{"detach_confidences": true, "primary_hidden_sizes": []}') == {
+        "detach_confidences": True, "primary_hidden_sizes": []}
+    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown GReFELConfig fields \['no_such_field'\]"):
+        parse_variant('{"no_such_field": 1}')
+    with pytest.raises(argparse.ArgumentTypeError, match="must be a JSON object"):
+        parse_variant("[1, 2]")
+    with pytest.raises(argparse.ArgumentTypeError, match="must be a JSON object"):
+        parse_variant("{detach_confidences: true}")
+
+
+def test_primary_head_figures_are_those_of_p_and_leave_the_inference_mode_alone(tmp_path):
+    trainer = _budget_trainer(tmp_path, 8.0, clock=lambda: 0.0)
+    model = trainer.model.eval()
+    labels, predictions = [], []
+    with torch.no_grad():
+        for batch in trainer.get_eval_dataloader():
+            predictions.append(model(pixel_values=batch["pixel_values"]).primary_probs.argmax(dim=1))
+            labels.append(batch["labels"])
+    expected = (torch.cat(predictions) == torch.cat(labels)).float().mean().item()
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    figures = primary_validation_metrics(trainer, "raw", names)
+    assert figures["accuracy"] == pytest.approx(expected)
+    assert figures["weights"] == "raw" and set(figures["per_class_accuracy"]) == set(names)
+    assert np.isfinite(figures["macro_f1"])
+    assert model.config.inference_mode == "corrected"  # restored after the primary-only pass
