@@ -83,8 +83,9 @@ def build(setup: str, labels: list[str], image_size: int, grefel_overrides: dict
     id2label = dict(enumerate(labels))
     label2id = {n: i for i, n in id2label.items()}
     if setup == "grefel":
-        config = GReFELConfig(backbone=BACKBONE, image_size=image_size, embed_dim=256, id2label=id2label,
-                              label2id=label2id, **(grefel_overrides or {}))
+        settings = {"embed_dim": 256, **(grefel_overrides or {})}  # an override may change the embedding width
+        config = GReFELConfig(backbone=BACKBONE, image_size=image_size, id2label=id2label, label2id=label2id,
+                              **settings)
         return create_model(config, backbone_weights="efficientnet-lite0"), config
     model = PlainHeadClassifier(PlainHeadConfig(backbone=BACKBONE, image_size=image_size, id2label=id2label,
                                                 label2id=label2id))
