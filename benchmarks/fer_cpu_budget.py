@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -135,17 +136,24 @@ def validation_summary(metrics: dict) -> dict:
     }
 
 
+def validation_predictions_metrics(trainer, weights: str, label_names: list[str], tta: bool = False) -> dict:
+    """Flat hard-label metrics (accuracy, macro-F1, accuracy_<class>) of the model's predictions on the validation
+    split with the raw or the EMA weights, optionally with the evaluation CLI's test-time augmentation."""
+    model = trainer.model.eval()
+    with swap_weights(model, trainer.ema_callback.ema) if weights == "ema" else nullcontext():
+        labels, probs, _ = predict(model, trainer.get_eval_dataloader(), tta=tta, progress=False)
+    return flat_summary(hard_label_metrics(labels, probs.argmax(axis=1), label_names))
+
+
 def primary_validation_metrics(trainer, weights: str, label_names: list[str]) -> dict:
     """GReFEL's primary head p alone (inference_mode "primary") on the validation split, with the raw or EMA
     weights: whether the reliability balancing helps or hurts the primary head's predictions."""
-    model = trainer.model.eval()
-    mode, model.config.inference_mode = model.config.inference_mode, "primary"
+    config = trainer.model.config
+    mode, config.inference_mode = config.inference_mode, "primary"
     try:
-        with swap_weights(model, trainer.ema_callback.ema) if weights == "ema" else nullcontext():
-            labels, probs, _ = predict(model, trainer.get_eval_dataloader(), tta=False, progress=False)
+        metrics = validation_predictions_metrics(trainer, weights, label_names)
     finally:
-        model.config.inference_mode = mode
-    metrics = flat_summary(hard_label_metrics(labels, probs.argmax(axis=1), label_names))
+        config.inference_mode = mode
     return {"weights": weights, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "per_class_accuracy": {name: metrics[f"accuracy_{name}"] for name in label_names}}
 
@@ -153,10 +161,7 @@ def primary_validation_metrics(trainer, weights: str, label_names: list[str]) ->
 def tta_validation_metrics(trainer, weights: str, label_names: list[str]) -> dict:
     """Validation accuracy and macro-F1 of the raw or EMA weights with the evaluation CLI's test-time augmentation
     (the image, its mirror and four 5 % shifts, their distributions averaged)."""
-    model = trainer.model.eval()
-    with swap_weights(model, trainer.ema_callback.ema) if weights == "ema" else nullcontext():
-        labels, probs, _ = predict(model, trainer.get_eval_dataloader(), tta=True, progress=False)
-    metrics = hard_label_metrics(labels, probs.argmax(axis=1), label_names)
+    metrics = validation_predictions_metrics(trainer, weights, label_names, tta=True)
     return {"weights": weights, "views": 6, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
 
@@ -287,7 +292,7 @@ def main() -> None:
               "class_balance": args.class_balance,
               "schedule": f"wall clock: linear warm-up over {GReFELTrainingArguments.warmup_steps:.0%} of the "
                           "budget, then cosine to zero",
-              "command": " ".join(sys.argv),
+              "command": shlex.join(sys.argv),
               "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
               "fer2013_lossless_recovery": recovery,
               "threads": torch.get_num_threads(), "machine": platform.machine(), "results": results,

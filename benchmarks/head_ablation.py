@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -93,7 +94,7 @@ def main() -> None:
     results = [run_variant(setup, overrides, args, data) for setup, overrides in runs]
     report = {"benchmark": "head_ablation", "dataset": args.dataset, "steps": args.steps, "seed": args.seed,
               "image_size": args.image_size, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-              "commit": commit, "command": " ".join(sys.argv), "threads": torch.get_num_threads(),
+              "commit": commit, "command": shlex.join(sys.argv), "threads": torch.get_num_threads(),
               "results": results}
     print(f"wrote {write_report(report, args.output, f'head_ablation_{args.dataset}.json')}")
 
