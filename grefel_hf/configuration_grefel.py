@@ -11,6 +11,7 @@ FER2013_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neu
 _GEOMETRY_VARIANTS = ("basic", "enhanced")
 _RELIABILITY_VARIANTS = ("basic", "enhanced")
 _INFERENCE_MODES = ("corrected", "primary")
+_PRIMARY_INPUTS = ("embedding", "backbone")
 
 
 class GReFELConfig(PreTrainedConfig):
@@ -52,6 +53,11 @@ class GReFELConfig(PreTrainedConfig):
             Heads of the attentive path's self-attention over the per-class tokens of one sample.
         primary_hidden_sizes (`list[int]`, *optional*, defaults to `[256]`):
             Hidden layer sizes of the primary head MLP (GELU + dropout between layers).
+        primary_input (`str`, *optional*, defaults to `"embedding"`):
+            What the primary head classifies: `"embedding"`, the fused GReFEL embedding x (the paper's design), or
+            `"backbone"`, the backbone's final pooled features, as a plain linear head would. With `"backbone"` the
+            anchors, the geometry attention and the reliability paths still work on x; only p reads the backbone
+            directly, so a narrow `embed_dim` no longer limits it.
         dropout (`float`, *optional*, defaults to 0.1):
             Dropout probability in the projections, the primary head and the attention blocks.
         detach_confidences (`bool`, *optional*, defaults to `False`):
@@ -140,6 +146,7 @@ class GReFELConfig(PreTrainedConfig):
     primary_temperature: float | int = 1.0
     num_attention_heads: int = 8
     primary_hidden_sizes: list[int] | None = None
+    primary_input: str = "embedding"
     dropout: float | int = 0.1
     detach_confidences: bool = False
     inference_mode: str = "corrected"
@@ -188,6 +195,7 @@ class GReFELConfig(PreTrainedConfig):
             "geometry_variant": _GEOMETRY_VARIANTS,
             "reliability_variant": _RELIABILITY_VARIANTS,
             "inference_mode": _INFERENCE_MODES,
+            "primary_input": _PRIMARY_INPUTS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -51,11 +51,14 @@ class GReFELModelOutput(ModelOutput):
             The per-level embeddings after geometry-aware anchor attention, before fusion.
         sample_anchors (`torch.FloatTensor` of shape `(batch_size, num_labels * anchors_per_class, embed_dim)`):
             Per-sample refined anchors. Only returned by the enhanced geometry variant.
+        pooled_features (`torch.FloatTensor` of shape `(batch_size, backbone_num_features)`):
+            The backbone's final pooled features, before GReFEL's projections.
     """
 
     embeddings: torch.FloatTensor | None = None
     level_embeddings: torch.FloatTensor | None = None
     sample_anchors: torch.FloatTensor | None = None
+    pooled_features: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -248,12 +251,12 @@ class GReFELFusion(nn.Module):
 
 
 class GReFELPrimaryHead(nn.Module):
-    """MLP from the embedding to class logits z; the last hidden layer is exposed for Monte Carlo dropout."""
+    """MLP from its input (the embedding, or the backbone's pooled features: `config.primary_input`) to class
+    logits z; the last hidden layer is exposed for Monte Carlo dropout."""
 
-    def __init__(self, config):
+    def __init__(self, config, in_dim: int):
         super().__init__()
         layers: list[nn.Module] = []
-        in_dim = config.embed_dim
         for hidden in config.primary_hidden_sizes:
             layers += [nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(config.dropout)]
             in_dim = hidden
@@ -456,8 +459,8 @@ class GReFELModel(GReFELPreTrainedModel):
         tokens = torch.stack([proj(f) for proj, f in zip(self.level_projections, levels, strict=True)], dim=1)
         tokens = tokens + self.level_embeddings
         tokens, sample_anchors = self.geometry(tokens, self.anchors.flatten(0, 1))
-        output = GReFELModelOutput(embeddings=self.fusion(tokens), level_embeddings=tokens,
-                                   sample_anchors=sample_anchors)
+        output = GReFELModelOutput(embeddings=self.fusion(tokens), pooled_features=levels[-1],
+                                   level_embeddings=tokens, sample_anchors=sample_anchors)
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
 
@@ -473,7 +476,8 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
     def __init__(self, config: GReFELConfig):
         super().__init__(config)
         self.grefel = GReFELModel(config)
-        self.primary_head = GReFELPrimaryHead(config)
+        primary_dim = config.embed_dim if config.primary_input == "embedding" else self.grefel.backbone.num_features
+        self.primary_head = GReFELPrimaryHead(config, primary_dim)
         self.reliability = GReFELReliabilityBalancing(config)
         self.primary_confidence = GReFELPrimaryConfidence(config)
         self.loss_fn = GReFELLoss(config)
@@ -519,7 +523,7 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         """
         base = self.grefel(pixel_values, return_dict=True)
         x = base.embeddings
-        hidden = self.primary_head.hidden(x)
+        hidden = self.primary_head.hidden(x if self.config.primary_input == "embedding" else base.pooled_features)
         p = torch.softmax(self.primary_head.classifier(hidden) / self.config.primary_temperature, dim=-1)
         anchors = base.sample_anchors if base.sample_anchors is not None else self.grefel.anchors.flatten(0, 1)
         r, g, t, c_g, c_t = self.reliability(x, anchors)

@@ -134,6 +134,32 @@ def test_detach_confidences_stops_their_gradient_and_keeps_predictions():
     assert r_detached.requires_grad  # g and t still learn through r
 
 
+@pytest.mark.parametrize("backbone", ["test_resnet", "test_vit"])
+def test_primary_input_backbone_classifies_the_pooled_backbone_features(backbone, tmp_path):
+    model = _model(backbone, dropout=0.0, primary_input="backbone")
+    first = model.primary_head.hidden[0] if len(model.primary_head.hidden) else model.primary_head.classifier
+    assert first.in_features == model.grefel.backbone.num_features != model.config.embed_dim
+    x = _pixels()
+    with torch.no_grad():
+        out = model(x)
+        pooled = model.grefel(x).pooled_features
+        expected = torch.softmax(model.primary_head.classifier(model.primary_head.hidden(pooled)), dim=-1)
+        torch.testing.assert_close(pooled, model.grefel.backbone(x))  # timm's own pooled pre-logits features
+    torch.testing.assert_close(out.primary_probs, expected)
+    # p's gradient reaches the backbone directly, and never the fusion
+    p = model(x).primary_probs
+    fusion_grad = torch.autograd.grad(p[:, 0].sum(), model.grefel.fusion.proj.weight, allow_unused=True)[0]
+    backbone_grad = torch.autograd.grad(p[:, 0].sum(), model.grefel.backbone.parameters(), allow_unused=True)
+    assert fusion_grad is None and any(g is not None and g.abs().sum() > 0 for g in backbone_grad)
+    model.save_pretrained(tmp_path)
+    reloaded = GReFELForImageClassification.from_pretrained(tmp_path)
+    assert reloaded.config.primary_input == "backbone"
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x).logits, out.logits)
+    with pytest.raises(ValueError, match="primary_input must be one of"):
+        GReFELConfig(primary_input="pooled")
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_trainable_parameter_gets_a_finite_gradient(backbone, variant):
