@@ -12,7 +12,10 @@ VARIANTS = [
     {},
     {"geometry_variant": "enhanced", "reliability_variant": "enhanced", "diversity_loss_weight": 0.1,
      "reliability_loss_weight": 0.1},
+    {"primary_input": "backbone", "primary_hidden_sizes": [], "reliability_variant": "enhanced",
+     "reliability_loss_weight": 0.1},
 ]
+VARIANT_IDS = ["basic", "enhanced", "primary-on-backbone"]
 
 
 def _model(backbone="test_resnet", seed=0, **overrides):
@@ -39,7 +42,7 @@ def test_save_and_reload_give_identical_outputs(backbone, tmp_path):
         assert torch.equal(value, reloaded.state_dict()[key]), key
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("backbone", ["test_vit", "test_resnet"])
 def test_batched_prediction_equals_one_by_one(backbone, variant):
     model = _model(backbone, **variant)
@@ -52,7 +55,7 @@ def test_batched_prediction_equals_one_by_one(backbone, variant):
         torch.testing.assert_close(batched[name], stacked, rtol=1e-4, atol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 def test_eval_is_deterministic_and_dict_equals_tuple(variant):
     model = _model("test_resnet", **variant)
     x = _pixels()
@@ -148,7 +151,8 @@ def test_primary_input_backbone_classifies_the_pooled_backbone_features(backbone
     torch.testing.assert_close(out.primary_probs, expected)
     # p's gradient reaches the backbone directly, and never the fusion
     p = model(x).primary_probs
-    fusion_grad = torch.autograd.grad(p[:, 0].sum(), model.grefel.fusion.proj.weight, allow_unused=True)[0]
+    fusion_grad = torch.autograd.grad(p[:, 0].sum(), model.grefel.fusion.proj.weight, allow_unused=True,
+                                      retain_graph=True)[0]
     backbone_grad = torch.autograd.grad(p[:, 0].sum(), model.grefel.backbone.parameters(), allow_unused=True)
     assert fusion_grad is None and any(g is not None and g.abs().sum() > 0 for g in backbone_grad)
     model.save_pretrained(tmp_path)
@@ -160,7 +164,7 @@ def test_primary_input_backbone_classifies_the_pooled_backbone_features(backbone
         GReFELConfig(primary_input="pooled")
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_trainable_parameter_gets_a_finite_gradient(backbone, variant):
     model = _model(backbone, **variant)
@@ -185,7 +189,7 @@ def test_soft_labels_give_a_loss_and_match_equivalent_hard_labels():
     assert torch.isfinite(model(x, labels=mixed).loss)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=["basic", "enhanced"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 def test_no_nan_for_extreme_but_valid_inputs(variant):
     model = _model("test_resnet", **variant)
     batch = torch.stack([
