@@ -4,7 +4,8 @@ Both setups use the pretrained EfficientNet-Lite0 backbone from the offline PyPI
 same augmentation, mixing, EMA and schedule, and the same wall-clock training budget. The schedule runs on the clock
 (time_budget.py): the learning rate warms up and decays to zero over the budget, however fast the machine is. Each
 setup trains on the train split and reports accuracy and macro-F1 on the validation split (FER2013 PublicTest / FER+
-Valid), for the raw and the EMA weights; for GReFEL also its primary head p alone. No test split is used at all.
+Valid), for the raw and the EMA weights; for GReFEL also its primary head p alone and each of its other
+distributions (g, t, r, q) alone. No test split is used at all.
 `--grefel_config '{"detach_confidences": true}'` (any GReFELConfig fields, as a JSON object) changes GReFEL's setup.
 
     python benchmarks/fer_cpu_budget.py --dataset fer2013 --budget_minutes 15
@@ -158,6 +159,37 @@ def primary_validation_metrics(trainer, weights: str, label_names: list[str]) ->
             "per_class_accuracy": {name: metrics[f"accuracy_{name}"] for name in label_names}}
 
 
+def path_validation_metrics(trainer, weights: str, label_names: list[str]) -> dict:
+    """Each of GReFEL's distributions alone on the validation split (primary p, anchor path g, attentive path t, their
+    blend r, corrected q), and how often p and r pick the same class: q can only improve on p where r is right and
+    differs from it."""
+    model = trainer.model.eval()
+    captured: dict[str, torch.Tensor] = {}
+    hook = model.reliability.register_forward_hook(
+        lambda _module, _inputs, out: captured.update(r=out[0], g=out[1], t=out[2]))
+    probs: dict[str, list[torch.Tensor]] = {name: [] for name in "pgtrq"}
+    references = []
+    try:
+        with swap_weights(model, trainer.ema_callback.ema) if weights == "ema" else nullcontext(), torch.no_grad():
+            for batch in trainer.get_eval_dataloader():
+                batch = trainer._prepare_inputs(batch)
+                output = model(pixel_values=batch["pixel_values"])
+                for name, value in (("p", output.primary_probs), ("q", output.corrected_probs), *captured.items()):
+                    probs[name].append(value.float().cpu())
+                labels = batch["labels"]
+                references.append((labels.argmax(dim=-1) if labels.dim() == 2 else labels).cpu())
+    finally:
+        hook.remove()
+    references = torch.cat(references).numpy()
+    predictions = {name: torch.cat(values).argmax(dim=-1).numpy() for name, values in probs.items()}
+    report: dict = {"weights": weights}
+    for name, predicted in predictions.items():
+        metrics = hard_label_metrics(references, predicted, label_names)
+        report[name] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    report["p_r_agreement"] = float((predictions["p"] == predictions["r"]).mean())
+    return report
+
+
 def tta_validation_metrics(trainer, weights: str, label_names: list[str]) -> dict:
     """Validation accuracy and macro-F1 of the raw or EMA weights with the evaluation CLI's test-time augmentation
     (the image, its mirror and four 5 % shifts, their distributions averaged)."""
@@ -227,6 +259,7 @@ def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) ->
     if setup == "grefel":
         result["validation_primary_head"] = primary_validation_metrics(trainer, selection["selected"],
                                                                        data.label_names)
+        result["validation_paths"] = path_validation_metrics(trainer, selection["selected"], data.label_names)
     print(f"[{args.dataset}] {setup}: {result['steps']} steps ({result['epochs']:.2f} epochs) in "
           f"{train_seconds / 60:.1f} min → validation accuracy {result['validation_accuracy']:.4f} "
           f"(EMA {result['validation_ema_accuracy']:.4f}), macro-F1 {result['validation_macro_f1']:.4f}; "

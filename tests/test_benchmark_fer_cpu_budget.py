@@ -1,5 +1,5 @@
 """The CPU-budget benchmark's helpers (benchmarks/fer_cpu_budget.py): GReFEL config variants from the command line, and
-the primary head's own validation figures."""
+the validation figures of the primary head and of each other distribution."""
 
 import argparse
 import os
@@ -12,7 +12,7 @@ from conftest import REPO_ROOT
 from test_benchmark_time_budget import _budget_trainer
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
-from fer_cpu_budget import parse_variant, primary_validation_metrics  # noqa: E402
+from fer_cpu_budget import parse_variant, path_validation_metrics, primary_validation_metrics  # noqa: E402
 
 
 def test_a_variant_is_a_json_object_of_config_fields():
@@ -41,3 +41,27 @@ def test_primary_head_figures_are_those_of_p_and_leave_the_inference_mode_alone(
     assert figures["weights"] == "raw" and set(figures["per_class_accuracy"]) == set(names)
     assert np.isfinite(figures["macro_f1"])
     assert model.config.inference_mode == "corrected"  # restored after the primary-only pass
+
+
+def test_path_figures_match_each_distribution_and_remove_their_hook(tmp_path):
+    trainer = _budget_trainer(tmp_path, 8.0, clock=lambda: 0.0)
+    model = trainer.model.eval()
+    captured = {}
+    hook = model.reliability.register_forward_hook(lambda _m, _i, out: captured.update(r=out[0], g=out[1], t=out[2]))
+    predicted, labels = {name: [] for name in "pgtrq"}, []
+    with torch.no_grad():
+        for batch in trainer.get_eval_dataloader():
+            output = model(pixel_values=batch["pixel_values"])
+            for name, probs in (("p", output.primary_probs), ("q", output.corrected_probs), *captured.items()):
+                predicted[name].append(probs.argmax(dim=1))
+            labels.append(batch["labels"])
+    hook.remove()
+    labels = torch.cat(labels)
+    predicted = {name: torch.cat(values) for name, values in predicted.items()}
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    figures = path_validation_metrics(trainer, "raw", names)
+    for name in "pgtrq":
+        assert figures[name]["accuracy"] == pytest.approx((predicted[name] == labels).float().mean().item()), name
+        assert np.isfinite(figures[name]["macro_f1"])
+    assert figures["p_r_agreement"] == pytest.approx((predicted["p"] == predicted["r"]).float().mean().item())
+    assert not model.reliability._forward_hooks  # the benchmark's hook is gone
