@@ -9,7 +9,8 @@ fields; `{}` is GReFEL as that benchmark configures it, with the config's dropou
 
     python benchmarks/head_ablation.py --steps 700 --variants '{}' '{"dropout": 0.0}' '{"path_loss_weight": 1.5}'
 
-It reports accuracy, macro-F1 and per-class accuracy on the validation split only.
+It reports accuracy, macro-F1 and per-class accuracy on the validation split only, and for GReFEL each of its
+distributions (p, g, t, r, q) alone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from fer_cpu_budget import (  # noqa: E402
     build,
     current_commit,
     parse_variant,
+    path_validation_metrics,
     training_data_source,
     validation_summary,
     write_report,
@@ -62,8 +64,12 @@ def run_variant(setup: str, overrides: dict, args, data: TrainingData) -> dict:
     start = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - start
+    metrics = trainer.evaluate()
     result = {"setup": setup, "grefel_overrides": overrides if setup == "grefel" else None, "steps": args.steps,
-              "train_seconds": train_seconds, **validation_summary(trainer.evaluate())}
+              "train_seconds": train_seconds, **validation_summary(metrics)}
+    if setup == "grefel":  # each distribution alone, with the weights train_hf.py would keep (picked on validation)
+        result["validation_paths"] = path_validation_metrics(trainer, trainer.select_final_weights(metrics)["selected"],
+                                                             data.label_names)
     print(f"{setup} {json.dumps(overrides) if setup == 'grefel' else ''}: validation accuracy "
           f"{result['validation_accuracy']:.4f}, macro-F1 {result['validation_macro_f1']:.4f}", flush=True)
     return result
