@@ -21,29 +21,24 @@ import sys
 from pathlib import Path
 
 import torch
-from fer_cpu_budget import BACKBONE, current_commit, parse_variant
+from fer_cpu_budget import BACKBONE, build, current_commit, parse_variant
 from model_overhead import time_train_steps
-from plain_head import PlainHeadClassifier, PlainHeadConfig
-
-from grefel_hf import GReFELConfig, GReFELForImageClassification
 
 IMAGE_SIZE = 64
 BATCH = 64
-NUM_LABELS = 7
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 BASE_SETTINGS = {"embed_dim": 256, "dropout": 0.0, "path_loss_weight": 3.0, "primary_hidden_sizes": [],
                  "primary_input": "backbone"}
 """GReFEL as the latest `fer_cpu_budget.py` runs configure it; a variant's fields override these."""
 
 
 def build_models(variants: list[dict]) -> dict[str, torch.nn.Module]:
-    """The plain head and one GReFEL per variant, channels-last, each named by its JSON."""
+    """The plain head and one GReFEL per variant, each named by its JSON and built as `fer_cpu_budget.py` builds
+    them, in channels-last."""
     torch.manual_seed(0)
-    models = {"plain": PlainHeadClassifier(PlainHeadConfig(backbone=BACKBONE, image_size=IMAGE_SIZE,
-                                                           num_labels=NUM_LABELS))}
+    models = {"plain": build("plain", LABELS, IMAGE_SIZE)[0]}
     for variant in variants:
-        config = GReFELConfig(backbone=BACKBONE, image_size=IMAGE_SIZE, num_labels=NUM_LABELS,
-                              **{**BASE_SETTINGS, **variant})
-        models[json.dumps(variant, sort_keys=True)] = GReFELForImageClassification(config)
+        models[json.dumps(variant, sort_keys=True)] = build("grefel", LABELS, IMAGE_SIZE, {**BASE_SETTINGS, **variant})[0]
     return {name: model.to(memory_format=torch.channels_last) for name, model in models.items()}
 
 
