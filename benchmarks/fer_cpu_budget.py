@@ -6,7 +6,8 @@ same augmentation, mixing, EMA and schedule, and the same wall-clock training bu
 setup trains on the train split and reports accuracy and macro-F1 on the validation split (FER2013 PublicTest / FER+
 Valid), for the raw and the EMA weights; for GReFEL also its primary head p alone and each of its other
 distributions (g, t, r, q) alone. No test split is used at all.
-`--grefel_config '{"detach_confidences": true}'` (any GReFELConfig fields, as a JSON object) changes GReFEL's setup.
+`--grefel_config '{"detach_confidences": true}'` (any GReFELConfig fields, as a JSON object) changes GReFEL's setup;
+`--training_config '{"aug_perspective": 0}'` (GReFELTrainingArguments fields) changes both setups' training.
 
     python benchmarks/fer_cpu_budget.py --dataset fer2013 --budget_minutes 15
     python benchmarks/fer_cpu_budget.py --dataset ferplus --budget_minutes 15
@@ -31,7 +32,7 @@ import sys
 import tarfile
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
 
@@ -111,19 +112,45 @@ def measure_step_seconds(trainer, steps: int = 30, warmup: int = 5) -> float:
     return sum(times[warmup:]) / len(times[warmup:])
 
 
+def parse_json_object(text: str, fields: set[str], what: str) -> dict:
+    """A JSON object from the command line whose keys must all be in `fields` (`what` names them in errors)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object of {what}, got {text!r} ({err})") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of {what}, got {text!r}")
+    unknown = sorted(set(value) - fields)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{text!r} names unknown {what} {unknown}")
+    return value
+
+
 def parse_variant(text: str) -> dict:
     """A variant from the command line: a JSON object whose keys are GReFELConfig fields."""
-    try:
-        variant = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"a variant must be a JSON object of GReFELConfig fields, got {text!r} "
-                                         f"({err})") from err
-    if not isinstance(variant, dict):
-        raise argparse.ArgumentTypeError(f"a variant must be a JSON object of GReFELConfig fields, got {text!r}")
-    unknown = sorted(set(variant) - set(GReFELConfig.__annotations__))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"variant {text!r} names unknown GReFELConfig fields {unknown}")
-    return variant
+    return parse_json_object(text, set(GReFELConfig.__annotations__), "GReFELConfig fields")
+
+
+# Training settings the benchmark's own flags (or its fixed protocol) set; --training_config may not change them.
+BENCHMARK_TRAINING_FIELDS = {
+    "output_dir": "--work_dir", "per_device_train_batch_size": "--batch_size", "learning_rate": "--learning_rate",
+    "seed": "--seed", "backbone_lr_multiplier": "--backbone_lr_multiplier",
+    "dataloader_num_workers": "--num_workers", "mix_prob": "--mix_prob", "max_steps": "--budget_minutes",
+    "num_train_epochs": "--budget_minutes", "eval_strategy": "the protocol (one evaluation after training)",
+    "save_strategy": "the protocol (no checkpoints)", "use_cpu": "the protocol (CPU)",
+}
+
+
+def parse_training_config(text: str) -> dict:
+    """Further training settings from the command line: a JSON object of GReFELTrainingArguments fields, e.g. the
+    augmentation's `aug_*` strengths or `label_smoothing_factor`; those the benchmark sets itself are refused."""
+    settings = parse_json_object(text, {f.name for f in fields(GReFELTrainingArguments)},
+                                 "GReFELTrainingArguments fields")
+    owned = {name: flag for name, flag in BENCHMARK_TRAINING_FIELDS.items() if name in settings}
+    if owned:
+        raise argparse.ArgumentTypeError(f"{text!r} sets {sorted(owned)}, which the benchmark sets itself: use "
+                                         + ", ".join(sorted(set(owned.values()))))
+    return settings
 
 
 def validation_summary(metrics: dict) -> dict:
@@ -213,11 +240,12 @@ def training_data_source(args) -> tuple[DataArguments, dict | None]:
 
 def benchmark_training_arguments(output_dir: str, args, **extra) -> GReFELTrainingArguments:
     """The optimiser, schedule, augmentation and EMA settings every real-data benchmark run shares (no evaluation
-    or checkpoints during training); `extra` adds or overrides fields."""
+    or checkpoints during training); `args.training_config` (where the command line has one) and then `extra` add
+    or override fields."""
     settings = dict(output_dir=output_dir, per_device_train_batch_size=args.batch_size,
                     learning_rate=args.learning_rate, use_cpu=True, eval_strategy="no", save_strategy="no",
                     logging_steps=50, seed=args.seed, disable_tqdm=True, ema_decay=0.999, report_to=[])
-    return GReFELTrainingArguments(**{**settings, **extra})
+    return GReFELTrainingArguments(**{**settings, **getattr(args, "training_config", {}), **extra})
 
 
 def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) -> dict:
@@ -297,6 +325,9 @@ def main() -> None:
                         help="a JSON object of further GReFELConfig fields for the GReFEL setup, e.g. "
                              "'{\"detach_confidences\": true}'")
     parser.add_argument("--mix_prob", type=float, default=0.0, help="CutMix/Mixup probability (off for short runs)")
+    parser.add_argument("--training_config", type=parse_training_config, default={},
+                        help="a JSON object of further GReFELTrainingArguments fields for both setups, e.g. "
+                             "'{\"aug_perspective\": 0, \"aug_erasing_prob\": 0}'")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--fer2013_train_pixels", choices=["lossless", "archive"], default="lossless",
@@ -321,7 +352,8 @@ def main() -> None:
               "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
               "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
               "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout,
-              "grefel_config": args.grefel_config, "num_workers": args.num_workers,
+              "grefel_config": args.grefel_config, "training_config": args.training_config,
+              "num_workers": args.num_workers,
               "class_balance": args.class_balance,
               "schedule": f"wall clock: linear warm-up over {GReFELTrainingArguments.warmup_steps:.0%} of the "
                           "budget, then cosine to zero",

@@ -12,7 +12,13 @@ from conftest import REPO_ROOT
 from test_benchmark_time_budget import _budget_trainer
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
-from fer_cpu_budget import parse_variant, path_validation_metrics, primary_validation_metrics  # noqa: E402
+from fer_cpu_budget import (  # noqa: E402
+    benchmark_training_arguments,
+    parse_training_config,
+    parse_variant,
+    path_validation_metrics,
+    primary_validation_metrics,
+)
 
 
 def test_a_variant_is_a_json_object_of_config_fields():
@@ -20,10 +26,25 @@ def test_a_variant_is_a_json_object_of_config_fields():
         "detach_confidences": True, "primary_hidden_sizes": []}
     with pytest.raises(argparse.ArgumentTypeError, match=r"unknown GReFELConfig fields \['no_such_field'\]"):
         parse_variant('{"no_such_field": 1}')
-    with pytest.raises(argparse.ArgumentTypeError, match="must be a JSON object"):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a JSON object of GReFELConfig fields"):
         parse_variant("[1, 2]")
-    with pytest.raises(argparse.ArgumentTypeError, match="must be a JSON object"):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a JSON object of GReFELConfig fields"):
         parse_variant("{detach_confidences: true}")
+
+
+def test_a_training_config_sets_training_arguments_but_not_those_the_benchmark_owns(tmp_path):
+    settings = parse_training_config('{"aug_perspective": 0, "aug_erasing_prob": 0.0, "label_smoothing_factor": 0.1}')
+    args = argparse.Namespace(batch_size=16, learning_rate=2e-3, seed=7, training_config=settings)
+    training_args = benchmark_training_arguments(str(tmp_path), args, mix_prob=0.0)
+    assert training_args.augmentation_kwargs()["perspective"] == 0
+    assert training_args.augmentation_kwargs()["erasing_prob"] == 0.0
+    assert training_args.augmentation_kwargs()["rotation"] == 8.0  # fields it does not name keep their defaults
+    assert training_args.label_smoothing_factor == 0.1
+    assert (training_args.learning_rate, training_args.per_device_train_batch_size) == (2e-3, 16)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown GReFELTrainingArguments fields \['aug_typo'\]"):
+        parse_training_config('{"aug_typo": 1}')
+    with pytest.raises(argparse.ArgumentTypeError, match=r"sets \['learning_rate'\].*use --learning_rate"):
+        parse_training_config('{"learning_rate": 0.01}')
 
 
 def test_primary_head_figures_are_those_of_p_and_leave_the_inference_mode_alone(tmp_path):
