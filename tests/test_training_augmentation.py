@@ -171,3 +171,16 @@ def test_missing_columns_and_bad_images_raise(processor):
 def test_bad_arguments_raise(processor, kwargs):
     with pytest.raises(ValueError):
         GReFELTrainAugmentation(processor, **kwargs)
+
+
+def test_training_arguments_switch_the_blur_off_and_refuse_inverted_ranges(tmp_path):
+    from grefel_hf.training.arguments import GReFELTrainingArguments
+
+    no_blur = GReFELTrainingArguments(output_dir=str(tmp_path), use_cpu=True, aug_blur_sigma_max=0.0)
+    assert no_blur.augmentation_kwargs()["blur_sigma"] is None
+    assert GReFELTrainingArguments(output_dir=str(tmp_path), use_cpu=True).augmentation_kwargs()["blur_sigma"] == (
+        0.1, 0.8)
+    with pytest.raises(ValueError, match="--aug_blur_sigma_min and --aug_blur_sigma_max.*got 0.9 and 0.5"):
+        GReFELTrainingArguments(output_dir=str(tmp_path), use_cpu=True, aug_blur_sigma_min=0.9, aug_blur_sigma_max=0.5)
+    with pytest.raises(ValueError, match="--aug_scale_min and --aug_scale_max.*got 1.2 and 1.1"):
+        GReFELTrainingArguments(output_dir=str(tmp_path), use_cpu=True, aug_scale_min=1.2, aug_scale_max=1.1)

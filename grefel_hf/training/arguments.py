@@ -141,7 +141,7 @@ class GReFELTrainingArguments(TrainingArguments):
     aug_scale_max: float = field(default=1.08, metadata={"help": "Max affine scale."})
     aug_perspective: float = field(default=0.15, metadata={"help": "Perspective distortion scale."})
     aug_blur_sigma_min: float = field(default=0.1, metadata={"help": "Min Gaussian blur sigma."})
-    aug_blur_sigma_max: float = field(default=0.8, metadata={"help": "Max Gaussian blur sigma."})
+    aug_blur_sigma_max: float = field(default=0.8, metadata={"help": "Max Gaussian blur sigma; 0 disables the blur."})
     aug_erasing_prob: float = field(default=0.15, metadata={"help": "Random erasing probability."})
     aug_hflip_prob: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
     use_ema: bool = field(default=True, metadata={"help": "Keep an EMA of the weights; evaluate and save it."})
@@ -163,12 +163,22 @@ class GReFELTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        self._check_augmentation_ranges()
         if self.early_stopping_patience is not None:
             if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
                 raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy epoch or steps")
             if self.metric_for_best_model is None:
                 self.metric_for_best_model = "accuracy"  # eval_accuracy, on the validation split
         super().__post_init__()
+
+    def _check_augmentation_ranges(self) -> None:
+        """Refuse augmentation ranges that torchvision would only reject at the first training batch."""
+        if not 0 < self.aug_scale_min <= self.aug_scale_max:
+            raise ValueError(f"--aug_scale_min and --aug_scale_max must satisfy 0 < min <= max, got "
+                             f"{self.aug_scale_min} and {self.aug_scale_max}")
+        if self.aug_blur_sigma_max != 0 and not 0 < self.aug_blur_sigma_min <= self.aug_blur_sigma_max:
+            raise ValueError(f"--aug_blur_sigma_min and --aug_blur_sigma_max must satisfy 0 < min <= max (or max 0 "
+                             f"to disable the blur), got {self.aug_blur_sigma_min} and {self.aug_blur_sigma_max}")
 
     def augmentation_kwargs(self) -> dict:
         """The keyword arguments of `GReFELTrainAugmentation`, all zero when augmentation is off."""
@@ -178,7 +188,8 @@ class GReFELTrainingArguments(TrainingArguments):
         return dict(
             rotation=self.aug_rotation, color_jitter=self.aug_color_jitter, translate=self.aug_translate,
             scale=(self.aug_scale_min, self.aug_scale_max), perspective=self.aug_perspective,
-            blur_sigma=(self.aug_blur_sigma_min, self.aug_blur_sigma_max), erasing_prob=self.aug_erasing_prob,
+            blur_sigma=(self.aug_blur_sigma_min, self.aug_blur_sigma_max) if self.aug_blur_sigma_max > 0 else None,
+            erasing_prob=self.aug_erasing_prob,
             hflip_prob=self.aug_hflip_prob,
         )
 
