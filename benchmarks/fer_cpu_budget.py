@@ -112,15 +112,15 @@ def measure_step_seconds(trainer, steps: int = 30, warmup: int = 5) -> float:
     return sum(times[warmup:]) / len(times[warmup:])
 
 
-def parse_json_object(text: str, fields: set[str], what: str) -> dict:
-    """A JSON object from the command line whose keys must all be in `fields` (`what` names them in errors)."""
+def parse_json_object(text: str, allowed: set[str], what: str) -> dict:
+    """A JSON object from the command line whose keys must all be in `allowed` (`what` names them in errors)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"expected a JSON object of {what}, got {text!r} ({err})") from err
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object of {what}, got {text!r}")
-    unknown = sorted(set(value) - fields)
+    unknown = sorted(set(value) - allowed)
     if unknown:
         raise argparse.ArgumentTypeError(f"{text!r} names unknown {what} {unknown}")
     return value
@@ -143,7 +143,7 @@ BENCHMARK_TRAINING_FIELDS = {
 
 def parse_training_config(text: str) -> dict:
     """Further training settings from the command line: a JSON object of GReFELTrainingArguments fields, e.g. the
-    augmentation's `aug_*` strengths or `label_smoothing_factor`; those the benchmark sets itself are refused."""
+    augmentation's `aug_*` strengths or `weight_decay`; those the benchmark sets itself are refused."""
     settings = parse_json_object(text, {f.name for f in fields(GReFELTrainingArguments)},
                                  "GReFELTrainingArguments fields")
     owned = {name: flag for name, flag in BENCHMARK_TRAINING_FIELDS.items() if name in settings}

@@ -33,13 +33,13 @@ def test_a_variant_is_a_json_object_of_config_fields():
 
 
 def test_a_training_config_sets_training_arguments_but_not_those_the_benchmark_owns(tmp_path):
-    settings = parse_training_config('{"aug_perspective": 0, "aug_erasing_prob": 0.0, "label_smoothing_factor": 0.1}')
+    settings = parse_training_config('{"aug_perspective": 0, "aug_erasing_prob": 0.0, "weight_decay": 0.01}')
     args = argparse.Namespace(batch_size=16, learning_rate=2e-3, seed=7, training_config=settings)
     training_args = benchmark_training_arguments(str(tmp_path), args, mix_prob=0.0)
     assert training_args.augmentation_kwargs()["perspective"] == 0
     assert training_args.augmentation_kwargs()["erasing_prob"] == 0.0
     assert training_args.augmentation_kwargs()["rotation"] == 8.0  # fields it does not name keep their defaults
-    assert training_args.label_smoothing_factor == 0.1
+    assert training_args.weight_decay == 0.01
     assert (training_args.learning_rate, training_args.per_device_train_batch_size) == (2e-3, 16)
     with pytest.raises(argparse.ArgumentTypeError, match=r"unknown GReFELTrainingArguments fields \['aug_typo'\]"):
         parse_training_config('{"aug_typo": 1}')

@@ -287,3 +287,8 @@ def test_class_balancing_by_loss_weights_and_by_sampler(tmp_path):
     assert isinstance(sampler, WeightedRandomSampler)
     mass = np.bincount(np.asarray(data.train["label"][:]), weights=sample_weights, minlength=7)
     np.testing.assert_allclose(mass[present], mass[present][0])  # every class drawn equally often on average
+
+
+def test_trainer_label_smoothing_is_refused_because_the_model_computes_its_own_loss(tmp_path):
+    with pytest.raises(ValueError, match="--label_smoothing_factor 0.1 would be ignored.*label_smoothing=0.1"):
+        GReFELTrainingArguments(output_dir=str(tmp_path), use_cpu=True, label_smoothing_factor=0.1)

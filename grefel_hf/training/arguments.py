@@ -164,6 +164,10 @@ class GReFELTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         self._check_augmentation_ranges()
+        if self.label_smoothing_factor != 0:
+            # Trainer's label smoother never runs: the model computes its own loss.
+            raise ValueError(f"--label_smoothing_factor {self.label_smoothing_factor} would be ignored: GReFEL's loss "
+                             "takes its smoothing from the model config (--config_overrides label_smoothing=0.1)")
         if self.early_stopping_patience is not None:
             if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
                 raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy epoch or steps")
