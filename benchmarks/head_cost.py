@@ -18,10 +18,9 @@ import platform
 import shlex
 import statistics
 import sys
-from pathlib import Path
 
 import torch
-from fer_cpu_budget import BACKBONE, build, current_commit, parse_variant
+from fer_cpu_budget import BACKBONE, build, current_commit, parse_variant, write_report
 from model_overhead import time_train_steps
 
 IMAGE_SIZE = 64
@@ -47,7 +46,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", type=parse_variant, default=[{}, {"embed_dim": 128}])
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "head_cost.json"))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/head_cost.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     commit = current_commit()
@@ -65,9 +64,7 @@ def main() -> None:
               "image_size": IMAGE_SIZE, "batch": BATCH, "base_settings": BASE_SETTINGS, "steps": args.steps,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
               "plain_median_step_seconds": median["plain"], "results": results}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.output}")
+    print(f"wrote {write_report(report, args.output, 'head_cost.json')}")
 
 
 if __name__ == "__main__":
