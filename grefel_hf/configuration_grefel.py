@@ -58,6 +58,13 @@ class GReFELConfig(PreTrainedConfig):
             `"backbone"`, the backbone's final pooled features, as a plain linear head would. With `"backbone"` the
             anchors, the geometry attention and the reliability paths still work on x; only p reads the backbone
             directly, so a narrow `embed_dim` no longer limits it.
+        branch_gradient_scale (`float`, *optional*, defaults to 1.0):
+            Scale, in [0, 1], of the gradient that GReFEL's own branch (the level projections, the geometry attention,
+            the anchors' paths g and t, and the center loss) sends back into the backbone. 1 trains everything end to
+            end, as the paper does. 0 stops that gradient: the backbone then learns from the primary head and the
+            final classification only, and the branch learns to read the backbone's features as they are. The
+            forward pass and the predictions are the same for every value. 0 needs `primary_input="backbone"`:
+            with the embedding as the primary head's input, nothing would train the backbone.
         dropout (`float`, *optional*, defaults to 0.1):
             Dropout probability in the projections, the primary head and the attention blocks.
         detach_confidences (`bool`, *optional*, defaults to `False`):
@@ -147,6 +154,7 @@ class GReFELConfig(PreTrainedConfig):
     num_attention_heads: int = 8
     primary_hidden_sizes: list[int] | None = None
     primary_input: str = "embedding"
+    branch_gradient_scale: float | int = 1.0
     dropout: float | int = 0.1
     detach_confidences: bool = False
     inference_mode: str = "corrected"
@@ -217,6 +225,13 @@ class GReFELConfig(PreTrainedConfig):
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:
             raise ValueError(f"GReFELConfig.class_weights has {len(self.class_weights)} entries but the model has "
                              f"{self.num_labels} labels")
+        if not 0.0 <= self.branch_gradient_scale <= 1.0:
+            raise ValueError("GReFELConfig.branch_gradient_scale must be in [0, 1], got "
+                             f"{self.branch_gradient_scale!r}")
+        if self.branch_gradient_scale == 0 and self.primary_input == "embedding":
+            raise ValueError("GReFELConfig.branch_gradient_scale=0 with primary_input='embedding' leaves nothing to "
+                             "train the backbone: the primary head reads the branch's embedding. Use "
+                             "primary_input='backbone' or a scale above 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"GReFELConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.reliability_variant == "enhanced" and self.mc_dropout_samples < 1:

@@ -102,6 +102,15 @@ class GReFELImageClassifierOutput(ModelOutput):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def scale_gradient(tensor: torch.Tensor, scale: float) -> torch.Tensor:
+    """`tensor` unchanged in the forward pass; the gradient flowing back through it is multiplied by `scale`."""
+    if scale == 1:
+        return tensor
+    if scale == 0:
+        return tensor.detach()
+    return tensor.detach() + scale * (tensor - tensor.detach())
+
+
 def create_timm_backbone(config) -> nn.Module:
     """Build the timm backbone named by `config.backbone`, headless and with `pretrained=False`.
 
@@ -456,7 +465,8 @@ class GReFELModel(GReFELPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None):
         self._check_pixel_values(pixel_values)
         levels = self.extract_levels(pixel_values)
-        tokens = torch.stack([proj(f) for proj, f in zip(self.level_projections, levels, strict=True)], dim=1)
+        branch_levels = [scale_gradient(f, self.config.branch_gradient_scale) for f in levels]
+        tokens = torch.stack([proj(f) for proj, f in zip(self.level_projections, branch_levels, strict=True)], dim=1)
         tokens = tokens + self.level_embeddings
         tokens, sample_anchors = self.geometry(tokens, self.anchors.flatten(0, 1))
         output = GReFELModelOutput(embeddings=self.fusion(tokens), pooled_features=levels[-1],

@@ -137,6 +137,51 @@ def test_detach_confidences_stops_their_gradient_and_keeps_predictions():
     assert r_detached.requires_grad  # g and t still learn through r
 
 
+def _branch_and_primary_gradients(scale):
+    """Backbone gradients of a branch-only objective (the anchor path g and the center loss) and of a primary-only
+    one (p's cross-entropy), for a model whose primary head reads the backbone."""
+    x, labels = _pixels(), torch.tensor([0, 1, 2, 6])
+    model = _model(dropout=0.0, primary_input="backbone", primary_hidden_sizes=[], branch_gradient_scale=scale)
+    model.train()
+    out = model(x, labels=labels)
+    anchors = model.grefel.anchors.flatten(0, 1)
+    _, g, _, _, _ = model.reliability(out.embeddings, anchors)
+    branch_objective = -g[torch.arange(4), labels].log().mean() + out.loss_parts["center"]
+    primary_objective = -out.primary_probs[torch.arange(4), labels].log().mean()
+    backbone = [p for p in model.grefel.backbone.parameters() if p.requires_grad]
+    projections = list(model.grefel.level_projections.parameters())
+    branch = torch.autograd.grad(branch_objective, backbone + projections, retain_graph=True, allow_unused=True)
+    primary = torch.autograd.grad(primary_objective, backbone, allow_unused=True)
+    zeros = [torch.zeros_like(p) for p in backbone + projections]
+    branch = [z if gr is None else gr for z, gr in zip(zeros, branch, strict=True)]
+    primary = [z if gr is None else gr for z, gr in zip(zeros[: len(backbone)], primary, strict=True)]
+    return out.logits.detach(), branch[: len(backbone)], branch[len(backbone):], primary
+
+
+def test_branch_gradient_scale_scales_only_what_the_branch_sends_into_the_backbone():
+    runs = {scale: _branch_and_primary_gradients(scale) for scale in (1.0, 0.5, 0.0)}
+    logits_full, branch_full, projections_full, primary_full = runs[1.0]
+    assert sum(g.abs().sum() for g in branch_full) > 0  # end to end, the branch reaches the backbone
+    for scale in (0.5, 0.0):
+        logits, branch, projections, primary = runs[scale]
+        torch.testing.assert_close(logits, logits_full)  # same weights (same seed): same predictions
+        for got, full in zip(branch, branch_full, strict=True):
+            torch.testing.assert_close(got, scale * full, rtol=1e-4, atol=1e-7)
+        for got, full in zip(projections, projections_full, strict=True):  # the branch itself still learns fully
+            torch.testing.assert_close(got, full)
+        assert sum(g.abs().sum() for g in projections) > 0
+        for got, full in zip(primary, primary_full, strict=True):  # the primary head's route is untouched
+            torch.testing.assert_close(got, full)
+
+
+def test_branch_gradient_scale_is_checked():
+    with pytest.raises(ValueError, match=r"branch_gradient_scale must be in \[0, 1\], got 1.5"):
+        GReFELConfig(branch_gradient_scale=1.5)
+    with pytest.raises(ValueError, match="branch_gradient_scale=0 with primary_input='embedding' leaves nothing"):
+        GReFELConfig(branch_gradient_scale=0.0)
+    assert GReFELConfig(branch_gradient_scale=0.0, primary_input="backbone").branch_gradient_scale == 0.0
+
+
 @pytest.mark.parametrize("backbone", ["test_resnet", "test_vit"])
 def test_primary_input_backbone_classifies_the_pooled_backbone_features(backbone, tmp_path):
     model = _model(backbone, dropout=0.0, primary_input="backbone")
