@@ -45,17 +45,24 @@ def build_pair(backbone: str, image_size: int):
     return grefel, plain
 
 
-def time_train_steps(models: dict, image_size: int, steps: int, batch: int = BATCH,
-                     memory_formats: dict[str, torch.memory_format] | None = None) -> dict[str, list[float]]:
-    """Interleaved forward+backward+SGD step times (seconds) per model.
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
-    `memory_formats` maps a model's name to the layout its input batch gets (default: contiguous NCHW).
+
+def time_train_steps(models: dict, image_size: int, steps: int, batch: int = BATCH,
+                     memory_formats: dict[str, torch.memory_format] | None = None,
+                     optimizer: str = "sgd") -> dict[str, list[float]]:
+    """Interleaved forward+backward+update step times (seconds) per model.
+
+    `memory_formats` maps a model's name to the layout its input batch gets (default: contiguous NCHW). `optimizer`
+    is "sgd" or "adamw" (what the real-data benchmarks train with; its per-tensor update costs more).
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     pixels = torch.randn(batch, 3, image_size, image_size)
     labels = torch.randint(0, 7, (batch,))
     inputs = {name: pixels.contiguous(memory_format=(memory_formats or {}).get(name, torch.contiguous_format))
               for name in models}
-    optimizers = {name: torch.optim.SGD(m.parameters(), lr=1e-4) for name, m in models.items()}
+    optimizers = {name: OPTIMIZERS[optimizer](m.parameters(), lr=1e-4) for name, m in models.items()}
     times: dict[str, list[float]] = {name: [] for name in models}
     for step in range(steps + 2):
         for name, model in models.items():
