@@ -58,6 +58,12 @@ class GReFELConfig(PreTrainedConfig):
             `"backbone"`, the backbone's final pooled features, as a plain linear head would. With `"backbone"` the
             anchors, the geometry attention and the reliability paths still work on x; only p reads the backbone
             directly, so a narrow `embed_dim` no longer limits it.
+        primary_pool_grid (`int`, *optional*, defaults to 1):
+            With `primary_input="backbone"`, the side of the grid the backbone's final feature map is average-pooled
+            into for the primary head. 1 is global average pooling, the backbone's own pooling. 2 keeps the face's
+            coarse layout (upper and lower, left and right halves), so the head sees where an activation is: its
+            input then has `backbone_num_features · grid²` values. Needs a backbone whose final features are a
+            spatial map (CNNs; not ViT tokens). Values above 1 need `primary_input="backbone"`.
         branch_gradient_scale (`float`, *optional*, defaults to 1.0):
             Scale, in [0, 1], of the gradient that GReFEL's own branch (the level projections, the geometry attention,
             the anchors' paths g and t, and the center loss) sends back into the backbone. 1 trains everything end to
@@ -154,6 +160,7 @@ class GReFELConfig(PreTrainedConfig):
     num_attention_heads: int = 8
     primary_hidden_sizes: list[int] | None = None
     primary_input: str = "embedding"
+    primary_pool_grid: int = 1
     branch_gradient_scale: float | int = 1.0
     dropout: float | int = 0.1
     detach_confidences: bool = False
@@ -225,6 +232,12 @@ class GReFELConfig(PreTrainedConfig):
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:
             raise ValueError(f"GReFELConfig.class_weights has {len(self.class_weights)} entries but the model has "
                              f"{self.num_labels} labels")
+        if self.primary_pool_grid < 1:
+            raise ValueError(f"GReFELConfig.primary_pool_grid must be >= 1, got {self.primary_pool_grid!r}")
+        if self.primary_pool_grid > 1 and self.primary_input != "backbone":
+            raise ValueError("GReFELConfig.primary_pool_grid > 1 needs primary_input='backbone': the grid pools the "
+                             f"backbone's feature map, which a primary head on the embedding never reads (got "
+                             f"primary_pool_grid={self.primary_pool_grid}, primary_input={self.primary_input!r})")
         if not 0.0 <= self.branch_gradient_scale <= 1.0:
             raise ValueError("GReFELConfig.branch_gradient_scale must be in [0, 1], got "
                              f"{self.branch_gradient_scale!r}")

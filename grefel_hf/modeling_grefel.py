@@ -53,12 +53,16 @@ class GReFELModelOutput(ModelOutput):
             Per-sample refined anchors. Only returned by the enhanced geometry variant.
         pooled_features (`torch.FloatTensor` of shape `(batch_size, backbone_num_features)`):
             The backbone's final pooled features, before GReFEL's projections.
+        feature_map (`torch.FloatTensor`):
+            The backbone's final features before pooling: `(batch_size, backbone_num_features, height, width)` for
+            CNNs, the backbone's own token layout for others.
     """
 
     embeddings: torch.FloatTensor | None = None
     level_embeddings: torch.FloatTensor | None = None
     sample_anchors: torch.FloatTensor | None = None
     pooled_features: torch.FloatTensor | None = None
+    feature_map: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -454,23 +458,24 @@ class GReFELModel(GReFELPreTrainedModel):
                              f"got dtype {pixel_values.dtype} and shape {tuple(pixel_values.shape)}. Use "
                              "GReFELImageProcessor to turn images into pixel_values.")
 
-    def extract_levels(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        """The backbone's intermediate maps at `feature_levels` plus its final pooled features."""
+    def extract_levels(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The backbone's final features before pooling, and the levels: its intermediate maps at `feature_levels`
+        plus its final pooled features."""
         if self.feature_levels:
             final, intermediates = self.backbone.forward_intermediates(pixel_values, indices=self.feature_levels)
         else:
             final, intermediates = self.backbone.forward_features(pixel_values), []
-        return [*intermediates, self.backbone.forward_head(final, pre_logits=True)]
+        return final, [*intermediates, self.backbone.forward_head(final, pre_logits=True)]
 
     def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None):
         self._check_pixel_values(pixel_values)
-        levels = self.extract_levels(pixel_values)
+        feature_map, levels = self.extract_levels(pixel_values)
         branch_levels = [scale_gradient(f, self.config.branch_gradient_scale) for f in levels]
         tokens = torch.stack([proj(f) for proj, f in zip(self.level_projections, branch_levels, strict=True)], dim=1)
         tokens = tokens + self.level_embeddings
         tokens, sample_anchors = self.geometry(tokens, self.anchors.flatten(0, 1))
         output = GReFELModelOutput(embeddings=self.fusion(tokens), pooled_features=levels[-1],
-                                   level_embeddings=tokens, sample_anchors=sample_anchors)
+                                   level_embeddings=tokens, sample_anchors=sample_anchors, feature_map=feature_map)
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
 
@@ -486,7 +491,10 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
     def __init__(self, config: GReFELConfig):
         super().__init__(config)
         self.grefel = GReFELModel(config)
-        primary_dim = config.embed_dim if config.primary_input == "embedding" else self.grefel.backbone.num_features
+        if config.primary_input == "embedding":
+            primary_dim = config.embed_dim
+        else:
+            primary_dim = self.grefel.backbone.num_features * config.primary_pool_grid**2
         self.primary_head = GReFELPrimaryHead(config, primary_dim)
         self.reliability = GReFELReliabilityBalancing(config)
         self.primary_confidence = GReFELPrimaryConfidence(config)
@@ -515,6 +523,20 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         dropped = hidden.unsqueeze(0) * keep.to(hidden.dtype) / (1.0 - rate)
         return torch.softmax(self.primary_head.classifier(dropped) / cfg.primary_temperature, dim=-1)
 
+    def _primary_features(self, base: GReFELModelOutput) -> torch.Tensor:
+        """The primary head's input (`config.primary_input`, pooled on a `config.primary_pool_grid` grid)."""
+        cfg = self.config
+        if cfg.primary_input == "embedding":
+            return base.embeddings
+        if cfg.primary_pool_grid == 1:
+            return base.pooled_features
+        feature_map = base.feature_map
+        if feature_map.dim() != 4 or feature_map.shape[1] != self.grefel.backbone.num_features:
+            raise ValueError(f"primary_pool_grid={cfg.primary_pool_grid} needs a backbone whose final features are a "
+                             f"(batch, {self.grefel.backbone.num_features}, height, width) map; backbone "
+                             f"{cfg.backbone!r} gives shape {tuple(feature_map.shape)}. Use primary_pool_grid=1")
+        return nn.functional.adaptive_avg_pool2d(feature_map, cfg.primary_pool_grid).flatten(1)
+
     def _final_distribution(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         if self.training:
             return (1.0 - self.trust) * p + self.trust * q
@@ -533,7 +555,7 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         """
         base = self.grefel(pixel_values, return_dict=True)
         x = base.embeddings
-        hidden = self.primary_head.hidden(x if self.config.primary_input == "embedding" else base.pooled_features)
+        hidden = self.primary_head.hidden(self._primary_features(base))
         p = torch.softmax(self.primary_head.classifier(hidden) / self.config.primary_temperature, dim=-1)
         anchors = base.sample_anchors if base.sample_anchors is not None else self.grefel.anchors.flatten(0, 1)
         r, g, t, c_g, c_t = self.reliability(x, anchors)

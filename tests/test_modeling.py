@@ -209,6 +209,36 @@ def test_primary_input_backbone_classifies_the_pooled_backbone_features(backbone
         GReFELConfig(primary_input="pooled")
 
 
+def test_primary_pool_grid_gives_the_primary_head_the_map_cell_by_cell(tmp_path):
+    model = _model("test_resnet", dropout=0.0, primary_input="backbone", primary_hidden_sizes=[], primary_pool_grid=2)
+    backbone = model.grefel.backbone
+    assert model.primary_head.classifier.in_features == 4 * backbone.num_features
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))  # test_resnet: a 2x2 final map
+    with torch.no_grad():
+        out = model(x)
+        feature_map = backbone.forward_features(x)
+        cells = torch.nn.functional.adaptive_avg_pool2d(feature_map, 2)
+        expected = torch.softmax(model.primary_head.classifier(cells.flatten(1)), dim=-1)
+        # the four cells average to the global pooling the backbone's own head (and grid 1) uses
+        torch.testing.assert_close(cells.mean(dim=(2, 3)), model.grefel(x).pooled_features)
+    torch.testing.assert_close(out.primary_probs, expected)
+    model.save_pretrained(tmp_path)
+    reloaded = GReFELForImageClassification.from_pretrained(tmp_path)
+    assert reloaded.config.primary_pool_grid == 2
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x).logits, out.logits)
+
+
+def test_primary_pool_grid_is_checked():
+    with pytest.raises(ValueError, match="primary_pool_grid must be >= 1, got 0"):
+        GReFELConfig(primary_input="backbone", primary_pool_grid=0)
+    with pytest.raises(ValueError, match="primary_pool_grid > 1 needs primary_input='backbone'"):
+        GReFELConfig(primary_pool_grid=2)
+    vit = _model("test_vit", primary_input="backbone", primary_pool_grid=2)
+    with pytest.raises(ValueError, match=r"backbone 'test_vit' gives shape \(4, \d+, \d+\)\. Use primary_pool_grid=1"):
+        vit(_pixels())
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_trainable_parameter_gets_a_finite_gradient(backbone, variant):
