@@ -1,6 +1,8 @@
 """Test-suite wide settings: everything runs offline, on CPU, with isolated Hugging Face caches."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Set before transformers / datasets / huggingface_hub are imported anywhere in the test session.
@@ -9,6 +11,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _CACHE_ROOT = tempfile.mkdtemp(prefix="grefel-test-cache-")
+atexit.register(shutil.rmtree, _CACHE_ROOT, ignore_errors=True)  # the isolated caches go with the test session
 os.environ["HF_HOME"] = os.path.join(_CACHE_ROOT, "hf_home")
 os.environ["HF_MODULES_CACHE"] = os.path.join(_CACHE_ROOT, "modules")
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHE_ROOT, "datasets")
