@@ -127,6 +127,12 @@ class GReFELTrainingArguments(TrainingArguments):
                           "weights (--backbone_weights or --model_name_or_path); 1.0 for a randomly initialised "
                           "backbone, which a tenth of the learning rate would barely move."},
     )
+    backbone_frozen_groups: int = field(
+        default=0,
+        metadata={"help": "Freeze the backbone's first N parameter groups in timm's coarse order: the stem, then one "
+                          "stage each (EfficientNet block stages, ResNet layers, ViT blocks). Backpropagation stops "
+                          "at the first trainable layer, so a step is cheaper; 0 trains the whole network."},
+    )
     anchor_lr_multiplier: float = field(default=1.0, metadata={"help": "Anchor learning rate = lr × this."})
     anchor_weight_decay: float = field(default=0.0, metadata={"help": "Weight decay of the anchors."})
     mixup_alpha: float = field(default=0.8, metadata={"help": "Mixup Beta(α, α); 0 disables Mixup."})
@@ -164,6 +170,9 @@ class GReFELTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         self._check_augmentation_ranges()
+        if self.backbone_frozen_groups < 0:
+            raise ValueError(f"--backbone_frozen_groups must be >= 0 (0 trains the whole backbone), got "
+                             f"{self.backbone_frozen_groups}")
         if self.label_smoothing_factor != 0:
             # Trainer's label smoother never runs: the model computes its own loss.
             raise ValueError(f"--label_smoothing_factor {self.label_smoothing_factor} would be ignored: GReFEL's loss "

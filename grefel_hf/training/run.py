@@ -127,6 +127,7 @@ def build_trainer(model, processor, data: TrainingData, training_args: GReFELTra
         backbone_lr_multiplier=training_args.backbone_lr_multiplier,
         anchor_lr_multiplier=training_args.anchor_lr_multiplier,
         anchor_weight_decay=training_args.anchor_weight_decay,
+        backbone_frozen_groups=training_args.backbone_frozen_groups,
         channels_last=training_args.channels_last,
     )
 

@@ -19,6 +19,7 @@ from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
 
 from .ema import GReFELEMACallback, swap_weights
+from .freezing import freeze_backbone_groups
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class GReFELTrainer(Trainer):
             `data_collator`, so validation batches are never mixed.
         sample_weights: per-training-example weights for a class-balanced `WeightedRandomSampler`.
         backbone_lr_multiplier, anchor_lr_multiplier, anchor_weight_decay: see `parameter_groups`.
+        backbone_frozen_groups: freeze the first N coarse parameter groups of the model's timm backbone (the stem,
+            then one per stage; see `freezing.py`); 0 trains the whole network.
         channels_last: run the model and the image batches in channels-last memory format.
     """
 
@@ -81,10 +84,13 @@ class GReFELTrainer(Trainer):
         backbone_lr_multiplier: float = 0.1,
         anchor_lr_multiplier: float = 1.0,
         anchor_weight_decay: float = 0.0,
+        backbone_frozen_groups: int = 0,
         channels_last: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        # before the optimiser is built, which then only holds the trainable parameters
+        self.frozen_parameter_names = freeze_backbone_groups(self.model, backbone_frozen_groups)
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
