@@ -22,8 +22,11 @@ def test_freezing_covers_the_stem_and_the_first_stages_only():
     assert any(name.startswith("grefel.backbone.blocks.1.") for name, p in model.named_parameters() if p.requires_grad)
 
 
-def test_backward_stops_at_the_first_trainable_stage():
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_backward_stops_at_the_first_trainable_stage(checkpointing):
     model = GReFELForImageClassification(tiny_grefel_config("test_resnet")).train()
+    if checkpointing:  # timm's checkpointing must still reach the stages after the frozen ones
+        model.gradient_checkpointing_enable()
     frozen = set(freeze_backbone_groups(model, 2))  # the stem and layer1
     loss = model(pixel_values=torch.randn(4, 3, 48, 48), labels=torch.tensor([0, 1, 2, 3])).loss
     loss.backward()
