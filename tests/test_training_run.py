@@ -173,6 +173,28 @@ def test_channels_last_changes_the_layout_only(tmp_path):
     _assert_same_weights(nhwc, nchw, atol=1e-4)
 
 
+def test_a_training_run_leaves_the_frozen_backbone_groups_untouched(tmp_path, monkeypatch):
+    seen = {}
+
+    def build_and_record(model, *args, **kwargs):
+        seen["before"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        seen["trainer"] = build_trainer(model, *args, **kwargs)
+        return seen["trainer"]
+
+    monkeypatch.setattr(run_module, "build_trainer", build_and_record)
+    run_training(*_args(tmp_path, model=CNN_MODEL, max_steps=2, **_deterministic(backbone_frozen_groups=2)))
+    trainer = seen["trainer"]
+    frozen = set(trainer.frozen_parameter_names)
+    assert frozen and all(name.startswith("grefel.backbone.") for name in frozen)
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    after = dict(trainer.model.named_parameters())
+    for name, before in seen["before"].items():
+        if name in frozen:
+            assert id(after[name]) not in optimised, name
+            assert torch.equal(after[name].detach(), before), name
+    trained = [n for n in after if n.startswith("grefel.backbone.layer2.")]
+    assert any(not torch.equal(after[n].detach(), seen["before"][n]) for n in trained)
+
 def test_parameter_groups_give_backbone_and_anchors_their_own_learning_rates():
     model = GReFELForImageClassification(tiny_grefel_config("test_resnet"))
     decay = [n for n, p in model.named_parameters() if p.dim() > 1]
