@@ -195,6 +195,55 @@ def test_a_training_run_leaves_the_frozen_backbone_groups_untouched(tmp_path, mo
     trained = [n for n in after if n.startswith("grefel.backbone.layer2.")]
     assert any(not torch.equal(after[n].detach(), seen["before"][n]) for n in trained)
 
+
+DEPTHWISE_MODEL = {"backbone": "test_efficientnet", "image_size": 32}  # a 3x3 depthwise kernel over a 2x2 map
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_fast_depthwise_grad_switches_the_depthwise_layers_only_when_asked(tmp_path, enabled):
+    from grefel_hf.training.depthwise import GReFELDepthwiseConv2d
+
+    model_args, data_args, training_args = _args(tmp_path, model=DEPTHWISE_MODEL, fast_depthwise_grad=enabled)
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+    model = build_model(model_args, data.label_names, None)
+    keys = set(model.state_dict())
+    processor = build_image_processor(model.config)
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args, None)
+    switched = [m for m in trainer.model.modules() if isinstance(m, GReFELDepthwiseConv2d)]
+    assert bool(switched) == enabled
+    assert set(trainer.model.state_dict()) == keys
+
+
+def test_fast_depthwise_grad_changes_the_speed_only(tmp_path):
+    """Two deterministic steps give the same weights with PyTorch's depthwise weight gradient and the per-tap one."""
+    from grefel_hf.training.depthwise import GReFELDepthwiseConv2d
+
+    taken = []
+    original = GReFELDepthwiseConv2d.uses_tap_weight_grad
+
+    def record(self, inputs):
+        taken.append(original(self, inputs))
+        return taken[-1]
+
+    initial = {}
+
+    def build_and_record(model, *args, **kwargs):
+        initial.update({n: p.detach().clone() for n, p in model.named_parameters()})
+        return build_trainer(model, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(GReFELDepthwiseConv2d, "uses_tap_weight_grad", record)
+        patch.setattr(run_module, "build_trainer", build_and_record)
+        run_training(*_args(tmp_path / "fast", model=DEPTHWISE_MODEL, max_steps=2, fast_depthwise_grad=True,
+                            **_deterministic()))
+    assert any(taken), "the tiny backbone was meant to put a depthwise layer in the slow regime"
+    run_training(*_args(tmp_path / "native", model=DEPTHWISE_MODEL, max_steps=2, fast_depthwise_grad=False,
+                        **_deterministic()))
+    fast, native = _final_weights(tmp_path / "fast"), _final_weights(tmp_path / "native")
+    dw_weight = "grefel.backbone.blocks.4.0.conv_dw.weight"  # the layer in the slow regime
+    assert not torch.allclose(fast[dw_weight], initial[dw_weight], atol=1e-4)  # it trained
+    _assert_same_weights(fast, native, atol=1e-5)
+
 def test_parameter_groups_give_backbone_and_anchors_their_own_learning_rates():
     model = GReFELForImageClassification(tiny_grefel_config("test_resnet"))
     decay = [n for n, p in model.named_parameters() if p.dim() > 1]

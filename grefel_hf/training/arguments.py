@@ -167,6 +167,19 @@ class GReFELTrainingArguments(TrainingArguments):
                           "backbones train much faster on CPU this way (benchmarks/memory_format.py); saved "
                           "weights are the same either way."},
     )
+    fast_depthwise_grad: bool = field(
+        default=True,
+        metadata={"help": "On CPU, compute the weight gradient of depthwise convolutions whose kernel is larger than "
+                          "their input map tap by tap: PyTorch's own is pathologically slow there (EfficientNet's "
+                          "last stages on small faces; see grefel_hf/training/depthwise.py). Same gradients up to "
+                          "float rounding; no effect on GPUs or elsewhere."},
+    )
+    cpu_reuse_memory: bool = field(
+        default=True,
+        metadata={"help": "On CPU with glibc, keep freed memory in the process (malloc without mmap), so that "
+                          "activations of 32 MiB or more are reused from step to step instead of page-faulting afresh "
+                          "(see grefel_hf/training/cpu_memory.py). A process-wide setting; no effect on GPU runs."},
+    )
 
     def __post_init__(self):
         self._check_augmentation_ranges()

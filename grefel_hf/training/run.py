@@ -129,6 +129,8 @@ def build_trainer(model, processor, data: TrainingData, training_args: GReFELTra
         anchor_weight_decay=training_args.anchor_weight_decay,
         backbone_frozen_groups=training_args.backbone_frozen_groups,
         channels_last=training_args.channels_last,
+        fast_depthwise_grad=training_args.fast_depthwise_grad,
+        cpu_reuse_memory=training_args.cpu_reuse_memory,
     )
 
 

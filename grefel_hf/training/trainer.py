@@ -18,6 +18,8 @@ from torch import nn
 from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
 
+from .cpu_memory import reuse_freed_memory
+from .depthwise import use_fast_depthwise_weight_grad
 from .ema import GReFELEMACallback, swap_weights
 from .freezing import freeze_backbone_groups
 
@@ -74,6 +76,9 @@ class GReFELTrainer(Trainer):
         backbone_frozen_groups: freeze the first N coarse parameter groups of the model's timm backbone (the stem,
             then one per stage; see `freezing.py`); 0 trains the whole network.
         channels_last: run the model and the image batches in channels-last memory format.
+        fast_depthwise_grad: give depthwise convolutions the per-tap weight gradient where their kernel is larger
+            than their input map (CPU only; see `depthwise.py`).
+        cpu_reuse_memory: on a CPU run, keep freed memory in the process (see `cpu_memory.py`).
     """
 
     def __init__(
@@ -86,6 +91,8 @@ class GReFELTrainer(Trainer):
         anchor_weight_decay: float = 0.0,
         backbone_frozen_groups: int = 0,
         channels_last: bool = False,
+        fast_depthwise_grad: bool = False,
+        cpu_reuse_memory: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -94,6 +101,10 @@ class GReFELTrainer(Trainer):
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if fast_depthwise_grad:
+            use_fast_depthwise_weight_grad(self.model)
+        if cpu_reuse_memory and self.args.device.type == "cpu":
+            reuse_freed_memory()
         self.train_collator = train_collator
         self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
         self.backbone_lr_multiplier = backbone_lr_multiplier
