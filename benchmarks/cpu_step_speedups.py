@@ -23,7 +23,7 @@ import statistics
 import sys
 
 import torch
-from fer_cpu_budget import BACKBONE, build, current_commit, write_report
+from fer_cpu_budget import BACKBONE, build, cpu_model_name, current_commit, write_report
 from head_cost import BASE_SETTINGS, BATCH, LABELS
 from model_overhead import time_train_steps
 
@@ -97,18 +97,6 @@ def main() -> None:
               "torch": torch.__version__, "machine": platform.machine(), "processor": cpu_model_name(),
               "results": results}
     print(f"wrote {write_report(report, args.output, 'cpu_step_speedups.json')}")
-
-
-def cpu_model_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (these shared machines vary), or platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

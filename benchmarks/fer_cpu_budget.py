@@ -301,6 +301,18 @@ def current_commit() -> str:
                           cwd=REPO_ROOT).stdout.strip()
 
 
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (these shared machines vary), or platform.processor()."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def write_report(report: dict, output: str | None, default_name: str) -> Path:
     """Write a benchmark's JSON report to `output`, or to benchmarks/results/`default_name`; return the path."""
     path = Path(output or REPO_ROOT / "benchmarks" / "results" / default_name)
@@ -360,7 +372,8 @@ def main() -> None:
               "command": shlex.join(sys.argv),
               "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
               "fer2013_lossless_recovery": recovery,
-              "threads": torch.get_num_threads(), "machine": platform.machine(), "results": results,
+              "threads": torch.get_num_threads(), "machine": platform.machine(), "processor": cpu_model_name(),
+              "results": results,
               "target": "GReFEL >= plain head; FER2013 validation accuracy >= 0.66"}
     print(f"wrote {write_report(report, args.output, f'fer_cpu_budget_{args.dataset}.json')}")
 
