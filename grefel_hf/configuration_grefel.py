@@ -10,7 +10,8 @@ FER2013_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neu
 
 _GEOMETRY_VARIANTS = ("basic", "enhanced")
 _RELIABILITY_VARIANTS = ("basic", "enhanced")
-_INFERENCE_MODES = ("corrected", "primary")
+INFERENCE_MODES = ("corrected", "primary")
+"""GReFEL's inference modes: the reliability-corrected distribution q, or the primary head's p alone."""
 _PRIMARY_INPUTS = ("embedding", "backbone")
 
 
@@ -209,7 +210,7 @@ class GReFELConfig(PreTrainedConfig):
         choices = {
             "geometry_variant": _GEOMETRY_VARIANTS,
             "reliability_variant": _RELIABILITY_VARIANTS,
-            "inference_mode": _INFERENCE_MODES,
+            "inference_mode": INFERENCE_MODES,
             "primary_input": _PRIMARY_INPUTS,
         }
         for name, allowed in choices.items():
@@ -252,4 +253,4 @@ class GReFELConfig(PreTrainedConfig):
                              f"got {self.mc_dropout_samples}")
 
 
-__all__ = ["GReFELConfig", "FER2013_EMOTIONS"]
+__all__ = ["GReFELConfig", "FER2013_EMOTIONS", "INFERENCE_MODES"]

@@ -12,7 +12,7 @@ from conftest import REPO_ROOT, tiny_grefel_config
 from PIL import Image
 from safetensors.torch import load_file
 from torch.utils.data import WeightedRandomSampler
-from transformers import TrainerCallback, pipeline
+from transformers import PretrainedConfig, TrainerCallback, pipeline
 
 import grefel_hf.training.run as run_module
 from grefel_hf import GReFELForImageClassification
@@ -80,10 +80,70 @@ def test_end_to_end_with_cutmix_and_ema_reloads_through_pipeline(tmp_path):
     selection = json.loads((out / SELECTION_FILE).read_text())
     assert selection["selected"] in ("raw", "ema") and results["selected_weights"] == selection["selected"]
     assert selection["raw"] == all_results["eval_accuracy"] and selection["ema"] == all_results["eval_ema_accuracy"]
+    mode = selection["inference_mode"]
+    assert mode in ("corrected", "primary") and results["inference_mode"] == mode
+    scores = selection["inference_mode_scores"]
+    assert scores[mode] >= max(scores.values())
+    assert scores["corrected"] == all_results[f"eval_{'ema_' if selection['selected'] == 'ema' else ''}accuracy"]
+    assert json.loads((out / "config.json").read_text())["inference_mode"] == mode
     pipe = pipeline("image-classification", model=str(out))
     face = Image.new("L", (48, 48), color=128)
     predictions = pipe(face, top_k=7)
     assert len(predictions) == 7 and sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-5)
+
+
+def _trained_trainer(tmp_path, **training):
+    model_args, data_args, training_args = _args(tmp_path, max_steps=2, use_ema=False, backbone_lr_multiplier=1.0,
+                                                 **training)
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+    model = build_model(model_args, data.label_names, None)
+    processor = build_image_processor(model.config)
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args, None)
+    trainer.train()
+    return trainer
+
+
+def _accuracy_in_mode(trainer, mode):
+    """Validation accuracy of the trainer's model with `mode`, computed without the Trainer's evaluation loop."""
+    model = trainer.model.eval()
+    saved, model.config.inference_mode = model.config.inference_mode, mode
+    correct = total = 0
+    try:
+        with torch.no_grad():
+            for batch in trainer.get_eval_dataloader():
+                batch = trainer._prepare_inputs(batch)
+                logits = model(pixel_values=batch["pixel_values"]).logits
+                correct += int((logits.argmax(-1) == batch["labels"]).sum())
+                total += len(batch["labels"])
+    finally:
+        model.config.inference_mode = saved
+    return correct / total
+
+
+@pytest.mark.parametrize("current_score, expected", [(-1.0, "primary"), (2.0, "corrected")])
+def test_select_inference_mode_keeps_the_better_mode_on_validation(tmp_path, current_score, expected):
+    trainer = _trained_trainer(tmp_path)
+    decision = trainer.select_inference_mode({"eval_accuracy": current_score}, "raw")
+    assert decision["inference_mode"] == expected and trainer.model.config.inference_mode == expected
+    primary = decision["inference_mode_scores"]["primary"]
+    assert primary == pytest.approx(_accuracy_in_mode(trainer, "primary"))  # really p's validation accuracy
+    assert decision["inference_mode_scores"]["corrected"] == current_score
+
+
+def test_select_inference_mode_needs_the_current_score_and_leaves_other_models_alone(tmp_path):
+    trainer = _trained_trainer(tmp_path)
+    with pytest.raises(ValueError, match="eval_ema_accuracy"):
+        trainer.select_inference_mode({"eval_accuracy": 0.5}, "ema")
+    trainer.model.config = PretrainedConfig()  # a model that is not GReFEL: no inference mode
+    assert trainer.select_inference_mode({"eval_accuracy": 0.5}, "raw")["inference_mode"] is None
+
+
+def test_the_inference_mode_stays_the_configs_when_selection_is_off(tmp_path):
+    out = tmp_path / "run"
+    results = run_training(*_args(out, max_steps=2, select_inference_mode=False))
+    selection = json.loads((out / SELECTION_FILE).read_text())
+    assert "inference_mode" not in selection and results["inference_mode"] is None
+    assert json.loads((out / "config.json").read_text())["inference_mode"] == "corrected"
 
 
 class _EvaluateSpy(TrainerCallback):

@@ -167,6 +167,13 @@ class GReFELTrainingArguments(TrainingArguments):
                           "backbones train much faster on CPU this way (benchmarks/memory_format.py); saved "
                           "weights are the same either way."},
     )
+    select_inference_mode: bool = field(
+        default=True,
+        metadata={"help": "After training, evaluate the final weights with GReFEL's primary head p alone and with "
+                          "the reliability-corrected q, and save the mode that scores better on the validation split "
+                          "as the model's inference_mode (weights_selection.json records both scores). False keeps "
+                          "the config's mode."},
+    )
     fast_depthwise_grad: bool = field(
         default=True,
         metadata={"help": "On CPU, compute the weight gradient of depthwise convolutions whose kernel is larger than "

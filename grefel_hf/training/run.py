@@ -144,10 +144,11 @@ def write_run_config(output_dir: str, model_args: ModelArguments, data_args: Dat
 
 
 def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFELTrainingArguments) -> dict:
-    """Pick raw vs EMA on the validation split, save the model folder, and write the metrics files.
+    """Pick raw vs EMA (and then GReFEL's inference mode) on the validation split, save the model folder, and write
+    the metrics files.
 
-    The output folder holds the selected weights; the other ones go to its `raw/` or `ema/` subfolder, so the
-    evaluation CLI can report both side by side.
+    The output folder holds the selected weights in the selected inference mode; the other weights go to its `raw/`
+    or `ema/` subfolder in the config's own mode, so the evaluation CLI can report both side by side.
     """
     metrics = dict(train_result.metrics)
     trainer.log_metrics("train", metrics)
@@ -166,11 +167,14 @@ def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFE
             save_grefel_folder(ema.module, processor, os.path.join(output_dir, "ema"))
     if decision["selected"] == "ema":
         trainer.load_ema_weights()
+    if training_args.select_inference_mode:
+        decision.update(trainer.select_inference_mode(eval_metrics, decision["selected"], metric="accuracy"))
     if trainer.is_world_process_zero():
         save_grefel_folder(trainer.model, processor, output_dir)
         with open(os.path.join(output_dir, SELECTION_FILE), "w") as f:
             json.dump(decision, f, indent=2)
-    return {**metrics, **eval_metrics, "selected_weights": decision["selected"]}
+    return {**metrics, **eval_metrics, "selected_weights": decision["selected"],
+            "inference_mode": decision.get("inference_mode")}
 
 
 def configure_cpu_threads(training_args: GReFELTrainingArguments) -> None:

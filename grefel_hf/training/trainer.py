@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
 
+from ..configuration_grefel import INFERENCE_MODES
 from .cpu_memory import reuse_freed_memory
 from .depthwise import use_fast_depthwise_weight_grad
 from .ema import GReFELEMACallback, swap_weights
@@ -256,6 +257,34 @@ class GReFELTrainer(Trainer):
                     "split": "evaluation split (validation)"}
         logger.info("final weights: %s (raw %s=%.4f, EMA %.4f)", decision["selected"], metric, raw, ema)
         return decision
+
+    def select_inference_mode(self, results: dict[str, float], weights: str,
+                              metric: str = "accuracy") -> dict[str, Any]:
+        """Keep GReFEL's primary head p or its corrected distribution q as the inference mode, whichever scores
+        better on the evaluation (validation) split with the final weights.
+
+        `results` is `evaluate()`'s output, which holds the current mode's score of the `weights` ("raw" or "ema")
+        now in the model; this evaluates the model once more in the other mode and sets `config.inference_mode`
+        to the winner (the current mode on a tie). Returns the decision; a model without an inference mode (not
+        GReFEL) is left alone.
+        """
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        current = getattr(config, "inference_mode", None)
+        if current not in INFERENCE_MODES:
+            return {"inference_mode": None, "reason": "the model has no GReFEL inference mode"}
+        key = f"eval_{metric}" if weights == "raw" else f"eval_ema_{metric}"
+        if key not in results:
+            raise ValueError(f"cannot select the inference mode: {key} missing from {sorted(results)}")
+        other = next(mode for mode in INFERENCE_MODES if mode != current)
+        config.inference_mode = other
+        with self._one_on_evaluate_event():  # a selection after training, not an evaluation event
+            other_score = Trainer.evaluate(self, metric_key_prefix=f"eval_{other}")[f"eval_{other}_{metric}"]
+        scores = {current: results[key], other: other_score}
+        better = other_score < scores[current] if metric.endswith("loss") else other_score > scores[current]
+        config.inference_mode = other if better else current
+        logger.info("inference mode: %s (%s: %s)", config.inference_mode, metric, scores)
+        return {"inference_mode": config.inference_mode, "inference_mode_metric": f"eval_{metric}",
+                "inference_mode_scores": scores}
 
     def load_ema_weights(self) -> None:
         """Copy the EMA weights into the model for good (after `select_final_weights` chose them)."""
