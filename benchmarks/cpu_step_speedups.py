@@ -21,6 +21,7 @@ import platform
 import shlex
 import statistics
 import sys
+import time
 
 import torch
 from fer_cpu_budget import BACKBONE, build, cpu_model_name, current_commit, write_report
@@ -28,7 +29,7 @@ from head_cost import BASE_SETTINGS, BATCH, LABELS
 from model_overhead import time_train_steps
 
 from grefel_hf.training.cpu_memory import reuse_freed_memory
-from grefel_hf.training.depthwise import use_fast_depthwise_weight_grad
+from grefel_hf.training.depthwise import depthwise_weight_grad, use_fast_depthwise_weight_grad
 from grefel_hf.training.freezing import freeze_backbone_groups
 
 VARIANTS = ("native", "fast")  # PyTorch's depthwise weight gradient, the per-tap one
@@ -56,6 +57,45 @@ def time_phase(image_size: int, frozen_groups: int, steps: int) -> dict[str, flo
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def median_ms(function, repeats: int = 9) -> float:
+    """Median wall time of `function()` in milliseconds, after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def time_depthwise_layer(channels: int = 1152, size: int = 3, kernel: int = 5) -> dict[str, float]:
+    """One depthwise layer of EfficientNet-Lite0's 1152-channel stage at 80 px (5x5 kernel over a 3x3 map), batch
+    64, channels-last: its forward pass, PyTorch's input and weight gradients, and the per-tap weight gradient."""
+    layout = torch.channels_last
+    inputs = torch.randn(BATCH, channels, size, size).contiguous(memory_format=layout)
+    weight = torch.randn(channels, 1, kernel, kernel).contiguous(memory_format=layout)
+    pad = kernel // 2
+    grad = torch.randn_like(torch.nn.functional.conv2d(inputs, weight, padding=pad, groups=channels))
+
+    def pytorch_grad(mask):
+        return lambda: torch.ops.aten.convolution_backward(grad, inputs, weight, None, [1, 1], [pad, pad], [1, 1],
+                                                           False, [0, 0], channels, mask)
+
+    return {"shape": [BATCH, channels, size, size], "kernel": kernel,
+            "forward_ms": median_ms(lambda: torch.nn.functional.conv2d(inputs, weight, padding=pad, groups=channels)),
+            "pytorch_input_grad_ms": median_ms(pytorch_grad([True, False, False])),
+            "pytorch_weight_grad_ms": median_ms(pytorch_grad([False, True, False])),
+            "per_tap_weight_grad_ms": median_ms(lambda: depthwise_weight_grad(inputs, grad, (kernel, kernel), (1, 1),
+                                                                             (pad, pad), (1, 1)))}
+
+
+def time_large_elementwise_op(shape=(BATCH, 96, 40, 40)) -> float:
+    """Milliseconds of an elementwise op (x + 1) that allocates its output: a 39 MiB activation of EfficientNet-Lite0's
+    second stage at 80 px, batch 64. With glibc's default malloc each output is a fresh mapping."""
+    activation = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    return median_ms(lambda: activation + 1)
+
+
 def summarise(image_size: int, default: dict[str, float], reuse: dict[str, float]) -> dict:
     row = {"image_size": image_size, "median_step_seconds": {"default_malloc": default, "reuse_memory": reuse}}
     for setup in ("plain", "grefel"):
@@ -79,10 +119,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     commit = current_commit()
+    layer = time_depthwise_layer()
+    elementwise = {"default_malloc_ms": time_large_elementwise_op()}
     default = {size: time_phase(size, args.frozen_groups, args.steps) for size in args.image_sizes}
     if not reuse_freed_memory():
         raise SystemExit("reuse_freed_memory() did not take effect (not glibc?): nothing to compare")
+    elementwise["reuse_memory_ms"] = time_large_elementwise_op()
     reuse = {size: time_phase(size, args.frozen_groups, args.steps) for size in args.image_sizes}
+    print(f"depthwise layer {layer['shape']}, {layer['kernel']}x{layer['kernel']} kernel: forward "
+          f"{layer['forward_ms']:.1f} ms, PyTorch's input gradient {layer['pytorch_input_grad_ms']:.1f} ms and weight "
+          f"gradient {layer['pytorch_weight_grad_ms']:.1f} ms, per-tap weight gradient "
+          f"{layer['per_tap_weight_grad_ms']:.1f} ms; x + 1 on a 39 MiB activation: "
+          f"{elementwise['default_malloc_ms']:.1f} ms fresh, {elementwise['reuse_memory_ms']:.1f} ms reused", flush=True)
     results = [summarise(size, default[size], reuse[size]) for size in args.image_sizes]
     for row in results:
         print(f"{row['image_size']} px: per-tap depthwise gradient {row['plain_fast_over_native_reuse_memory']:.2f}x "
@@ -95,7 +143,7 @@ def main() -> None:
               "backbone": BACKBONE, "batch": BATCH, "optimizer": "adamw", "frozen_groups": args.frozen_groups,
               "grefel_settings": BASE_SETTINGS, "steps": args.steps, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "machine": platform.machine(), "processor": cpu_model_name(),
-              "results": results}
+              "depthwise_layer": layer, "elementwise_39mib": elementwise, "results": results}
     print(f"wrote {write_report(report, args.output, 'cpu_step_speedups.json')}")
 
 

@@ -260,3 +260,24 @@ def test_load_from_checkpoint_errors(tmp_path):
     os.makedirs(tmp_path / "ema")
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         callback.load_from_checkpoint(str(tmp_path))
+
+
+def test_update_pairs_the_tensors_once_per_model(monkeypatch):
+    import grefel_hf.training.ema as ema_module
+
+    calls = []
+    original = ema_module._paired_tensors
+    monkeypatch.setattr(ema_module, "_paired_tensors", lambda *a: calls.append(1) or original(*a))
+    model = tiny_bn_model()
+    ema = GReFELModelEMA(model, decay=0.5, use_warmup=False)
+    expected = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    for _ in range(3):
+        train_a_little(model, steps=1)  # parameters and BatchNorm statistics change in place
+        ema.update(model)
+        for key, value in model.state_dict().items():
+            expected[key] = expected[key] + 0.5 * (value - expected[key]) if value.is_floating_point() else value.clone()
+    assert len(calls) == 1  # paired at the first update only
+    for key, value in ema.module.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-6, atol=1e-7)
+    ema.update(tiny_bn_model(seed=1))  # another model object: paired afresh
+    assert len(calls) == 2

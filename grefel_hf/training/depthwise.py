@@ -5,7 +5,7 @@ when the kernel is larger than the feature map it slides over, which is where Ef
 small faces: the 5x5 depthwise kernels of EfficientNet-Lite0's 1152-channel stage see 3x3 maps at 80 px and 2x2 maps at
 64 px. Measured on a 2-core AMD EPYC (AVX2), batch 64, channels-last: 55 ms for the weight gradient of one such layer
 where its forward pass takes 2 ms and its input gradient 2 ms. Three of them made up about a quarter of a whole
-training step (`benchmarks/depthwise_grad.py`).
+training step (`benchmarks/cpu_step_speedups.py`).
 
 The weight gradient of a depthwise convolution is, for each kernel tap, a sum over batch and output positions of the
 output gradient times the input shifted by that tap. Computed that way (one multiply-and-reduce per tap) it costs

@@ -114,6 +114,7 @@ class GReFELModelEMA:
         self.warmup_gamma = warmup_gamma
         self.warmup_power = warmup_power
         self.step = 0
+        self._pairs: tuple | None = None  # see _paired_lists
         self.module = copy.deepcopy(unwrap_model(model)).eval()
         self.module.requires_grad_(False)
 
@@ -133,19 +134,31 @@ class GReFELModelEMA:
         """
         step = self.step + 1 if step is None else step
         weight = 1.0 - self.get_decay(step)
-        ema_floats, model_floats = [], []
-        for ema_tensor, model_tensor in _paired_tensors(self.module, unwrap_model(model)):
-            if ema_tensor.is_floating_point():
-                ema_floats.append(ema_tensor)
-                model_floats.append(
-                    model_tensor.detach().to(device=ema_tensor.device, dtype=ema_tensor.dtype)
-                )
-            else:
-                ema_tensor.copy_(model_tensor)
+        ema_floats, model_floats, ema_others, model_others = self._paired_lists(unwrap_model(model))
+        if any(e.device != m.device or e.dtype != m.dtype for e, m in zip(ema_floats, model_floats, strict=True)):
+            model_floats = [m.to(device=e.device, dtype=e.dtype) for e, m in zip(ema_floats, model_floats, strict=True)]
         if ema_floats:
             # One fused kernel per device/dtype group instead of one launch per tensor (as timm does).
             torch._foreach_lerp_(ema_floats, model_floats, weight)
+        for ema_tensor, model_tensor in zip(ema_others, model_others, strict=True):
+            ema_tensor.copy_(model_tensor)
         self.step = step
+
+    def _paired_lists(self, model: nn.Module) -> tuple[list[torch.Tensor], ...]:
+        """(EMA floats, model floats, EMA others, model others): the model's tensors paired with the EMA's, once per
+        followed model object and then reused, since walking both module trees at every step costs milliseconds.
+
+        The model's own parameter and buffer objects are held: optimisers and BatchNorm update them in place. A model
+        whose buffers are re-assigned as new tensors during training needs a new `GReFELModelEMA`.
+        """
+        if self._pairs is None or self._pairs[0] is not model:
+            floats, others = ([], []), ([], [])
+            for ema_tensor, model_tensor in _paired_tensors(self.module, model):
+                target = floats if ema_tensor.is_floating_point() else others
+                target[0].append(ema_tensor)
+                target[1].append(model_tensor)  # read under no_grad; a parameter's .data may even be replaced
+            self._pairs = (model, *floats, *others)
+        return self._pairs[1:]
 
     def settings(self) -> dict[str, Any]:
         """The step and decay settings, as saved in ``ema_state.json``."""
