@@ -3,8 +3,8 @@
 glibc's malloc serves every request of 32 MiB or more with a fresh `mmap` and returns it to the system on `free`. A
 CPU training step allocates and frees its large activations again at every step, so each of them is a fresh mapping
 whose pages the kernel must fault in and zero on first touch. At 80 px with batch 64, EfficientNet-Lite0's second
-stage makes 39 MiB activations; measured on a 2-core AMD EPYC, an elementwise op on one took 17 to 20 ms with fresh
-pages and 2.5 ms on reused ones. glibc will not raise its mmap threshold above 32 MiB, but it can be told not to use
+stage makes 39 MiB activations; measured on a 2-core AMD EPYC, `x + 1` on one took 18.9 ms with fresh pages and
+2.2 ms on reused ones (`benchmarks/cpu_step_speedups.py`). glibc will not raise its mmap threshold above 32 MiB, but it can be told not to use
 `mmap` at all (`M_MMAP_MAX = 0`) and to keep freed memory at the top of its heap (a high `M_TRIM_THRESHOLD`): large
 blocks are then reused from step to step, as a caching allocator would. The process keeps its peak memory until it
 exits, which a training process reaches at its first step anyway.
