@@ -411,8 +411,8 @@ def build_report(args, commit: str, recovery: dict | None, results: list[dict], 
             "command": shlex.join(sys.argv),
             "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
             "fer2013_lossless_recovery": recovery,
-            "threads": torch.get_num_threads(), "machine": platform.machine(), "processor": cpu_model_name(),
-            "results": results,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+            "processor": cpu_model_name(), "results": results,
             "target": "GReFEL >= plain head; FER2013 validation accuracy >= 0.66"}
 
 
