@@ -71,9 +71,21 @@ def summarise(rows: list[dict]) -> dict:
     mean = {setup: {name: statistics.fmean(row[setup][name] for row in rows) for name in FIGURES}
             for setup in ("grefel", "plain", "gap")}
     faces = [row["gap_faces"] for row in rows]
-    return {"dataset": datasets[0], "pairs": len(rows), "mean": mean,
+    return {"dataset": datasets[0], "pairs": len(rows), "mean": mean, "gap_spread": gap_spread(rows),
             "grefel_ahead": sum(f > 0 for f in faces), "level": sum(f == 0 for f in faces),
             "grefel_behind": sum(f < 0 for f in faces)}
+
+
+def gap_spread(rows: list[dict]) -> dict | None:
+    """The sample standard deviation of GReFEL's gap over the pairs and the standard error of its mean, per figure;
+    None for a single pair, whose spread is unknown."""
+    if len(rows) < 2:
+        return None
+    spread = {}
+    for name in FIGURES:
+        stdev = statistics.stdev(row["gap"][name] for row in rows)
+        spread[name] = {"stdev": stdev, "standard_error": stdev / len(rows) ** 0.5}
+    return spread
 
 
 def format_table(rows: list[dict], summary: dict) -> str:
@@ -121,6 +133,11 @@ def main() -> None:
     print(format_table(rows, summary))
     print(f"GReFEL ahead in {summary['grefel_ahead']}, level in {summary['level']}, behind in "
           f"{summary['grefel_behind']} of {summary['pairs']} pairs (selected weights, validation accuracy)")
+    if summary["gap_spread"] is not None:
+        spread = summary["gap_spread"]
+        print("gap over the pairs, mean ± standard error (standard deviation), in points: "
+              + "; ".join(f"{name} {100 * summary['mean']['gap'][name]:+.2f} ± {100 * spread[name]['standard_error']:.2f}"
+                          f" ({100 * spread[name]['stdev']:.2f})" for name in FIGURES))
     if args.output:
         args.output.write_text(json.dumps({"benchmark": "pair_summary", "rows": rows, "summary": summary}, indent=2))
         print(f"wrote {args.output}")

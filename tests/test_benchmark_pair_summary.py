@@ -64,6 +64,10 @@ def test_the_summary_means_each_figure_and_counts_who_is_ahead():
     assert summary["mean"]["gap"]["accuracy"] == pytest.approx(0.0)
     assert summary["mean"]["grefel"]["accuracy"] == pytest.approx(0.65)
     assert (summary["grefel_ahead"], summary["level"], summary["grefel_behind"]) == (1, 1, 1)
+    # gaps +0.01, -0.01, 0: sample standard deviation 0.01, standard error 0.01 / sqrt(3)
+    assert summary["gap_spread"]["accuracy"]["stdev"] == pytest.approx(0.01)
+    assert summary["gap_spread"]["accuracy"]["standard_error"] == pytest.approx(0.01 / 3**0.5)
+    assert summarise(rows[:1])["gap_spread"] is None
     table = format_table(rows, summary)
     assert "| 1 | abc1234 | 66.00 / 50.00 / 56.00 | 65.00 / 50.00 / 55.00 | +1.00 (+10) / +0.00 / +1.00" in table
     assert table.splitlines()[-1].startswith("| mean of 3 |")
@@ -93,6 +97,13 @@ def test_the_command_prints_the_table_and_writes_json(tmp_path):
     done = subprocess.run([sys.executable, SCRIPT, str(report), "--output", str(output)], capture_output=True,
                           text=True, check=True)
     assert "GReFEL ahead in 1, level in 0, behind in 0 of 1 pairs" in done.stdout
+    assert "standard error" not in done.stdout  # one pair has no spread
+    second = tmp_path / "pair2.json"
+    second.write_text(json.dumps(_report(_result("grefel", raw=0.64, ema=0.6, weights="raw"),
+                                         _result("plain", raw=0.65, ema=0.6, weights="raw"), seed=1)))
+    both = subprocess.run([sys.executable, SCRIPT, str(report), str(second)], capture_output=True, text=True,
+                          check=True)
+    assert "accuracy +0.00 ± 1.00 (1.41)" in both.stdout
     assert json.loads(output.read_text())["summary"]["mean"]["gap"]["accuracy"] == pytest.approx(0.01)
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
