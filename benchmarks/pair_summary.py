@@ -89,7 +89,8 @@ def gap_spread(rows: list[dict]) -> dict | None:
 
 
 def format_table(rows: list[dict], summary: dict) -> str:
-    """A Markdown table of the rows and their mean (percentages; gaps in points)."""
+    """A Markdown table of the rows, their mean and, for two rows or more, the standard error (and standard deviation)
+    of GReFEL's gap (percentages; gaps in points)."""
     def pct(value: float) -> str:
         return f"{100 * value:.2f}"
 
@@ -108,6 +109,10 @@ def format_table(rows: list[dict], summary: dict) -> str:
     lines.append(f"| mean of {summary['pairs']} | | {' / '.join(pct(m['grefel'][n]) for n in FIGURES)} "
                  f"| {' / '.join(pct(m['plain'][n]) for n in FIGURES)} "
                  f"| {' / '.join(points(m['gap'][n]) for n in FIGURES)} | |")
+    spread = summary["gap_spread"]
+    if spread is not None:
+        cells = " / ".join(f"{100 * spread[n]['standard_error']:.2f} ({100 * spread[n]['stdev']:.2f})" for n in FIGURES)
+        lines.append(f"| standard error (deviation) of the gap | | | | {cells} | |")
     return "\n".join(lines)
 
 
@@ -133,11 +138,6 @@ def main() -> None:
     print(format_table(rows, summary))
     print(f"GReFEL ahead in {summary['grefel_ahead']}, level in {summary['level']}, behind in "
           f"{summary['grefel_behind']} of {summary['pairs']} pairs (selected weights, validation accuracy)")
-    if summary["gap_spread"] is not None:
-        spread = summary["gap_spread"]
-        print("gap over the pairs, mean ± standard error (standard deviation), in points: "
-              + "; ".join(f"{name} {100 * summary['mean']['gap'][name]:+.2f} ± {100 * spread[name]['standard_error']:.2f}"
-                          f" ({100 * spread[name]['stdev']:.2f})" for name in FIGURES))
     if args.output:
         args.output.write_text(json.dumps({"benchmark": "pair_summary", "rows": rows, "summary": summary}, indent=2))
         print(f"wrote {args.output}")

@@ -70,7 +70,12 @@ def test_the_summary_means_each_figure_and_counts_who_is_ahead():
     assert summarise(rows[:1])["gap_spread"] is None
     table = format_table(rows, summary)
     assert "| 1 | abc1234 | 66.00 / 50.00 / 56.00 | 65.00 / 50.00 / 55.00 | +1.00 (+10) / +0.00 / +1.00" in table
-    assert table.splitlines()[-1].startswith("| mean of 3 |")
+    assert table.splitlines()[-2].startswith("| mean of 3 |")
+    # the gap's standard error (deviation) in points: accuracy 0.58 (1.00); TTA 0 (0); macro-F1 as accuracy
+    assert table.splitlines()[-1] == ("| standard error (deviation) of the gap | | | | 0.58 (1.00) / 0.00 (0.00) / "
+                                      "0.58 (1.00) | |")
+    one = format_table(rows[:1], summarise(rows[:1]))
+    assert one.splitlines()[-1].startswith("| mean of 1 |")
 
 
 def test_reports_it_cannot_pair_are_refused_by_name():
@@ -103,7 +108,7 @@ def test_the_command_prints_the_table_and_writes_json(tmp_path):
                                          _result("plain", raw=0.65, ema=0.6, weights="raw"), seed=1)))
     both = subprocess.run([sys.executable, SCRIPT, str(report), str(second)], capture_output=True, text=True,
                           check=True)
-    assert "accuracy +0.00 ± 1.00 (1.41)" in both.stdout
+    assert "| standard error (deviation) of the gap | | | | 1.00 (1.41) / 0.00 (0.00) / 1.00 (1.41) | |" in both.stdout
     assert json.loads(output.read_text())["summary"]["mean"]["gap"]["accuracy"] == pytest.approx(0.01)
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
