@@ -80,6 +80,14 @@ class GReFELConfig(PreTrainedConfig):
             head gets wrong can also fall by making that head less sure rather than right; detaching closes that
             route. Training only: predictions are the same.
             The enhanced reliability MLP then learns from `reliability_loss_weight` alone, so that must be > 0.
+        blend_trains_primary (`bool`, *optional*, defaults to `True`):
+            Whether the cross-entropy on the final distribution (the trust-ramp blend of p and q) trains the primary
+            head. With `True`, the paper's end-to-end objective, that loss reaches p scaled by (1 − τ) + τ·c, so faces
+            the head is unsure of (often those of the rare classes) train it less than a plain cross-entropy would.
+            `False` detaches p where it enters q and the blend, and in its confidence c: p then learns from its own
+            path cross-entropy alone, as a plain linear head would, and the loss on the blend teaches the anchor and
+            attentive paths and their confidences to correct it. Training only: predictions are the same. Needs
+            `path_loss_weight` > 0, which is what trains p then.
         inference_mode (`str`, *optional*, defaults to `"corrected"`):
             Distribution returned at inference: `"corrected"` (q, after reliability balancing) or `"primary"` (p).
         classification_loss_weight (`float`, *optional*, defaults to 1.0):
@@ -165,6 +173,7 @@ class GReFELConfig(PreTrainedConfig):
     branch_gradient_scale: float | int = 1.0
     dropout: float | int = 0.1
     detach_confidences: bool = False
+    blend_trains_primary: bool = True
     inference_mode: str = "corrected"
     classification_loss_weight: float | int = 1.0
     path_loss_weight: float | int = 0.5
@@ -246,6 +255,9 @@ class GReFELConfig(PreTrainedConfig):
             raise ValueError("GReFELConfig.branch_gradient_scale=0 with primary_input='embedding' leaves nothing to "
                              "train the backbone: the primary head reads the branch's embedding. Use "
                              "primary_input='backbone' or a scale above 0")
+        if not self.blend_trains_primary and not self.path_loss_weight:
+            raise ValueError("GReFELConfig.blend_trains_primary=False needs path_loss_weight > 0: with the blend "
+                             "detached from the primary head, its own path cross-entropy is all that trains it")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"GReFELConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.reliability_variant == "enhanced" and self.mc_dropout_samples < 1:

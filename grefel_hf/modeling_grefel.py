@@ -200,9 +200,11 @@ class GReFELAttention(nn.Module):
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        q = self._split_heads(self.q_proj(queries))
-        k = self._split_heads(self.k_proj(keys))
-        v = self._split_heads(self.v_proj(keys))
+        return self.attend(self.q_proj(queries), self.k_proj(keys), self.v_proj(keys))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention from already projected queries, keys and values (each (..., L, D)), then the output projection."""
+        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
         weights = torch.softmax((q @ k.transpose(-1, -2)) * self.head_dim**-0.5, dim=-1)
         out = self.dropout(weights) @ v  # broadcasting pairs shared and per-sample operands
         return self.out_proj(out.transpose(-3, -2).flatten(-2))
@@ -307,9 +309,35 @@ class GReFELReliabilityBalancing(nn.Module):
     def attentive_path(self, x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """x (B, D), anchors (N, D) or (B, N, D) → t (B, C)."""
         prototypes = anchors.unflatten(-2, (self.num_labels, -1)).mean(dim=-2)  # (C, D) or (B, C, D)
-        tokens = self.token_norm(self.token_proj(x).unsqueeze(1) + prototypes)
-        tokens = self.out_norm(tokens + self.attention(tokens, tokens))
+        sample_part = self.token_proj(x).unsqueeze(1)
+        tokens = self.token_norm(sample_part + prototypes)
+        if prototypes.dim() == 2:
+            q, k, v = self._shared_prototype_projections(sample_part, prototypes)
+        else:
+            q, k, v = self.attention.q_proj(tokens), self.attention.k_proj(tokens), self.attention.v_proj(tokens)
+        tokens = self.out_norm(tokens + self.attention.attend(q, k, v))
         return torch.softmax(self.score(tokens).squeeze(-1), dim=-1)
+
+    def _shared_prototype_projections(
+        self, sample_part: torch.Tensor, prototypes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The attention's q, k, v of the per-class tokens LayerNorm(u + P_c), without projecting B·C tokens.
+
+        With shared prototypes P (C, D) and per-sample parts u (B, 1, D), a token's centred value is the centred u
+        plus the centred P_c, and LayerNorm only rescales it by the token's own 1/σ. The projection W is linear, so
+        W·token = (1/σ)·(W(γ⊙ū) + W(γ⊙P̄_c)) + W·β + b: B + C projected rows instead of B·C, the same values up to
+        float rounding (the attentive path was the head's largest cost on CPU).
+        """
+        attention, norm = self.attention, self.token_norm
+        weight = torch.cat([attention.q_proj.weight, attention.k_proj.weight, attention.v_proj.weight])
+        bias = torch.cat([attention.q_proj.bias, attention.k_proj.bias, attention.v_proj.bias])
+        centred_sample = sample_part - sample_part.mean(dim=-1, keepdim=True)
+        centred_prototypes = prototypes - prototypes.mean(dim=-1, keepdim=True)
+        variance = (centred_sample + centred_prototypes).pow(2).mean(dim=-1, keepdim=True)  # (B, C, 1)
+        projected = (nn.functional.linear(norm.weight * centred_sample, weight)
+                     + nn.functional.linear(norm.weight * centred_prototypes, weight))
+        qkv = torch.rsqrt(variance + norm.eps) * projected + nn.functional.linear(norm.bias, weight, bias)
+        return qkv.chunk(3, dim=-1)
 
     def forward(self, x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Return r (B, C), the anchor and attentive distributions g and t (B, C), and c_g, c_t (B,)."""
@@ -537,6 +565,22 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
                              f"{cfg.backbone!r} gives shape {tuple(feature_map.shape)}. Use primary_pool_grid=1")
         return nn.functional.adaptive_avg_pool2d(feature_map, cfg.primary_pool_grid).flatten(1)
 
+    def _balance(self, p: torch.Tensor, r: torch.Tensor,
+                 hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The primary confidence c and q = c·p + (1 − c)·r, with the p they blend.
+
+        With `config.blend_trains_primary` off, that p (and the Monte Carlo samples c is measured from) is detached:
+        the same values, but the loss on the blend no longer reaches the primary head.
+        """
+        if not self.config.blend_trains_primary:
+            p = p.detach()
+        mc_probs = self._mc_dropout_probs(hidden) if self.primary_confidence.enhanced else None
+        if mc_probs is not None and not self.config.blend_trains_primary:
+            mc_probs = mc_probs.detach()
+        c = self.primary_confidence(p, r, mc_probs)
+        weight = (c.detach() if self.config.detach_confidences else c).unsqueeze(-1)
+        return p, c, weight * p + (1.0 - weight) * r
+
     def _final_distribution(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         if self.training:
             return (1.0 - self.trust) * p + self.trust * q
@@ -559,11 +603,8 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         p = torch.softmax(self.primary_head.classifier(hidden) / self.config.primary_temperature, dim=-1)
         anchors = base.sample_anchors if base.sample_anchors is not None else self.grefel.anchors.flatten(0, 1)
         r, g, t, c_g, c_t = self.reliability(x, anchors)
-        mc_probs = self._mc_dropout_probs(hidden) if self.primary_confidence.enhanced else None
-        c = self.primary_confidence(p, r, mc_probs)
-        weight = c.detach() if self.config.detach_confidences else c
-        q = weight.unsqueeze(-1) * p + (1.0 - weight.unsqueeze(-1)) * r
-        final = self._final_distribution(p, q)
+        p_blended, c, q = self._balance(p, r, hidden)
+        final = self._final_distribution(p_blended, q)
         loss = loss_parts = None
         if labels is not None:
             loss, loss_parts = self.loss_fn(labels=labels, final_probs=final, primary_probs=p, confidence=c,

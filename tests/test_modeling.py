@@ -137,6 +137,66 @@ def test_detach_confidences_stops_their_gradient_and_keeps_predictions():
     assert r_detached.requires_grad  # g and t still learn through r
 
 
+def test_attentive_path_with_shared_prototypes_equals_projecting_every_token():
+    """Shared anchors take the factored projections (B + C rows); per-sample anchors project all B·C tokens. With the
+    same anchors given both ways, t and every gradient must agree."""
+    model = _model(dropout=0.0, num_attention_heads=2).train()
+    balancing = model.reliability
+    with torch.no_grad():  # a LayerNorm affine away from its (1, 0) init, so the factoring's γ and β are exercised
+        balancing.token_norm.weight.uniform_(0.5, 1.5)
+        balancing.token_norm.bias.normal_(0.0, 0.3)
+    x = (3.0 * torch.randn(5, model.config.embed_dim)).requires_grad_()
+    anchors = model.grefel.anchors.flatten(0, 1)
+    parameters = [x, model.grefel.anchors, *balancing.parameters()]
+    weights = torch.rand(5, model.config.num_labels)
+    results = []
+    for given in (anchors, anchors.expand(5, -1, -1)):
+        t = balancing.attentive_path(x, given)
+        results.append((t.detach(), torch.autograd.grad((weights * t).sum(), parameters, allow_unused=True)))
+    (t_shared, grads_shared), (t_per_sample, grads_per_sample) = results
+    torch.testing.assert_close(t_shared, t_per_sample, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(t_shared.sum(dim=-1), torch.ones(5))
+    for shared, per_sample in zip(grads_shared, grads_per_sample, strict=True):
+        if shared is None or per_sample is None:
+            assert shared is None and per_sample is None
+            continue
+        torch.testing.assert_close(shared, per_sample, rtol=1e-4, atol=1e-6)
+    assert grads_shared[0].abs().sum() > 0 and grads_shared[1].abs().sum() > 0
+
+
+def _primary_head_gradients(model, out, labels):
+    """Gradients of the primary head's classifier from the blend's cross-entropy and from p's own cross-entropy."""
+    classifier = list(model.primary_head.classifier.parameters())
+    blend = torch.autograd.grad(out.loss_parts["classification"], classifier, retain_graph=True, allow_unused=True)
+    own = -out.primary_probs[torch.arange(len(labels)), labels].log().mean()
+    return blend, torch.autograd.grad(own, classifier, allow_unused=True)
+
+
+@pytest.mark.parametrize("variant", VARIANTS[::2], ids=VARIANT_IDS[::2])
+def test_blend_trains_primary_off_keeps_predictions_and_stops_only_the_blends_gradient_into_p(variant):
+    x, labels = _pixels(), torch.tensor([0, 1, 2, 6])
+    runs = {}
+    for blend_trains_primary in (True, False):
+        model = _model(dropout=0.0, blend_trains_primary=blend_trains_primary, **variant).train()
+        model.set_trust_ramp(0.5)
+        out = model(x, labels=labels)
+        runs[blend_trains_primary] = (out, *_primary_head_gradients(model, out, labels))
+    (out_on, blend_on, own_on), (out_off, blend_off, own_off) = runs[True], runs[False]
+    for name in ("logits", "primary_probs", "corrected_probs", "confidences", "loss"):
+        torch.testing.assert_close(out_off[name], out_on[name], msg=name)  # same weights: same values
+    assert all(g is not None and g.abs().sum() > 0 for g in blend_on)  # end to end, the blend trains p
+    assert all(g is None for g in blend_off)  # ... and no longer does
+    for off, on in zip(own_off, own_on, strict=True):  # p's own cross-entropy still reaches it unchanged
+        torch.testing.assert_close(off, on)
+    assert out_off.loss.requires_grad and out_off.loss_parts["classification"].requires_grad  # r, c still learn
+
+
+def test_blend_trains_primary_off_needs_the_path_loss():
+    with pytest.raises(ValueError, match="blend_trains_primary=False needs path_loss_weight > 0"):
+        GReFELConfig(blend_trains_primary=False, path_loss_weight=0.0)
+    assert not GReFELConfig(blend_trains_primary=False, path_loss_weight=3.0).blend_trains_primary
+
+
 def _branch_and_primary_gradients(scale):
     """Backbone gradients of a branch-only objective (the anchor path g and the center loss) and of a primary-only
     one (p's cross-entropy), for a model whose primary head reads the backbone."""
