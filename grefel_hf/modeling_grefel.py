@@ -312,10 +312,10 @@ class GReFELReliabilityBalancing(nn.Module):
         sample_part = self.token_proj(x).unsqueeze(1)
         tokens = self.token_norm(sample_part + prototypes)
         if prototypes.dim() == 2:
-            q, k, v = self._shared_prototype_projections(sample_part, prototypes)
+            attended = self.attention.attend(*self._shared_prototype_projections(sample_part, prototypes))
         else:
-            q, k, v = self.attention.q_proj(tokens), self.attention.k_proj(tokens), self.attention.v_proj(tokens)
-        tokens = self.out_norm(tokens + self.attention.attend(q, k, v))
+            attended = self.attention(tokens, tokens)
+        tokens = self.out_norm(tokens + attended)
         return torch.softmax(self.score(tokens).squeeze(-1), dim=-1)
 
     def _shared_prototype_projections(
@@ -572,11 +572,10 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         With `config.blend_trains_primary` off, that p (and the Monte Carlo samples c is measured from) is detached:
         the same values, but the loss on the blend no longer reaches the primary head.
         """
+        mc_probs = self._mc_dropout_probs(hidden) if self.primary_confidence.enhanced else None
         if not self.config.blend_trains_primary:
             p = p.detach()
-        mc_probs = self._mc_dropout_probs(hidden) if self.primary_confidence.enhanced else None
-        if mc_probs is not None and not self.config.blend_trains_primary:
-            mc_probs = mc_probs.detach()
+            mc_probs = None if mc_probs is None else mc_probs.detach()
         c = self.primary_confidence(p, r, mc_probs)
         weight = (c.detach() if self.config.detach_confidences else c).unsqueeze(-1)
         return p, c, weight * p + (1.0 - weight) * r
