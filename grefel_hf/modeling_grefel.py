@@ -530,6 +530,13 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         self.trust = 1.0
         self.post_init()
 
+    def branch_parameter_names(self) -> set[str]:
+        """Names of the geometry branch's parameters: all but the backbone's and the primary head's (the level
+        projections and embeddings, the anchors, geometry attention, fusion, reliability balancing and the primary
+        confidence). `GReFELTrainer` can clip their gradient norm apart from the rest's."""
+        return {name for name, _ in self.named_parameters()
+                if not name.startswith(("grefel.backbone.", "primary_head."))}
+
     def set_trust_ramp(self, progress: float) -> None:
         """Set τ, the weight of the corrected distribution during training, clamped to [0, 1]."""
         self.trust = float(min(1.0, max(0.0, progress)))

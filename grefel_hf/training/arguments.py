@@ -188,6 +188,15 @@ class GReFELTrainingArguments(TrainingArguments):
                           "(see grefel_hf/training/cpu_memory.py). A process-wide setting; no effect on GPU runs."},
     )
 
+    clip_branch_separately: bool = field(
+        default=False,
+        metadata={"help": "Clip the gradient norm of GReFEL's geometry branch (level projections, anchors, geometry "
+                          "attention, fusion, reliability balancing) apart from that of the backbone and the primary "
+                          "head, each to max_grad_norm, so that the branch's gradients never shrink the backbone's "
+                          "and p's steps. False clips all gradients together, as Trainer does. Not supported under "
+                          "DeepSpeed or FSDP."},
+    )
+
     def __post_init__(self):
         self._check_augmentation_ranges()
         if self.backbone_frozen_groups < 0:

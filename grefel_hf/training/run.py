@@ -131,6 +131,7 @@ def build_trainer(model, processor, data: TrainingData, training_args: GReFELTra
         channels_last=training_args.channels_last,
         fast_depthwise_grad=training_args.fast_depthwise_grad,
         cpu_reuse_memory=training_args.cpu_reuse_memory,
+        clip_branch_separately=training_args.clip_branch_separately,
     )
 
 

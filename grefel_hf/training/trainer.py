@@ -19,6 +19,7 @@ from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
 
 from ..configuration_grefel import INFERENCE_MODES
+from .clipping import check_part_clipping_supported, clip_grad_norm_by_part, gradient_clip_parts
 from .cpu_memory import reuse_freed_memory
 from .depthwise import use_fast_depthwise_weight_grad
 from .ema import GReFELEMACallback, swap_weights
@@ -80,6 +81,8 @@ class GReFELTrainer(Trainer):
         fast_depthwise_grad: give depthwise convolutions the per-tap weight gradient where their kernel is larger
             than their input map (CPU only; see `depthwise.py`).
         cpu_reuse_memory: on a CPU run, keep freed memory in the process (see `cpu_memory.py`).
+        clip_branch_separately: clip the geometry branch's gradient norm apart from the backbone's and the primary
+            head's, each to `max_grad_norm` (see `clipping.py`); False clips all gradients together, as Trainer does.
     """
 
     def __init__(
@@ -94,9 +97,12 @@ class GReFELTrainer(Trainer):
         channels_last: bool = False,
         fast_depthwise_grad: bool = False,
         cpu_reuse_memory: bool = False,
+        clip_branch_separately: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        if clip_branch_separately:
+            check_part_clipping_supported(self.accelerator.distributed_type)
         # before the optimiser is built, which then only holds the trainable parameters
         self.frozen_parameter_names = freeze_backbone_groups(self.model, backbone_frozen_groups)
         self.channels_last = channels_last
@@ -111,6 +117,8 @@ class GReFELTrainer(Trainer):
         self.backbone_lr_multiplier = backbone_lr_multiplier
         self.anchor_lr_multiplier = anchor_lr_multiplier
         self.anchor_weight_decay = anchor_weight_decay
+        self.clip_branch_separately = clip_branch_separately
+        self._clip_parts: list[list[nn.Parameter]] | None = None
         self._loss_part_sums: dict[str, torch.Tensor] = {}
         self._loss_part_count = 0
 
@@ -156,6 +164,16 @@ class GReFELTrainer(Trainer):
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
             logger.info("parameter groups: %s", [(g["name"], len(g["params"]), g["lr"]) for g in groups])
         return self.optimizer
+
+    def _clip_grad_norm(self, model):
+        """Trainer's clipping, or with `clip_branch_separately` each part clipped on its own. Returns the norm of
+        all gradients before clipping, the `grad_norm` Trainer logs either way."""
+        if not self.clip_branch_separately:
+            return super()._clip_grad_norm(model)
+        if self._clip_parts is None:  # the trainable parameters are fixed once training starts
+            self._clip_parts = gradient_clip_parts(self.accelerator.unwrap_model(model))
+        self.accelerator.unscale_gradients()  # fp16: once, before any part is measured
+        return clip_grad_norm_by_part(self._clip_parts, self.args.max_grad_norm)
 
     def training_progress(self) -> float:
         """The fraction of training done, global_step / max_steps; the trust ramp τ follows it.

@@ -1,0 +1,104 @@
+"""Gradient-norm clipping by part: the geometry branch apart from the backbone and the primary head."""
+
+import json
+
+import pytest
+import torch
+from accelerate.utils import DistributedType
+from conftest import tiny_grefel_config
+from safetensors.torch import load_file
+from test_training_run import _args, _deterministic
+from torch import nn
+
+from grefel_hf import GReFELForImageClassification
+from grefel_hf.training.clipping import (
+    check_part_clipping_supported,
+    clip_grad_norm_by_part,
+    gradient_clip_parts,
+)
+from grefel_hf.training.run import run_training
+
+# The isolated primary head: p sees only its own loss and the branch sends no gradient into the backbone, so the
+# backbone's and p's raw gradients do not depend on the branch's loss weights.
+ISOLATED = ("primary_input=backbone,blend_trains_primary=false,branch_gradient_scale=0.0,path_loss_weight=1.0,"
+            "num_attention_heads=4,primary_hidden_sizes=[32],dropout=0.0")
+
+
+def test_the_parts_are_backbone_and_primary_head_then_the_branch():
+    model = GReFELForImageClassification(tiny_grefel_config("test_resnet"))
+    frozen = model.grefel.backbone.conv1[0].weight
+    frozen.requires_grad_(False)  # frozen parameters are in no part
+    primary, branch = ({id(p) for p in part} for part in gradient_clip_parts(model))
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(names[i].startswith(("grefel.backbone.", "primary_head.")) for i in primary)
+    assert not any(names[i].startswith(("grefel.backbone.", "primary_head.")) for i in branch)
+    assert id(model.primary_head.classifier.weight) in primary and id(model.grefel.anchors) in branch
+    assert id(model.reliability.score.weight) in branch and id(model.grefel.level_embeddings) in branch
+    assert id(frozen) not in primary | branch
+    assert len(primary) + len(branch) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_a_model_without_a_branch_is_one_part():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    (part,) = gradient_clip_parts(model)
+    assert [id(p) for p in part] == [id(p) for p in model.parameters()]
+
+
+def test_each_part_is_clipped_to_the_limit_on_its_own():
+    big, small, other = (nn.Parameter(torch.zeros(2)) for _ in range(3))
+    big.grad, small.grad, other.grad = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 0.4]), torch.tensor([4.0, 0.0])
+    total = clip_grad_norm_by_part([[big, small], [other]], max_norm=1.0)
+    assert total.item() == pytest.approx((9 + 0.16 + 16) ** 0.5)  # the norm of all gradients before clipping
+    first = torch.linalg.vector_norm(torch.cat([big.grad, small.grad]))
+    assert first.item() == pytest.approx(1.0, rel=1e-5)
+    assert other.grad.tolist() == pytest.approx([1.0, 0.0], rel=1e-5)
+    assert (small.grad[1] / big.grad[0]).item() == pytest.approx(0.4 / 3.0)  # direction within a part is kept
+
+
+def test_a_part_under_the_limit_is_untouched():
+    a, b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    a.grad, b.grad = torch.tensor([0.5]), torch.tensor([30.0])
+    clip_grad_norm_by_part([[a], [b]], max_norm=1.0)
+    assert a.grad.item() == pytest.approx(0.5) and b.grad.item() == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("engine", [DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.XLA])
+def test_engines_that_clip_themselves_are_refused(engine):
+    with pytest.raises(ValueError, match="clip_branch_separately is not supported"):
+        check_part_clipping_supported(engine)
+
+
+@pytest.mark.parametrize("engine", [DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU])
+def test_plain_and_ddp_runs_are_accepted(engine):
+    check_part_clipping_supported(engine)  # raises on refusal
+
+
+def _one_clipped_step(tmp_path, name, *, separately, anchor_weight):
+    """One SGD step with a tight clipping limit; the branch's loss weight is the only difference between runs."""
+    out = tmp_path / name
+    overrides = f"{ISOLATED},anchor_margin=10.0,anchor_margin_loss_weight={anchor_weight}"
+    training = {**_deterministic(), "max_grad_norm": 1e-3}
+    run_training(*_args(out, model={"config_overrides": overrides}, max_steps=1, data={"max_train_samples": 8},
+                        clip_branch_separately=separately, select_inference_mode=False, **training))
+    state = json.loads((out / "trainer_state.json").read_text())
+    grad_norm = next(entry["grad_norm"] for entry in state["log_history"] if "grad_norm" in entry)
+    weights = load_file(out / "model.safetensors")
+    primary = {k: v for k, v in weights.items() if k.startswith(("grefel.backbone.", "primary_head."))}
+    return primary, grad_norm
+
+
+def _largest_difference(a, b):
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_separate_clipping_keeps_the_branch_out_of_the_backbones_and_primary_heads_step(tmp_path):
+    light, light_norm = _one_clipped_step(tmp_path, "light", separately=True, anchor_weight=0.1)
+    heavy, heavy_norm = _one_clipped_step(tmp_path, "heavy", separately=True, anchor_weight=100.0)
+    assert heavy_norm > 5 * light_norm  # the branch's gradients did grow, and the logged norm counts them
+    assert _largest_difference(light, heavy) < 1e-7
+    # Clipped together, the same change in the branch's loss shrinks the backbone's and p's step.
+    shared_light, shared_light_norm = _one_clipped_step(tmp_path, "shared-light", separately=False,
+                                                        anchor_weight=0.1)
+    shared_heavy, _ = _one_clipped_step(tmp_path, "shared-heavy", separately=False, anchor_weight=100.0)
+    assert shared_light_norm == pytest.approx(light_norm, rel=1e-5)  # same gradients before clipping
+    assert _largest_difference(shared_light, shared_heavy) > 1e-6
