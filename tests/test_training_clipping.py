@@ -10,13 +10,14 @@ from safetensors.torch import load_file
 from test_training_run import _args, _deterministic
 from torch import nn
 
+import grefel_hf.training.run as run_module
 from grefel_hf import GReFELForImageClassification
 from grefel_hf.training.clipping import (
     check_part_clipping_supported,
     clip_grad_norm_by_part,
     gradient_clip_parts,
 )
-from grefel_hf.training.run import run_training
+from grefel_hf.training.run import build_trainer, run_training
 
 # The isolated primary head: p sees only its own loss and the branch sends no gradient into the backbone, so the
 # backbone's and p's raw gradients do not depend on the branch's loss weights.
@@ -73,32 +74,44 @@ def test_plain_and_ddp_runs_are_accepted(engine):
     check_part_clipping_supported(engine)  # raises on refusal
 
 
-def _one_clipped_step(tmp_path, name, *, separately, anchor_weight):
-    """One SGD step with a tight clipping limit; the branch's loss weight is the only difference between runs."""
+def _is_primary(name):
+    return name.startswith(("grefel.backbone.", "primary_head."))
+
+
+def _one_clipped_step(tmp_path, monkeypatch, name, *, separately, anchor_weight):
+    """One SGD step with a tight clipping limit, no weight decay; the branch's loss weight is the only difference
+    between runs. Returns the backbone's and p's update and the logged grad_norm."""
+    initial = {}
+
+    def build_and_record(model, *args, **kwargs):
+        initial.update({n: p.detach().clone() for n, p in model.named_parameters() if _is_primary(n)})
+        return build_trainer(model, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "build_trainer", build_and_record)
     out = tmp_path / name
     overrides = f"{ISOLATED},anchor_margin=10.0,anchor_margin_loss_weight={anchor_weight}"
-    training = {**_deterministic(), "max_grad_norm": 1e-3}
+    training = {**_deterministic(), "max_grad_norm": 1e-3, "weight_decay": 0.0}
     run_training(*_args(out, model={"config_overrides": overrides}, max_steps=1, data={"max_train_samples": 8},
                         clip_branch_separately=separately, select_inference_mode=False, **training))
     state = json.loads((out / "trainer_state.json").read_text())
     grad_norm = next(entry["grad_norm"] for entry in state["log_history"] if "grad_norm" in entry)
     weights = load_file(out / "model.safetensors")
-    primary = {k: v for k, v in weights.items() if k.startswith(("grefel.backbone.", "primary_head."))}
-    return primary, grad_norm
+    update = torch.cat([(weights[n].float() - before).flatten() for n, before in initial.items() if n in weights])
+    return update, grad_norm
 
 
-def _largest_difference(a, b):
-    return max((a[k] - b[k]).abs().max().item() for k in a)
+def test_separate_clipping_keeps_the_branch_out_of_the_backbones_and_primary_heads_step(tmp_path, monkeypatch):
+    def step(name, separately, anchor_weight):
+        return _one_clipped_step(tmp_path, monkeypatch, name, separately=separately, anchor_weight=anchor_weight)
 
-
-def test_separate_clipping_keeps_the_branch_out_of_the_backbones_and_primary_heads_step(tmp_path):
-    light, light_norm = _one_clipped_step(tmp_path, "light", separately=True, anchor_weight=0.1)
-    heavy, heavy_norm = _one_clipped_step(tmp_path, "heavy", separately=True, anchor_weight=100.0)
+    light, light_norm = step("light", True, 0.1)
+    heavy, heavy_norm = step("heavy", True, 100.0)
     assert heavy_norm > 5 * light_norm  # the branch's gradients did grow, and the logged norm counts them
-    assert _largest_difference(light, heavy) < 1e-7
+    # p and the backbone took the plain classifier's step: lr × max_grad_norm, whatever the branch did
+    assert light.norm().item() == pytest.approx(0.5 * 1e-3, rel=1e-3)
+    assert (light - heavy).abs().max().item() < 1e-7
     # Clipped together, the same change in the branch's loss shrinks the backbone's and p's step.
-    shared_light, shared_light_norm = _one_clipped_step(tmp_path, "shared-light", separately=False,
-                                                        anchor_weight=0.1)
-    shared_heavy, _ = _one_clipped_step(tmp_path, "shared-heavy", separately=False, anchor_weight=100.0)
+    shared_light, shared_light_norm = step("shared-light", False, 0.1)
+    shared_heavy, _ = step("shared-heavy", False, 100.0)
     assert shared_light_norm == pytest.approx(light_norm, rel=1e-5)  # same gradients before clipping
-    assert _largest_difference(shared_light, shared_heavy) > 1e-6
+    assert shared_heavy.norm() < 0.5 * shared_light.norm() < 0.5 * light.norm()
