@@ -115,7 +115,8 @@ def main() -> None:
     parser.add_argument("--frozen_groups", type=int, default=3, help="backbone groups frozen, as in the FER runs")
     parser.add_argument("--steps", type=int, default=12, help="timed training steps per model and phase")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--output", default=None, help="default: benchmarks/results/cpu_step_speedups.json")
+    parser.add_argument("--output", default=None,
+                        help="default: benchmarks/results/cpu_step_speedups/cpu_step_speedups.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     commit = current_commit()
@@ -144,7 +145,7 @@ def main() -> None:
               "grefel_settings": BASE_SETTINGS, "steps": args.steps, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "machine": platform.machine(), "processor": cpu_model_name(),
               "depthwise_layer": layer, "elementwise_39mib": elementwise, "results": results}
-    print(f"wrote {write_report(report, args.output, 'cpu_step_speedups.json')}")
+    print(f"wrote {write_report(report, args.output, 'cpu_step_speedups/cpu_step_speedups.json')}")
 
 
 if __name__ == "__main__":

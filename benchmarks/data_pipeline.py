@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--image_size", type=int, default=112)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "results" / "data_pipeline.json"))
+    parser.add_argument("--output",
+                        default=str(REPO_ROOT / "benchmarks" / "results" / "data_pipeline" / "data_pipeline.json"))
     args = parser.parse_args()
     datasets.disable_progress_bars()
     report: dict = {"benchmark": "data_pipeline", "machine": platform.machine(), "cpu_count": os.cpu_count(),

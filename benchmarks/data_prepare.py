@@ -4,7 +4,8 @@ Unpacks the shared archives into a scratch folder, then builds every dataset int
 (cold) and loads it again (warm, from the cache). Prints a table and writes JSON (not a test; timings are
 never asserted anywhere).
 
-    python benchmarks/data_prepare.py [--data_dir ../shared/data] [--output results.json]
+    python benchmarks/data_prepare.py [--data_dir ../shared/data]
+        [--output benchmarks/results/data_pipeline/data_prepare.json]
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def main() -> int:
     """Run the measurements; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default=str(REPO_ROOT.parent / "shared" / "data"))
-    parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "results" / "data_prepare.json"))
+    parser.add_argument("--output",
+                        default=str(REPO_ROOT / "benchmarks" / "results" / "data_pipeline" / "data_prepare.json"))
     args = parser.parse_args()
     data_dir = Path(args.data_dir)
     datasets.disable_progress_bars()

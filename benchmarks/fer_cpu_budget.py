@@ -12,6 +12,9 @@ distributions (g, t, r, q) alone. No test split is used at all.
     python benchmarks/fer_cpu_budget.py --dataset fer2013 --budget_minutes 15
     python benchmarks/fer_cpu_budget.py --dataset ferplus --budget_minutes 15
 
+Without --output the report goes to benchmarks/results/early_pairs/<dataset>.json, the study of the default
+settings; runs of another configuration name their study's folder with --output (see benchmarks/RESULTS.md).
+
 The real data is read from ../shared/data (the archives are unpacked into --work_dir). The shared FER2013 archive's
 training JPEGs are blurred (its PublicTest JPEGs are not), so by default the FER2013 run trains on the same faces with
 their lossless pixels recovered from FER+ and FER2013's own labels (fer2013_lossless_train.py); pass
@@ -436,7 +439,7 @@ def main() -> None:
         results = [run_setup(setup, args, data, data_args) for setup in args.setups]
         protocol = {"mode": "one after the other", "cpus": sorted(os.sched_getaffinity(0))}
     report = build_report(args, commit, recovery, results, protocol)
-    print(f"wrote {write_report(report, args.output, f'fer_cpu_budget_{args.dataset}.json')}")
+    print(f"wrote {write_report(report, args.output, f'early_pairs/{args.dataset}.json')}")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def main() -> None:
                         help="numbers of frozen backbone groups to time (0, nothing frozen, is always timed)")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--output", default=None, help="default: benchmarks/results/frozen_groups.json")
+    parser.add_argument("--output", default=None,
+                        help="default: benchmarks/results/frozen_groups/frozen_groups.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     commit = current_commit()
@@ -71,7 +72,7 @@ def main() -> None:
               "image_size": args.image_size, "batch": BATCH, "optimizer": "adamw", "grefel_settings": BASE_SETTINGS,
               "steps": args.steps, "threads": torch.get_num_threads(), "torch": torch.__version__,
               "machine": platform.machine(), "results": results}
-    print(f"wrote {write_report(report, args.output, 'frozen_groups.json')}")
+    print(f"wrote {write_report(report, args.output, 'frozen_groups/frozen_groups.json')}")
 
 
 if __name__ == "__main__":

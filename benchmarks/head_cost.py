@@ -9,7 +9,8 @@ is SGD by default; `--optimizer adamw` times the optimiser the real-data benchma
 makes GReFEL's extra parameter tensors cost more.
 
     python benchmarks/head_cost.py --variants '{}' '{"embed_dim": 128}' '{"feature_levels": []}'
-    python benchmarks/head_cost.py --optimizer adamw --variants '{}'
+    python benchmarks/head_cost.py --optimizer adamw --variants '{}' \\
+        --output benchmarks/results/head_cost/head_cost_adamw.json
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd",
                         help="the update timed with each step (fer_cpu_budget.py trains with AdamW)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--output", default=None, help="default: benchmarks/results/head_cost.json")
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/head_cost/head_cost.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     commit = current_commit()
@@ -71,7 +72,7 @@ def main() -> None:
               "optimizer": args.optimizer,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
               "plain_median_step_seconds": median["plain"], "results": results}
-    print(f"wrote {write_report(report, args.output, 'head_cost.json')}")
+    print(f"wrote {write_report(report, args.output, 'head_cost/head_cost.json')}")
 
 
 if __name__ == "__main__":

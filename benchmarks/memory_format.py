@@ -6,7 +6,7 @@ forward+backward+SGD step time of GReFEL and of the plain-head baseline in both 
 - the speed-up channels-last gives each model (NCHW time / channels-last time);
 - GReFEL's step time over the plain head's in each layout (its overhead, as in model_overhead.py).
 
-    python benchmarks/memory_format.py [--steps 8] [--output benchmarks/results/memory_format.json]
+    python benchmarks/memory_format.py [--steps 8] [--output benchmarks/results/memory_format/memory_format.json]
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="timed training steps per model and layout")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
-    parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "results" / "memory_format.json"))
+    parser.add_argument("--output",
+                        default=str(REPO_ROOT / "benchmarks" / "results" / "memory_format" / "memory_format.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -8,7 +8,7 @@ For each setup it measures, in the same run and interleaved so that machine nois
 
 Targets (issue 2): training step ratio <= 1.10, inference throughput ratio >= 0.9.
 
-    python benchmarks/model_overhead.py [--steps 8] [--output benchmarks/results/model_overhead.json]
+    python benchmarks/model_overhead.py [--steps 8] [--output benchmarks/results/step_overhead/model_overhead.json]
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed pipeline passes per model and setup")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
-    parser.add_argument("--output", default="benchmarks/results/model_overhead.json")
+    parser.add_argument("--output", default="benchmarks/results/step_overhead/model_overhead.json")
     args = parser.parse_args()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)

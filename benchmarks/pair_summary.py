@@ -5,8 +5,9 @@ run made under the same protocol and seed. This reads the figures of the model e
 (for GReFEL) the inference mode picked on validation, as `train_hf.py` picks them, and prints them side by side with
 GReFEL's gap in points and in faces. No test split is read: the reports only hold validation figures.
 
-    python benchmarks/pair_summary.py benchmarks/results/fer_cpu_budget_fer2013_pair_*_concurrent*.json
-    python benchmarks/pair_summary.py a.json b.json --output benchmarks/results/pair_summary_fer2013.json
+    python benchmarks/pair_summary.py benchmarks/results/fer2013_pairs_partclip/seed*.json
+    python benchmarks/pair_summary.py benchmarks/results/fer2013_pairs_partclip/seed*.json \\
+        --output benchmarks/results/fer2013_pairs_partclip/summary.json
 """
 
 from __future__ import annotations
