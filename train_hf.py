@@ -1,38 +1,39 @@
-"""Train GReFEL with the transformers Trainer; runs on CPU, one GPU or many through accelerate.
+"""Train GReFEL (or the baseline) with the transformers Trainer; runs on CPU, one GPU or many through accelerate.
 
-    accelerate launch train_hf.py                      # small GReFEL on the generated set, nothing downloaded
-    accelerate launch train_hf.py --dataset fer2013 --data_dir /data/fer2013 --backbone tf_efficientnet_lite0 \\
-        --backbone_weights efficientnet-lite0 --image_size 112 --output_dir outputs/fer2013
-    accelerate launch train_hf.py recipe.yaml          # every argument from one .json / .yaml file
+    accelerate launch train_hf.py                          # small GReFEL on the generated set, nothing downloaded
+    accelerate launch train_hf.py recipes/NAME.yaml        # a recipe file ...
+    accelerate launch train_hf.py recipes/NAME.yaml --num_train_epochs 3   # ... with arguments overriding it
 
-`python train_hf.py --help` lists every argument (model, data and training).
+`python train_hf.py --help` lists every argument: the project's own in groups first, then Trainer's.
 """
 
+import logging
 import sys
 
-from transformers import HfArgumentParser
+from grefel_hf.training.argument_parser import ArgumentError, parse_training_arguments
+from grefel_hf.training.run import TrainingSetupError, run_training, setup_logging, teardown_distributed
 
-from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments, ModelArguments
-from grefel_hf.training.run import run_training, setup_logging, teardown_distributed
-
-
-def parse_arguments():
-    parser = HfArgumentParser((ModelArguments, DataArguments, GReFELTrainingArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        return parser.parse_json_file(sys.argv[1])
-    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(sys.argv[1])
-    return parser.parse_args_into_dataclasses()
+logger = logging.getLogger("train_hf")
 
 
-def main() -> None:
-    model_args, data_args, training_args = parse_arguments()
+def main() -> int:
+    try:
+        model_args, data_args, training_args = parse_training_arguments(sys.argv[1:])
+    except (ArgumentError, ValueError) as err:
+        print(f"train_hf.py: error: {err}", file=sys.stderr)
+        return 2
     setup_logging(training_args)
     try:
-        run_training(model_args, data_args, training_args)
+        summary = run_training(model_args, data_args, training_args)
+    except (TrainingSetupError, FileNotFoundError) as err:
+        print(f"train_hf.py: error: {err}", file=sys.stderr)
+        return 2
     finally:
         teardown_distributed()
+    if summary.is_main_process:
+        print(summary.describe())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -30,8 +30,8 @@ from data_prepare import measure, unpack  # noqa: E402
 
 from dataset_scripts import load_fer2013, load_ferplus, load_synthetic  # noqa: E402
 from grefel_hf import GReFELConfig, GReFELForImageClassification, build_image_processor  # noqa: E402
-from grefel_hf.training.augmentation import build_train_transform  # noqa: E402
-from grefel_hf.training.collators import GReFELMixCollator  # noqa: E402
+from grefel_hf.data.augmentation import build_train_transform  # noqa: E402
+from grefel_hf.data.collators import GReFELMixCollator  # noqa: E402
 from grefel_hf.training.data import add_sample_index  # noqa: E402
 from grefel_hf.training.seeding import IndexSeededCollator, IndexSeededTransform  # noqa: E402
 

@@ -6,7 +6,8 @@ same augmentation, mixing, EMA and schedule, and the same wall-clock training bu
 setup trains on the train split and reports accuracy and macro-F1 on the validation split (FER2013 PublicTest / FER+
 Valid), for the raw and the EMA weights; for GReFEL also its primary head p alone and each of its other
 distributions (g, t, r, q) alone. No test split is used at all.
-`--grefel_config '{"detach_confidences": true}'` (any GReFELConfig fields, as a JSON object) changes GReFEL's setup;
+`--grefel_config '{"path_loss_weight": 3.0}'` (GReFELConfig fields and GReFEL objective fields, as a JSON object)
+changes GReFEL's setup;
 `--training_config '{"aug_perspective": 0}'` (GReFELTrainingArguments fields) changes both setups' training.
 
     python benchmarks/fer_cpu_budget.py --dataset fer2013 --budget_minutes 15
@@ -51,8 +52,9 @@ from time_budget import TimeBudgetTrainer  # noqa: E402
 from dataset_scripts import load_expression_dataset  # noqa: E402
 from grefel_hf import GReFELConfig, build_image_processor, create_model  # noqa: E402
 from grefel_hf.backbone_weights import load_backbone_weights  # noqa: E402
-from grefel_hf.evaluation.metrics import flat_summary, hard_label_metrics  # noqa: E402
 from grefel_hf.evaluation.runner import predict  # noqa: E402
+from grefel_hf.losses import GReFELObjective  # noqa: E402
+from grefel_hf.metrics.classification import flat_summary, hard_label_metrics  # noqa: E402
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments  # noqa: E402
 from grefel_hf.training.data import (  # noqa: E402
     TrainingData,
@@ -130,9 +132,14 @@ def parse_json_object(text: str, allowed: set[str], what: str) -> dict:
     return value
 
 
+OBJECTIVE_FIELDS = {f.name for f in fields(GReFELObjective)} - {"label_smoothing", "class_weights"}
+"""GReFEL objective fields a variant may set; they become GReFEL's training arguments of the same names."""
+
+
 def parse_variant(text: str) -> dict:
-    """A variant from the command line: a JSON object whose keys are GReFELConfig fields."""
-    return parse_json_object(text, set(GReFELConfig.__annotations__), "GReFELConfig fields")
+    """A variant from the command line: a JSON object whose keys are GReFELConfig or GReFEL objective fields."""
+    return parse_json_object(text, set(GReFELConfig.__annotations__) | OBJECTIVE_FIELDS,
+                             "GReFELConfig or objective fields")
 
 
 # Training settings the benchmark's own flags (or its fixed protocol) set; --training_config may not change them.
@@ -173,7 +180,7 @@ def validation_predictions_metrics(trainer, weights: str, label_names: list[str]
     split with the raw or the EMA weights, optionally with the evaluation CLI's test-time augmentation."""
     model = trainer.model.eval()
     with swap_weights(model, trainer.ema_callback.ema) if weights == "ema" else nullcontext():
-        labels, probs, _ = predict(model, trainer.get_eval_dataloader(), tta=tta, progress=False)
+        labels, probs, _ = predict(model, trainer.get_eval_dataloader(), tta_views=6 if tta else 1, progress=False)
     return flat_summary(hard_label_metrics(labels, probs.argmax(axis=1), label_names))
 
 
@@ -239,13 +246,12 @@ def training_data_source(args) -> tuple[DataArguments, dict | None]:
     """Where the training data comes from, and (FER2013 with lossless pixels) what the recovery found."""
     data_dir = unpack(args.dataset, Path(args.work_dir))
     if args.dataset != "fer2013" or args.fer2013_train_pixels == "archive":
-        return DataArguments(dataset=args.dataset, data_dir=str(data_dir), eval_split="validation",
-                             class_balance=args.class_balance), None
+        return DataArguments(dataset=args.dataset, data_dir=str(data_dir), eval_split="validation"), None
     archive = load_expression_dataset("fer2013", data_dir=str(data_dir))
     ferplus_train = unpack("ferplus", Path(args.work_dir)) / "FER2013Train"
     folder = Path(args.work_dir) / "fer2013-lossless-train"
     report = build_lossless_fer2013(archive, ferplus_train, folder)
-    data_args = DataArguments(dataset=str(folder), eval_split="validation", class_balance=args.class_balance)
+    data_args = DataArguments(dataset=str(folder), eval_split="validation")
     return data_args, asdict(report)
 
 
@@ -261,24 +267,25 @@ def benchmark_training_arguments(output_dir: str, args, **extra) -> GReFELTraini
 
 def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) -> dict:
     # GReFEL's own answer to imbalance (--class_balance weights); the plain baseline has none
-    class_weights, _ = class_balance_weights(data, data_args)
+    architecture = {k: v for k, v in args.grefel_config.items() if k not in OBJECTIVE_FIELDS}
+    objective = {k: v for k, v in args.grefel_config.items() if k in OBJECTIVE_FIELDS} if setup == "grefel" else {}
     model, processor_config = build(setup, data.label_names, args.image_size,
-                                    {"class_weights": class_weights, "dropout": args.grefel_dropout,
-                                     **args.grefel_config})
+                                    {"dropout": args.grefel_dropout, **architecture})
     processor = build_image_processor(processor_config)
     training_args = benchmark_training_arguments(
         str(Path(args.work_dir) / f"{args.dataset}-{setup}"), args,
         backbone_lr_multiplier=args.backbone_lr_multiplier, dataloader_num_workers=args.num_workers,
-        mix_prob=args.mix_prob,
+        mix_prob=args.mix_prob, class_balance=args.class_balance if setup == "grefel" else "none", **objective,
     )
+    class_weights, _ = class_balance_weights(data, training_args)
     data = attach_transforms(data, processor, training_args.augmentation_kwargs())
-    probe = build_trainer(model, processor, data, training_args, None)
+    probe = build_trainer(model, processor, data, training_args, class_weights)
     step_seconds = measure_step_seconds(probe)
     budget = args.budget_minutes * 60
     # The schedule runs on the clock (time_budget.py); max_steps only caps the run, far above what the budget buys.
     training_args.max_steps = max(20, int(3 * budget / step_seconds))
     set_seed(args.seed)  # the probe consumed random numbers
-    trainer = build_trainer(model, processor, data, training_args, None,
+    trainer = build_trainer(model, processor, data, training_args, class_weights,
                             trainer_cls=partial(TimeBudgetTrainer, budget_seconds=budget))
     start = time.perf_counter()
     trainer.train()

@@ -26,8 +26,12 @@ def _evaluate_parser(subparsers) -> None:
     p.add_argument("--label_mode", default=None, help="FER+ label mode (evaluation splits use majority anyway)")
     p.add_argument("--output_dir", required=True, help="where to write the metrics, figures and reports")
     p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--tta", action="store_true", help="test-time augmentation: mirror and 4 small shifts")
-    p.add_argument("--tta_shift", type=float, default=0.05, help="TTA shift as a fraction of the image size")
+    p.add_argument("--tta_views", type=int, default=1,
+                   help="test-time augmentation: average over the first N of the views identity, mirror, shift "
+                        "left, right, up, down (1 = no TTA, at most 6)")
+    p.add_argument("--tta", action="store_const", const=6, dest="tta_views", help="the same as --tta_views 6")
+    p.add_argument("--tta_shift", type=float, default=0.05,
+                   help="TTA shift as a fraction of the image size, in (0, 0.25]")
     p.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--cache_dir", default=None, help="datasets cache folder of the builders")
@@ -45,13 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `grefel-hf` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    options = EvaluationOptions(
-        model_dir=args.model_dir, dataset=args.dataset, output_dir=args.output_dir, data_dir=args.data_dir,
-        split=args.split, label_mode=args.label_mode, batch_size=args.batch_size, tta=args.tta,
-        tta_shift=args.tta_shift, max_samples=args.max_samples, num_workers=args.num_workers,
-        cache_dir=args.cache_dir, progress=not args.no_progress,
-    )
     try:
+        options = EvaluationOptions(
+            model_dir=args.model_dir, dataset=args.dataset, output_dir=args.output_dir, data_dir=args.data_dir,
+            split=args.split, label_mode=args.label_mode, batch_size=args.batch_size, tta_views=args.tta_views,
+            tta_shift=args.tta_shift, max_samples=args.max_samples, num_workers=args.num_workers,
+            cache_dir=args.cache_dir, progress=not args.no_progress,
+        )
         run_evaluation(options)
     except (FileNotFoundError, ValueError) as err:
         logger.error("grefel-hf evaluate: %s", err)

@@ -1,10 +1,16 @@
-"""GReFEL model configuration.
+"""GReFEL model configuration: the network and how it predicts, nothing about how it is trained.
+
+How a model is trained (loss weights, label smoothing, class weights, gradient routing, clipping) lives in the
+training arguments and in `GReFELObjective` (`losses.py`), never in the saved config.
 
 This file is saved next to checkpoints as remote code, so it imports only transformers and the standard
 library, and never the `grefel_hf` package itself.
 """
 
 from transformers import PreTrainedConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 FER2013_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -14,10 +20,85 @@ INFERENCE_MODES = ("corrected", "primary")
 """GReFEL's inference modes: the reliability-corrected distribution q, or the primary head's p alone."""
 _PRIMARY_INPUTS = ("embedding", "backbone")
 
+ALLOWED_BACKBONE_KWARGS = frozenset({
+    "drop_rate", "drop_path_rate", "attn_drop_rate", "proj_drop_rate", "pos_drop_rate", "patch_drop_rate",
+    "img_size", "patch_size", "global_pool", "output_stride", "class_token", "reg_tokens", "no_embed_class",
+    "dynamic_img_size", "dynamic_img_pad", "layer_scale_init_value", "init_values", "qkv_bias", "qk_norm",
+    "window_size", "act_layer", "norm_layer", "se_layer",
+})
+"""Keyword arguments a saved config may pass to `timm.create_model`: architecture settings only. Anything else
+(for example `checkpoint_path` or `pretrained_cfg_overlay`, which make timm read a file) is refused, so loading a
+config never opens a file it names."""
+
+RETIRED_FIELDS = {
+    "classification_loss_weight": "the training argument --classification_loss_weight",
+    "path_loss_weight": "the training argument --path_loss_weight",
+    "anchor_margin_loss_weight": "the training argument --anchor_margin_loss_weight",
+    "anchor_margin": "the training argument --anchor_margin",
+    "center_loss_weight": "the training argument --center_loss_weight",
+    "diversity_loss_weight": "the training argument --diversity_loss_weight",
+    "diversity_margin": "the training argument --diversity_margin",
+    "reliability_loss_weight": "the training argument --reliability_loss_weight",
+    "label_smoothing": "the training argument --label_smoothing_factor",
+    "class_weights": "the training argument --class_balance weights",
+    "branch_gradient_scale": "the training argument --branch_gradient_scale",
+    "blend_trains_primary": "the training argument --blend_trains_primary",
+    "detach_confidences": "nothing: measured to change nothing, it was removed",
+    "primary_pool_grid": "nothing: measured to change nothing, it was removed",
+}
+"""Fields of configs saved by earlier versions that only shaped training (or were removed), and where each went.
+A saved config that still has them loads; they are ignored with a warning."""
+
+_CONFIG_KWARGS = frozenset({
+    "num_labels", "torch_dtype", "name_or_path", "_name_or_path", "_commit_hash", "output_attentions",
+    "attn_implementation", "experts_implementation", "per_layer_config", "auto_map", "keys_to_ignore_at_inference",
+    "model_type", "use_cache",
+})
+"""Keys transformers itself passes to a config beside its fields; they are never "unknown"."""
+
+
+def check_label_maps(config) -> None:
+    """Refuse `id2label` maps whose ids are not exactly 0..N-1 or whose names repeat (the message names the field)."""
+    ids = sorted(config.id2label)
+    if ids != list(range(len(ids))):
+        raise ValueError(f"{type(config).__name__}.id2label must have the ids 0..{len(ids) - 1} without gaps, got "
+                         f"{ids}")
+    names = [config.id2label[i] for i in ids]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{type(config).__name__}.id2label names a class more than once: {repeated}")
+    if any(not isinstance(name, str) or not name for name in names):
+        raise ValueError(f"{type(config).__name__}.id2label must map each id to a non-empty class name, got {names}")
+
+
+def check_backbone_kwargs(config) -> None:
+    """Refuse `backbone_kwargs` that are not a mapping of known architecture settings (`ALLOWED_BACKBONE_KWARGS`)."""
+    kwargs = config.backbone_kwargs
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{type(config).__name__}.backbone_kwargs must be a mapping, got {type(kwargs).__name__}")
+    refused = sorted(set(kwargs) - ALLOWED_BACKBONE_KWARGS)
+    if refused:
+        raise ValueError(f"{type(config).__name__}.backbone_kwargs may only hold timm architecture settings "
+                         f"{sorted(ALLOWED_BACKBONE_KWARGS)}; refused {refused}")
+
+
+def drop_unknown_kwargs(config_name: str, kwargs: dict, retired: dict[str, str]) -> None:
+    """Remove retired and unknown keys from a config's extra `kwargs` in place, with one warning naming them."""
+    for name in [key for key in kwargs if key in retired]:
+        kwargs.pop(name)
+        logger.warning("%s: ignoring the field %r, which is no longer part of the model config (see %s)",
+                       config_name, name, retired[name])
+    unknown = sorted(key for key in kwargs if key not in _CONFIG_KWARGS)
+    for name in unknown:
+        kwargs.pop(name)
+    if unknown:
+        logger.warning("%s: ignoring unknown fields %s", config_name, unknown)
+
 
 class GReFELConfig(PreTrainedConfig):
     r"""
-    Configuration of a GReFEL model (geometry-aware anchors plus reliability balancing on a timm backbone).
+    Configuration of a GReFEL model (geometry-aware anchors plus reliability balancing on a timm backbone). It
+    describes the network and how it predicts; how it is trained is set by the training arguments.
 
     Args:
         backbone (`str`, *optional*, defaults to `"tf_efficientnet_lite0"`):
@@ -25,8 +106,9 @@ class GReFELConfig(PreTrainedConfig):
             come from the GReFEL checkpoint, or for a fresh model from a local file (see
             `grefel_hf.backbone_weights`). Any timm model with `forward_intermediates` works.
         backbone_kwargs (`dict`, *optional*):
-            Extra keyword arguments for `timm.create_model` (for example `{"drop_path_rate": 0.1}`). For backbones
-            with a fixed input size (ViT, Swin, ...), `img_size` is filled in from `image_size` unless given here.
+            Extra architecture settings for `timm.create_model` (for example `{"drop_path_rate": 0.1}`); only the
+            keys of `ALLOWED_BACKBONE_KWARGS` are accepted. For backbones with a fixed input size (ViT, Swin, ...),
+            `img_size` is filled in from `image_size` unless given here.
         image_size (`int`, *optional*, defaults to 224):
             Side of the square input image in pixels.
         num_channels (`int`, *optional*, defaults to 3):
@@ -37,7 +119,7 @@ class GReFELConfig(PreTrainedConfig):
             `forward_intermediates`) of the intermediate maps that feed the multi-scale features, in addition to
             the backbone's final pooled features. Each map is average-pooled and projected to `embed_dim`.
             Defaults to two levels evenly spaced below the last one (for resnet/efficientnet: strides 8 and 16,
-            for ViT-B: blocks 6 and 9).
+            for ViT-B: blocks 6 and 9); `[]` uses the final features only.
         embed_dim (`int`, *optional*, defaults to 512):
             Size of the fused embedding and of the anchors.
         anchors_per_class (`int`, *optional*, defaults to 10):
@@ -53,70 +135,17 @@ class GReFELConfig(PreTrainedConfig):
         num_attention_heads (`int`, *optional*, defaults to 8):
             Heads of the attentive path's self-attention over the per-class tokens of one sample.
         primary_hidden_sizes (`list[int]`, *optional*, defaults to `[256]`):
-            Hidden layer sizes of the primary head MLP (GELU + dropout between layers).
+            Hidden layer sizes of the primary head MLP (GELU + dropout between layers); `[]` makes it one linear
+            layer.
         primary_input (`str`, *optional*, defaults to `"embedding"`):
             What the primary head classifies: `"embedding"`, the fused GReFEL embedding x (the paper's design), or
             `"backbone"`, the backbone's final pooled features, as a plain linear head would. With `"backbone"` the
             anchors, the geometry attention and the reliability paths still work on x; only p reads the backbone
             directly, so a narrow `embed_dim` no longer limits it.
-        primary_pool_grid (`int`, *optional*, defaults to 1):
-            With `primary_input="backbone"`, the side of the grid the backbone's final feature map is average-pooled
-            into for the primary head. 1 is global average pooling, the backbone's own pooling. 2 keeps the face's
-            coarse layout (upper and lower, left and right halves), so the head sees where an activation is: its
-            input then has `backbone_num_features · grid²` values. Needs a backbone whose final features are a
-            spatial map (CNNs; not ViT tokens). Values above 1 need `primary_input="backbone"`.
-        branch_gradient_scale (`float`, *optional*, defaults to 1.0):
-            Scale, in [0, 1], of the gradient that GReFEL's own branch (the level projections, the geometry attention,
-            the anchors' paths g and t, and the center loss) sends back into the backbone. 1 trains everything end to
-            end, as the paper does. 0 stops that gradient: the backbone then learns from the primary head and the
-            final classification only, and the branch learns to read the backbone's features as they are. The
-            forward pass and the predictions are the same for every value. 0 needs `primary_input="backbone"`:
-            with the embedding as the primary head's input, nothing would train the backbone.
         dropout (`float`, *optional*, defaults to 0.1):
             Dropout probability in the projections, the primary head and the attention blocks.
-        detach_confidences (`bool`, *optional*, defaults to `False`):
-            Stop the gradient through the confidences c, c_g and c_t where they weight the blends r and q (the
-            distributions themselves still get their gradients). With the gradient, the loss on a face the primary
-            head gets wrong can also fall by making that head less sure rather than right; detaching closes that
-            route. Training only: predictions are the same.
-            The enhanced reliability MLP then learns from `reliability_loss_weight` alone, so that must be > 0.
-        blend_trains_primary (`bool`, *optional*, defaults to `True`):
-            Whether the cross-entropy on the final distribution (the trust-ramp blend of p and q) trains the primary
-            head. With `True`, the paper's end-to-end objective, that loss reaches p scaled by (1 − τ) + τ·c, so faces
-            the head is unsure of (often those of the rare classes) train it less than a plain cross-entropy would.
-            `False` detaches p where it enters q and the blend, and in its confidence c: p then learns from its own
-            path cross-entropy alone, as a plain linear head would, and the loss on the blend teaches the anchor and
-            attentive paths and their confidences to correct it. Training only: predictions are the same. Needs
-            `path_loss_weight` > 0, which is what trains p then.
         inference_mode (`str`, *optional*, defaults to `"corrected"`):
             Distribution returned at inference: `"corrected"` (q, after reliability balancing) or `"primary"` (p).
-        classification_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of the cross-entropy on the final distribution.
-        path_loss_weight (`float`, *optional*, defaults to 0.5):
-            Weight of the cross-entropy of each path's own distribution (primary p, anchor path g, attentive path
-            t), averaged. Without it the anchor and attentive paths are only trained through q, stay biased while
-            the primary head is unsure, and pull q's predictions toward their bias (0 disables it).
-        anchor_margin_loss_weight (`float`, *optional*, defaults to 0.1):
-            Weight of the bounded hinge loss that pushes anchors of different classes at least `anchor_margin` apart.
-        anchor_margin (`float`, *optional*, defaults to 1.0):
-            Margin of the anchor separation loss, in RMS distance units.
-        center_loss_weight (`float`, *optional*, defaults to 0.05):
-            Weight of the loss that pulls each embedding toward the nearest anchor of its class, weighted by the
-            primary confidence.
-        diversity_loss_weight (`float`, *optional*, defaults to 0.0):
-            Weight of the geometry diversity loss that keeps the anchors of one class from collapsing (seed
-            "enhanced" variant; 0 disables it).
-        diversity_margin (`float`, *optional*, defaults to 0.5):
-            Minimum RMS distance between two anchors of the same class below which the diversity loss is active.
-        reliability_loss_weight (`float`, *optional*, defaults to 0.0):
-            Weight of the reliability target loss: binary cross-entropy between the primary confidence and whether
-            the primary prediction is correct (seed "enhanced" variant; 0 disables it).
-        label_smoothing (`float`, *optional*, defaults to 0.11):
-            Label smoothing applied to hard labels. Soft labels (FER+ vote distributions, CutMix/Mixup targets) are
-            used as given: mixing collators fold smoothing into their targets themselves.
-        class_weights (`list[float]`, *optional*):
-            Per-class weights of the classification loss (for example inverse class frequencies, the paper's answer to
-            imbalance). `None` weighs all classes equally.
         geometry_variant (`str`, *optional*, defaults to `"basic"`):
             `"basic"`: single-head attention from each level token to the class anchors, with a residual.
             `"enhanced"`: `geometry_heads`-head attention, bounded per-sample anchor refinement, LayerNorm + GELU
@@ -169,22 +198,8 @@ class GReFELConfig(PreTrainedConfig):
     num_attention_heads: int = 8
     primary_hidden_sizes: list[int] | None = None
     primary_input: str = "embedding"
-    primary_pool_grid: int = 1
-    branch_gradient_scale: float | int = 1.0
     dropout: float | int = 0.1
-    detach_confidences: bool = False
-    blend_trains_primary: bool = True
     inference_mode: str = "corrected"
-    classification_loss_weight: float | int = 1.0
-    path_loss_weight: float | int = 0.5
-    anchor_margin_loss_weight: float | int = 0.1
-    anchor_margin: float | int = 1.0
-    center_loss_weight: float | int = 0.05
-    diversity_loss_weight: float | int = 0.0
-    diversity_margin: float | int = 0.5
-    reliability_loss_weight: float | int = 0.0
-    label_smoothing: float | int = 0.11
-    class_weights: list[float] | None = None
     geometry_variant: str = "basic"
     geometry_heads: int = 8
     anchor_refinement_scale: float | int = 0.1
@@ -196,6 +211,10 @@ class GReFELConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        if kwargs.get("primary_pool_grid", 1) not in (1, None):
+            raise ValueError(f"this config was saved with primary_pool_grid={kwargs['primary_pool_grid']}, whose "
+                             "primary head this version of GReFEL no longer builds; retrain with the default")
+        drop_unknown_kwargs(type(self).__name__, kwargs, RETIRED_FIELDS)
         if self.id2label is None and "num_labels" not in kwargs:
             self.id2label = dict(enumerate(FER2013_EMOTIONS))
         if self.primary_hidden_sizes is None:
@@ -210,6 +229,7 @@ class GReFELConfig(PreTrainedConfig):
             ["primary_probs", "corrected_probs", "confidences", "embeddings", "loss_parts"],
         )
         super().__post_init__(**kwargs)
+        check_label_maps(self)
         # transformers leaves label2id empty when only id2label (or num_labels) is given: always keep both.
         self.label2id = {name: int(idx) for idx, name in self.id2label.items()}
         self.validate_grefel()
@@ -230,39 +250,19 @@ class GReFELConfig(PreTrainedConfig):
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"GReFELConfig.{name} must be positive, got {getattr(self, name)!r}")
-        if self.detach_confidences and self.reliability_variant == "enhanced" and not self.reliability_loss_weight:
-            raise ValueError("GReFELConfig.detach_confidences with reliability_variant='enhanced' needs "
-                             "reliability_loss_weight > 0: otherwise nothing trains the reliability MLP")
         for name in ("num_attention_heads", "geometry_heads"):
             if self.embed_dim % getattr(self, name):
                 raise ValueError(f"GReFELConfig.embed_dim ({self.embed_dim}) must be divisible by {name} "
                                  f"({getattr(self, name)})")
         if self.num_labels < 2:
             raise ValueError(f"GReFEL needs at least 2 labels, got num_labels={self.num_labels}")
-        if self.class_weights is not None and len(self.class_weights) != self.num_labels:
-            raise ValueError(f"GReFELConfig.class_weights has {len(self.class_weights)} entries but the model has "
-                             f"{self.num_labels} labels")
-        if self.primary_pool_grid < 1:
-            raise ValueError(f"GReFELConfig.primary_pool_grid must be >= 1, got {self.primary_pool_grid!r}")
-        if self.primary_pool_grid > 1 and self.primary_input != "backbone":
-            raise ValueError("GReFELConfig.primary_pool_grid > 1 needs primary_input='backbone': the grid pools the "
-                             f"backbone's feature map, which a primary head on the embedding never reads (got "
-                             f"primary_pool_grid={self.primary_pool_grid}, primary_input={self.primary_input!r})")
-        if not 0.0 <= self.branch_gradient_scale <= 1.0:
-            raise ValueError("GReFELConfig.branch_gradient_scale must be in [0, 1], got "
-                             f"{self.branch_gradient_scale!r}")
-        if self.branch_gradient_scale == 0 and self.primary_input == "embedding":
-            raise ValueError("GReFELConfig.branch_gradient_scale=0 with primary_input='embedding' leaves nothing to "
-                             "train the backbone: the primary head reads the branch's embedding. Use "
-                             "primary_input='backbone' or a scale above 0")
-        if not self.blend_trains_primary and not self.path_loss_weight:
-            raise ValueError("GReFELConfig.blend_trains_primary=False needs path_loss_weight > 0: with the blend "
-                             "detached from the primary head, its own path cross-entropy is all that trains it")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"GReFELConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name in ("dropout", "mc_dropout_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"GReFELConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.reliability_variant == "enhanced" and self.mc_dropout_samples < 1:
             raise ValueError("GReFELConfig.mc_dropout_samples must be >= 1 for the enhanced reliability variant, "
                              f"got {self.mc_dropout_samples}")
+        check_backbone_kwargs(self)
 
 
-__all__ = ["GReFELConfig", "FER2013_EMOTIONS", "INFERENCE_MODES"]
+__all__ = ["ALLOWED_BACKBONE_KWARGS", "FER2013_EMOTIONS", "GReFELConfig", "INFERENCE_MODES", "RETIRED_FIELDS"]

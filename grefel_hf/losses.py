@@ -7,9 +7,9 @@ This file is saved next to checkpoints as remote code: it imports only torch and
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 _PROB_EPS = 1e-8
@@ -131,20 +131,101 @@ def reliability_target_loss(
     return F.binary_cross_entropy(confidence.clamp(_PROB_EPS, 1 - _PROB_EPS), correct)
 
 
-class GReFELLoss(nn.Module):
-    """The weighted multi-term GReFEL objective. All weights, margins and the smoothing come from the config.
+@dataclass
+class GReFELObjective:
+    r"""
+    How a GReFEL model is trained: the weights of its loss terms, label smoothing, class weights and how the
+    gradients are routed. None of it is saved with the model; `GReFELTrainer` fills it from the training arguments of
+    the same names (`label_smoothing` from `--label_smoothing_factor`, `class_weights` from `--class_balance`).
 
-    `forward` returns `(total, parts)` where `parts` maps each term's name to its unweighted value, so a trainer
+    Args:
+        classification_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the cross-entropy on the final distribution.
+        path_loss_weight (`float`, *optional*, defaults to 0.5):
+            Weight of the mean cross-entropy of each path's own distribution (p, g, t). Without it the anchor and
+            attentive paths learn only through q and drag it toward their bias (0 disables it).
+        anchor_margin_loss_weight (`float`, *optional*, defaults to 0.1):
+            Weight of the bounded hinge that pushes anchors of different classes at least `anchor_margin` apart.
+        anchor_margin (`float`, *optional*, defaults to 1.0):
+            Margin of that hinge, in RMS distance units.
+        center_loss_weight (`float`, *optional*, defaults to 0.05):
+            Weight of the confidence-weighted pull of each embedding toward its class's nearest anchor.
+        diversity_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of the hinge that keeps the anchors of one class `diversity_margin` apart (0 disables it).
+        diversity_margin (`float`, *optional*, defaults to 0.5):
+            Margin of that hinge.
+        reliability_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of the binary cross-entropy teaching the primary confidence to predict whether p is right (the
+            enhanced reliability variant learns something specific only with it; 0 disables it).
+        label_smoothing (`float`, *optional*, defaults to 0.11):
+            Smoothing of hard labels; soft labels (FER+ votes, CutMix/Mixup targets) are used as given.
+        class_weights (`list[float]`, *optional*):
+            Per-class weights of the classification loss (inverse frequencies, the paper's answer to imbalance);
+            `None` weighs all classes equally.
+        branch_gradient_scale (`float`, *optional*, defaults to 1.0):
+            Scale in [0, 1] of the gradient GReFEL's branch sends back into the backbone. 1 is end to end (the
+            paper); 0 lets only the primary head train the backbone (needs `primary_input="backbone"`). Predictions
+            are the same for every value.
+        blend_trains_primary (`bool`, *optional*, defaults to `True`):
+            Whether the cross-entropy on the final blend reaches the primary head (the paper: True). False trains p
+            by its own path cross-entropy alone, like a plain head (needs `path_loss_weight > 0`). Predictions are
+            the same either way.
+    """
+
+    classification_loss_weight: float = 1.0
+    path_loss_weight: float = 0.5
+    anchor_margin_loss_weight: float = 0.1
+    anchor_margin: float = 1.0
+    center_loss_weight: float = 0.05
+    diversity_loss_weight: float = 0.0
+    diversity_margin: float = 0.5
+    reliability_loss_weight: float = 0.0
+    label_smoothing: float = 0.11
+    class_weights: list[float] | None = None
+    branch_gradient_scale: float = 1.0
+    blend_trains_primary: bool = True
+
+    def check(self, config) -> None:
+        """Raise a `ValueError` naming the setting when it is impossible, or impossible for `config`'s model."""
+        for name in ("classification_loss_weight", "path_loss_weight", "anchor_margin_loss_weight",
+                     "center_loss_weight", "diversity_loss_weight", "reliability_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        check_class_weights(self.class_weights, config.num_labels)
+        if not 0.0 <= self.branch_gradient_scale <= 1.0:
+            raise ValueError(f"branch_gradient_scale must be in [0, 1], got {self.branch_gradient_scale!r}")
+        if self.branch_gradient_scale == 0 and config.primary_input == "embedding":
+            raise ValueError("branch_gradient_scale=0 with primary_input='embedding' leaves nothing to train the "
+                             "backbone: the primary head reads the branch's embedding. Use primary_input='backbone' "
+                             "or a scale above 0")
+        if not self.blend_trains_primary and not self.path_loss_weight:
+            raise ValueError("blend_trains_primary=False needs path_loss_weight > 0: with the blend detached from "
+                             "the primary head, its own path cross-entropy is all that trains it")
+
+
+def check_class_weights(class_weights: list[float] | None, num_labels: int) -> None:
+    """Refuse class weights of the wrong length, or negative or non-finite ones."""
+    if class_weights is None:
+        return
+    if len(class_weights) != num_labels:
+        raise ValueError(f"class_weights has {len(class_weights)} entries but the model has {num_labels} labels")
+    if any(not math.isfinite(w) or w < 0 for w in class_weights):
+        raise ValueError(f"class_weights must be finite and >= 0, got {list(class_weights)}")
+
+
+class GReFELLoss:
+    """The weighted multi-term GReFEL objective; every weight, margin and the smoothing come from a `GReFELObjective`.
+
+    Calling it returns `(total, parts)` where `parts` maps each term's name to its unweighted value, so a trainer
     can log every part. Terms with weight 0 are skipped.
     """
 
-    def __init__(self, config):
-        super().__init__()
-        # No buffers here: from_pretrained materialises non-persistent buffers as uninitialised memory, so the
-        # class weights are read from the config at each call instead.
-        self.config = config
+    def __init__(self, objective: GReFELObjective):
+        self.objective = objective
 
-    def forward(
+    def __call__(
         self,
         *,
         labels: torch.Tensor,
@@ -155,21 +236,21 @@ class GReFELLoss(nn.Module):
         anchors: torch.Tensor,
         path_probs: tuple[torch.Tensor, ...] = (),
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = self.config
-        targets = target_distribution(labels, final_probs.shape[1], cfg.label_smoothing)
+        obj = self.objective
+        targets = target_distribution(labels, final_probs.shape[1], obj.label_smoothing)
         class_weights = None
-        if cfg.class_weights is not None:
-            class_weights = torch.tensor(cfg.class_weights, dtype=final_probs.dtype, device=final_probs.device)
+        if obj.class_weights is not None:
+            class_weights = torch.tensor(obj.class_weights, dtype=final_probs.dtype, device=final_probs.device)
         terms = {
-            "classification": (cfg.classification_loss_weight,
+            "classification": (obj.classification_loss_weight,
                                lambda: classification_loss(final_probs, targets, class_weights)),
-            "paths": (cfg.path_loss_weight if path_probs else 0.0,
+            "paths": (obj.path_loss_weight if path_probs else 0.0,
                       lambda: path_classification_loss(path_probs, targets)),
-            "anchor_margin": (cfg.anchor_margin_loss_weight, lambda: anchor_margin_loss(anchors, cfg.anchor_margin)),
-            "center": (cfg.center_loss_weight, lambda: center_loss(embeddings, anchors, targets, confidence)),
-            "diversity": (cfg.diversity_loss_weight,
-                          lambda: geometry_diversity_loss(anchors, cfg.diversity_margin)),
-            "reliability": (cfg.reliability_loss_weight,
+            "anchor_margin": (obj.anchor_margin_loss_weight, lambda: anchor_margin_loss(anchors, obj.anchor_margin)),
+            "center": (obj.center_loss_weight, lambda: center_loss(embeddings, anchors, targets, confidence)),
+            "diversity": (obj.diversity_loss_weight,
+                          lambda: geometry_diversity_loss(anchors, obj.diversity_margin)),
+            "reliability": (obj.reliability_loss_weight,
                             lambda: reliability_target_loss(confidence, primary_probs, targets)),
         }
         parts: dict[str, torch.Tensor] = {}
@@ -183,6 +264,8 @@ class GReFELLoss(nn.Module):
 
 __all__ = [
     "GReFELLoss",
+    "GReFELObjective",
+    "check_class_weights",
     "anchor_margin_loss",
     "center_loss",
     "classification_loss",

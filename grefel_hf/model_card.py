@@ -1,6 +1,6 @@
 """Model card (README.md with YAML metadata) for a GReFEL checkpoint pushed to the Hugging Face Hub.
 
-``build_model_card`` turns a ``metrics.json`` dict (schema in ``grefel_hf.evaluation.metrics``), the training
+``build_model_card`` turns a ``metrics.json`` dict (schema in ``grefel_hf.metrics.classification``), the training
 arguments and a few names into a ``huggingface_hub.ModelCard``. The card reports only numbers found in
 ``metrics`` and ``training_args``; without metrics it says the model was not evaluated.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from grefel_hf.evaluation.metrics import check_metrics_dict
 from grefel_hf.evaluation.report import overall_table, per_class_table, render_markdown
+from grefel_hf.metrics.classification import check_metrics_dict
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
-from .configuration_grefel import GReFELConfig
-from .losses import GReFELLoss, normalized_entropy, rms_distance
+from .configuration_grefel import GReFELConfig, check_backbone_kwargs
+from .losses import GReFELLoss, GReFELObjective, normalized_entropy, rms_distance
 
 logger = logging.get_logger(__name__)
 
@@ -122,6 +122,7 @@ def create_timm_backbone(config) -> nn.Module:
     local file (`grefel_hf.backbone_weights`).
     """
     name = config.backbone
+    check_backbone_kwargs(config)  # a saved config must never make timm read a file it names
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0].split('_')[0]}*")[:8]
         raise ValueError(f"Unknown timm backbone {name!r}. Pass a name from `timm.list_models()`; similar names: {close}")
@@ -293,7 +294,6 @@ class GReFELReliabilityBalancing(nn.Module):
         dim = config.embed_dim
         self.num_labels = config.num_labels
         self.temperature = config.anchor_temperature
-        self.detach_confidences = config.detach_confidences
         self.token_proj = nn.Linear(dim, dim)
         self.token_norm = nn.LayerNorm(dim)
         self.attention = GReFELAttention(dim, config.num_attention_heads, config.dropout)
@@ -345,8 +345,6 @@ class GReFELReliabilityBalancing(nn.Module):
         t = self.attentive_path(x, anchors)
         c_g = 1.0 - normalized_entropy(g)
         c_t = 1.0 - normalized_entropy(t)
-        if self.detach_confidences:
-            c_g, c_t = c_g.detach(), c_t.detach()
         weight_sum = (c_g + c_t).clamp_min(1e-6).unsqueeze(-1)
         r = (c_g.unsqueeze(-1) * g + c_t.unsqueeze(-1) * t) / weight_sum
         # Both confidences can be ~0 at once (two uniform paths); then r falls back to their plain average.
@@ -495,10 +493,16 @@ class GReFELModel(GReFELPreTrainedModel):
             final, intermediates = self.backbone.forward_features(pixel_values), []
         return final, [*intermediates, self.backbone.forward_head(final, pre_logits=True)]
 
-    def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None):
+    def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None,
+                branch_gradient_scale: float = 1.0):
+        r"""
+        branch_gradient_scale (`float`, *optional*, defaults to 1.0): scale of the gradient the branch (level
+            projections, geometry attention, fusion) sends back into the backbone; the forward pass is the same for
+            every value (see `GReFELObjective.branch_gradient_scale`).
+        """
         self._check_pixel_values(pixel_values)
         feature_map, levels = self.extract_levels(pixel_values)
-        branch_levels = [scale_gradient(f, self.config.branch_gradient_scale) for f in levels]
+        branch_levels = [scale_gradient(f, branch_gradient_scale) for f in levels]
         tokens = torch.stack([proj(f) for proj, f in zip(self.level_projections, branch_levels, strict=True)], dim=1)
         tokens = tokens + self.level_embeddings
         tokens, sample_anchors = self.geometry(tokens, self.anchors.flatten(0, 1))
@@ -519,23 +523,43 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
     def __init__(self, config: GReFELConfig):
         super().__init__(config)
         self.grefel = GReFELModel(config)
-        if config.primary_input == "embedding":
-            primary_dim = config.embed_dim
-        else:
-            primary_dim = self.grefel.backbone.num_features * config.primary_pool_grid**2
+        primary_dim = config.embed_dim if config.primary_input == "embedding" else self.grefel.backbone.num_features
         self.primary_head = GReFELPrimaryHead(config, primary_dim)
         self.reliability = GReFELReliabilityBalancing(config)
         self.primary_confidence = GReFELPrimaryConfidence(config)
-        self.loss_fn = GReFELLoss(config)
+        self.objective = GReFELObjective()
         self.trust = 1.0
         self.post_init()
 
-    def branch_parameter_names(self) -> set[str]:
-        """Names of the geometry branch's parameters: all but the backbone's and the primary head's (the level
-        projections and embeddings, the anchors, geometry attention, fusion, reliability balancing and the primary
-        confidence). `GReFELTrainer` can clip their gradient norm apart from the rest's."""
-        return {name for name, _ in self.named_parameters()
-                if not name.startswith(("grefel.backbone.", "primary_head."))}
+    def set_objective(self, objective: GReFELObjective) -> None:
+        """Train with `objective` (loss weights, smoothing, class weights, gradient routing) from now on.
+
+        Raises:
+            ValueError: a setting is impossible, or impossible for this model's config (the message names it).
+        """
+        objective.check(self.config)
+        self.objective = objective
+
+    def parameter_parts(self) -> dict[str, str]:
+        """Which part of GReFEL each parameter belongs to, by name: `"backbone"` (the timm backbone),
+        `"primary_head"` (the MLP that gives p), `"anchors"` (the class anchors) or `"branch"` (everything else of
+        GReFEL's geometry branch: level projections and embeddings, geometry attention, fusion, reliability balancing
+        and the primary confidence). The one map that parameter groups, freezing and clipping use."""
+        parts = {}
+        for name, _ in self.named_parameters():
+            if name.startswith("grefel.backbone."):
+                parts[name] = "backbone"
+            elif name.startswith("primary_head."):
+                parts[name] = "primary_head"
+            elif name == "grefel.anchors":
+                parts[name] = "anchors"
+            else:
+                parts[name] = "branch"
+        return parts
+
+    def get_backbone(self) -> nn.Module:
+        """The timm backbone module (its parameters are the `"backbone"` part of `parameter_parts`)."""
+        return self.grefel.backbone
 
     def set_trust_ramp(self, progress: float) -> None:
         """Set τ, the weight of the corrected distribution during training, clamped to [0, 1]."""
@@ -559,32 +583,22 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         return torch.softmax(self.primary_head.classifier(dropped) / cfg.primary_temperature, dim=-1)
 
     def _primary_features(self, base: GReFELModelOutput) -> torch.Tensor:
-        """The primary head's input (`config.primary_input`, pooled on a `config.primary_pool_grid` grid)."""
-        cfg = self.config
-        if cfg.primary_input == "embedding":
-            return base.embeddings
-        if cfg.primary_pool_grid == 1:
-            return base.pooled_features
-        feature_map = base.feature_map
-        if feature_map.dim() != 4 or feature_map.shape[1] != self.grefel.backbone.num_features:
-            raise ValueError(f"primary_pool_grid={cfg.primary_pool_grid} needs a backbone whose final features are a "
-                             f"(batch, {self.grefel.backbone.num_features}, height, width) map; backbone "
-                             f"{cfg.backbone!r} gives shape {tuple(feature_map.shape)}. Use primary_pool_grid=1")
-        return nn.functional.adaptive_avg_pool2d(feature_map, cfg.primary_pool_grid).flatten(1)
+        """The primary head's input: the embedding x or the backbone's pooled features (`config.primary_input`)."""
+        return base.embeddings if self.config.primary_input == "embedding" else base.pooled_features
 
     def _balance(self, p: torch.Tensor, r: torch.Tensor,
                  hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The primary confidence c and q = c·p + (1 − c)·r, with the p they blend.
 
-        With `config.blend_trains_primary` off, that p (and the Monte Carlo samples c is measured from) is detached:
-        the same values, but the loss on the blend no longer reaches the primary head.
+        With `objective.blend_trains_primary` off, that p (and the Monte Carlo samples c is measured from) is
+        detached: the same values, but the loss on the blend no longer reaches the primary head.
         """
         mc_probs = self._mc_dropout_probs(hidden) if self.primary_confidence.enhanced else None
-        if not self.config.blend_trains_primary:
+        if not self.objective.blend_trains_primary:
             p = p.detach()
             mc_probs = None if mc_probs is None else mc_probs.detach()
         c = self.primary_confidence(p, r, mc_probs)
-        weight = (c.detach() if self.config.detach_confidences else c).unsqueeze(-1)
+        weight = c.unsqueeze(-1)
         return p, c, weight * p + (1.0 - weight) * r
 
     def _final_distribution(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -603,7 +617,8 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
             `(batch_size, num_labels)`, *optional*): hard class ids, or soft label distributions (FER+ votes,
             CutMix/Mixup targets). When given, the GReFEL loss and its named parts are returned.
         """
-        base = self.grefel(pixel_values, return_dict=True)
+        base = self.grefel(pixel_values, return_dict=True,
+                           branch_gradient_scale=self.objective.branch_gradient_scale)
         x = base.embeddings
         hidden = self.primary_head.hidden(self._primary_features(base))
         p = torch.softmax(self.primary_head.classifier(hidden) / self.config.primary_temperature, dim=-1)
@@ -613,8 +628,10 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         final = self._final_distribution(p_blended, q)
         loss = loss_parts = None
         if labels is not None:
-            loss, loss_parts = self.loss_fn(labels=labels, final_probs=final, primary_probs=p, confidence=c,
-                                            embeddings=x, anchors=self.grefel.anchors, path_probs=(p, g, t))
+            loss, loss_parts = GReFELLoss(self.objective)(
+                labels=labels, final_probs=final, primary_probs=p, confidence=c, embeddings=x,
+                anchors=self.grefel.anchors, path_probs=(p, g, t),
+            )
         output = GReFELImageClassifierOutput(
             loss=loss,
             logits=final.clamp_min(_LOG_EPS).log(),

@@ -34,11 +34,11 @@ from huggingface_hub import create_repo, get_token, snapshot_download, upload_fo
 from PIL import Image
 from safetensors.torch import save_file
 
-from .evaluation.metrics import as_variants, read_metrics_json
 from .factory import build_image_processor
 from .hub import RUN_CONFIG_FILE, SELECTION_FILE, missing_files, save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor
 from .json_files import read_json_file
+from .metrics.classification import as_variants, read_metrics_json
 from .model_card import MODEL_INDEX_METRICS, build_model_card
 from .modeling_grefel import GReFELForImageClassification
 

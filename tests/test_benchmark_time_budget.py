@@ -9,8 +9,9 @@ from conftest import REPO_ROOT
 from transformers import TrainerCallback
 
 from grefel_hf.factory import build_image_processor
-from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments, ModelArguments
+from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments
 from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data
+from grefel_hf.training.model_arguments import ModelArguments
 from grefel_hf.training.run import build_model, build_trainer
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
@@ -43,15 +44,15 @@ class _Recorder(TrainerCallback):
 def _budget_trainer(tmp_path, budget_seconds, clock, **training):
     data_args = DataArguments(max_train_samples=32, max_eval_samples=8)
     model_args = ModelArguments(backbone="test_vit", image_size=32, embed_dim=32, anchors_per_class=2,
-                                config_overrides="num_attention_heads=4,primary_hidden_sizes=[32]")
+                                num_attention_heads=4, primary_hidden_sizes="[32]")
     settings = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=50, learning_rate=1e-3, backbone_lr_multiplier=1.0,
                     save_strategy="no", eval_strategy="no", use_cpu=True, seed=7, disable_tqdm=True, use_ema=False,
                     mix_prob=0.0, augment=False, dataloader_num_workers=0, report_to=[], **training)
     training_args = GReFELTrainingArguments(**settings)
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    model = build_model(model_args, data.label_names, None)
+    model = build_model(model_args, data.label_names)
     processor = build_image_processor(model.config)
-    return build_trainer(model, processor, attach_transforms(data, processor, {}), training_args, None,
+    return build_trainer(model, processor, attach_transforms(data, processor, {}), training_args,
                          trainer_cls=partial(TimeBudgetTrainer, budget_seconds=budget_seconds, clock=clock))
 
 

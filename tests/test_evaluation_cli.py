@@ -10,8 +10,10 @@ from PIL import Image
 
 from grefel_hf import FER2013_EMOTIONS, GReFELForImageClassification, GReFELImageProcessor
 from grefel_hf.cli import main as cli_main
-from grefel_hf.evaluation.runner import EvaluationOptions, model_variants, run_evaluation, tta_views
-from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments, ModelArguments
+from grefel_hf.data.tta import predict_probabilities, tta_views
+from grefel_hf.evaluation.runner import EvaluationOptions, model_variants, run_evaluation
+from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments
+from grefel_hf.training.model_arguments import ModelArguments
 from grefel_hf.training.run import run_training
 
 EVAL_IMAGES = 40
@@ -23,7 +25,7 @@ def trained_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
     run_training(
         ModelArguments(backbone="test_resnet", image_size=32, embed_dim=32, anchors_per_class=2,
-                       config_overrides="num_attention_heads=4,primary_hidden_sizes=[32]"),
+                       num_attention_heads=4, primary_hidden_sizes="[32]"),
         DataArguments(max_train_samples=48, max_eval_samples=32),
         GReFELTrainingArguments(output_dir=str(out), max_steps=3, per_device_train_batch_size=16, use_cpu=True,
                                 eval_strategy="no", save_strategy="no", disable_tqdm=True, logging_steps=1),
@@ -88,14 +90,33 @@ def test_evaluate_writes_every_file_with_independently_checked_numbers(trained_d
 
 def test_tta_views_and_tta_evaluation(trained_dir, tmp_path):
     x = torch.arange(2 * 3 * 20 * 20, dtype=torch.float32).view(2, 3, 20, 20)
-    views = tta_views(x, 0.1)
+    views = tta_views(x, 6, shift=0.1)
     assert len(views) == 6 and all(v.shape == x.shape for v in views)
-    assert torch.equal(views[1], x.flip(-1))
-    assert torch.equal(views[2][..., :, 2:], x[..., :, :-2])  # shifted right by 2 px
+    assert torch.equal(views[0], x) and torch.equal(views[1], x.flip(-1))
+    assert torch.equal(views[2][..., :, :-2], x[..., :, 2:])  # shift_left: the content moves 2 px left
+    assert torch.equal(views[3][..., :, 2:], x[..., :, :-2])  # shift_right
+    assert torch.equal(views[4][..., :-2, :], x[..., 2:, :])  # shift_up
+    with pytest.raises(ValueError, match=r"TTA shift must be .* in \(0, 0.25\], got 5"):
+        tta_views(x, 6, shift=5)
+    with pytest.raises(ValueError, match=r"number of TTA views must be in 1..6, got 7"):
+        tta_views(x, 7)
     results = run_evaluation(EvaluationOptions(model_dir=str(trained_dir), dataset="synthetic", split="validation",
-                                               output_dir=str(tmp_path / "tta"), tta=True, max_samples=16,
+                                               output_dir=str(tmp_path / "tta"), tta_views=6, max_samples=16,
                                                progress=False))
-    assert all(r["tta"] and r["num_images"] == 16 for r in results.values())
+    assert all(len(r["tta_views"]) == 6 and r["num_images"] == 16 for r in results.values())
+
+
+def test_tta_with_identity_views_equals_plain_prediction_and_flips_average(trained_dir):
+    model = GReFELForImageClassification.from_pretrained(trained_dir).eval()
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = model(pixel_values=x)
+        probs, reliability = predict_probabilities(model, x, ["identity"])
+        torch.testing.assert_close(probs, plain.logits.exp())
+        torch.testing.assert_close(reliability, plain.reliability)
+        flipped, _ = predict_probabilities(model, x, ["identity", "hflip"])
+        mean = (plain.logits.exp() + model(pixel_values=x.flip(-1)).logits.exp()) / 2
+    torch.testing.assert_close(flipped, mean)
 
 
 def test_model_variants_reads_the_selection(trained_dir):

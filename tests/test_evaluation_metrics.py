@@ -1,4 +1,4 @@
-"""Tests for grefel_hf.evaluation.metrics against independent, loop-based computations."""
+"""Tests for grefel_hf.metrics.classification against independent, loop-based computations."""
 
 import json
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from grefel_hf.evaluation.metrics import (
+from grefel_hf.metrics.classification import (
     as_variants,
     calibration_bins,
     compute_classification_metrics,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grefel_hf.evaluation.metrics import compute_classification_metrics
 from grefel_hf.evaluation.plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves
+from grefel_hf.metrics.classification import compute_classification_metrics
 
 NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from grefel_hf.evaluation.metrics import compute_classification_metrics, hard_label_metrics
 from grefel_hf.evaluation.report import latex_escape, write_latex_report, write_markdown_report
+from grefel_hf.metrics.classification import compute_classification_metrics, hard_label_metrics
 
 NAMES = ["angry", "happy_face", "sad"]
 REFS = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]

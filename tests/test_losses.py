@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from grefel_hf import GReFELConfig
 from grefel_hf.losses import (
     GReFELLoss,
+    GReFELObjective,
     anchor_margin_loss,
     center_loss,
     classification_loss,
@@ -81,7 +82,7 @@ def test_path_and_reliability_losses():
 
 
 def test_grefel_loss_returns_the_weighted_total_and_named_parts():
-    config = GReFELConfig(num_labels=3, label_smoothing=0.0, diversity_loss_weight=0.0, reliability_loss_weight=0.2)
+    config = GReFELObjective(label_smoothing=0.0, diversity_loss_weight=0.0, reliability_loss_weight=0.2)
     loss_fn = GReFELLoss(config)
     probs = torch.softmax(torch.randn(4, 3), dim=-1)
     kwargs = dict(labels=torch.tensor([0, 1, 2, 0]), final_probs=probs, primary_probs=probs,
@@ -95,3 +96,21 @@ def test_grefel_loss_returns_the_weighted_total_and_named_parts():
     torch.testing.assert_close(total, sum(weights[name] * value for name, value in parts.items()))
     with pytest.raises(ValueError, match="class ids in"):
         loss_fn(**{**kwargs, "labels": torch.tensor([0, 1, 2, 3])})
+
+
+def test_objective_is_checked_against_the_model_config():
+    config = GReFELConfig(num_labels=3)
+    GReFELObjective().check(config)
+    cases = [
+        (GReFELObjective(class_weights=[1.0, 2.0]), "class_weights has 2 entries but the model has 3 labels"),
+        (GReFELObjective(class_weights=[1.0, -1.0, 1.0]), "class_weights must be finite and >= 0"),
+        (GReFELObjective(branch_gradient_scale=1.5), r"branch_gradient_scale must be in \[0, 1\], got 1.5"),
+        (GReFELObjective(branch_gradient_scale=0.0), "branch_gradient_scale=0 with primary_input='embedding'"),
+        (GReFELObjective(blend_trains_primary=False, path_loss_weight=0.0), "needs path_loss_weight > 0"),
+        (GReFELObjective(label_smoothing=1.0), r"label smoothing must be in \[0, 1\)"),
+        (GReFELObjective(center_loss_weight=-0.1), "center_loss_weight must be >= 0"),
+    ]
+    for objective, message in cases:
+        with pytest.raises(ValueError, match=message):
+            objective.check(config)
+    GReFELObjective(branch_gradient_scale=0.0).check(GReFELConfig(num_labels=3, primary_input="backbone"))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from grefel_hf.evaluation.metrics import compute_classification_metrics
+from grefel_hf.metrics.classification import compute_classification_metrics
 from grefel_hf.model_card import build_model_card
 
 NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

@@ -16,9 +16,9 @@ from huggingface_hub.utils import filter_repo_objects
 
 import grefel_hf.publish as publish_module
 from grefel_hf import GReFELForImageClassification, build_image_processor, save_grefel_folder
-from grefel_hf.evaluation.metrics import compute_classification_metrics, write_metrics_json
 from grefel_hf.evaluation.plots import plot_confusion_matrix
 from grefel_hf.hub import REQUIRED_FILES
+from grefel_hf.metrics.classification import compute_classification_metrics, write_metrics_json
 from grefel_hf.publish import PushArguments, publish, select_metrics, stage_folder, validate_staged_folder
 
 REPO_ID = "someone/grefel-tiny"

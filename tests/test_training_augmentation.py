@@ -1,4 +1,4 @@
-"""Tests for grefel_hf.training.augmentation: face-preserving train augmentation and batch transforms."""
+"""Tests for grefel_hf.data.augmentation: face-preserving train augmentation and batch transforms."""
 
 import datasets
 import numpy as np
@@ -7,13 +7,13 @@ import pytest
 import torch
 from transformers import ViTImageProcessor
 
-from grefel_hf.training.augmentation import (
+from grefel_hf.data.augmentation import (
     GReFELEvalPreprocessing,
     GReFELTrainAugmentation,
     build_eval_transform,
     build_train_transform,
 )
-from grefel_hf.training.collators import GReFELEvalCollator, GReFELMixCollator
+from grefel_hf.data.collators import GReFELEvalCollator, GReFELMixCollator
 
 ALL_OFF = {
     "rotation": 0.0,

@@ -21,8 +21,8 @@ from grefel_hf.training.run import build_trainer, run_training
 
 # The isolated primary head: p sees only its own loss and the branch sends no gradient into the backbone, so the
 # backbone's and p's raw gradients do not depend on the branch's loss weights.
-ISOLATED = ("primary_input=backbone,blend_trains_primary=false,branch_gradient_scale=0.0,path_loss_weight=1.0,"
-            "num_attention_heads=4,primary_hidden_sizes=[32],dropout=0.0")
+ISOLATED_MODEL = {"primary_input": "backbone", "num_attention_heads": 4, "primary_hidden_sizes": "[32]", "dropout": 0.0}
+ISOLATED_OBJECTIVE = {"blend_trains_primary": False, "branch_gradient_scale": 0.0, "path_loss_weight": 1.0}
 
 
 def _is_primary(name):
@@ -89,9 +89,9 @@ def _one_clipped_step(tmp_path, monkeypatch, name, *, separately, anchor_weight)
 
     monkeypatch.setattr(run_module, "build_trainer", build_and_record)
     out = tmp_path / name
-    overrides = f"{ISOLATED},anchor_margin=10.0,anchor_margin_loss_weight={anchor_weight}"
-    training = {**_deterministic(), "max_grad_norm": 1e-3, "weight_decay": 0.0}
-    run_training(*_args(out, model={"config_overrides": overrides}, max_steps=1, data={"max_train_samples": 8},
+    training = {**_deterministic(), **ISOLATED_OBJECTIVE, "anchor_margin": 10.0,
+                "anchor_margin_loss_weight": anchor_weight, "max_grad_norm": 1e-3, "weight_decay": 0.0}
+    run_training(*_args(out, model=ISOLATED_MODEL, max_steps=1, data={"max_train_samples": 8},
                         clip_branch_separately=separately, select_inference_mode=False, **training))
     state = json.loads((out / "trainer_state.json").read_text())
     grad_norm = next(entry["grad_norm"] for entry in state["log_history"] if "grad_norm" in entry)

@@ -1,9 +1,9 @@
-"""Tests for grefel_hf.training.collators: face-aware CutMix / Mixup and the evaluation collator."""
+"""Tests for grefel_hf.data.collators: face-aware CutMix / Mixup and the evaluation collator."""
 
 import pytest
 import torch
 
-from grefel_hf.training.collators import (
+from grefel_hf.data.collators import (
     GReFELEvalCollator,
     GReFELMixCollator,
     box_overlaps,

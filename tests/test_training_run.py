@@ -15,18 +15,20 @@ from torch.utils.data import WeightedRandomSampler
 from transformers import PretrainedConfig, TrainerCallback, pipeline
 
 import grefel_hf.training.run as run_module
+import grefel_hf.training.trainer as trainer_module
 from grefel_hf import GReFELForImageClassification
+from grefel_hf.data.collators import GReFELEvalCollator, GReFELMixCollator
 from grefel_hf.factory import build_image_processor
 from grefel_hf.hub import SELECTION_FILE
-from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments, ModelArguments
-from grefel_hf.training.collators import GReFELEvalCollator, GReFELMixCollator
+from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments
 from grefel_hf.training.data import attach_transforms, load_dataset_dict, prepare_training_data
+from grefel_hf.training.model_arguments import ModelArguments
 from grefel_hf.training.run import build_model, build_trainer, run_training
 from grefel_hf.training.seeding import IndexSeededCollator
 from grefel_hf.training.trainer import GReFELTrainer, parameter_groups
 
-TINY_MODEL = dict(backbone="test_vit", image_size=32, embed_dim=32, anchors_per_class=2,
-                  config_overrides="num_attention_heads=4,primary_hidden_sizes=[32],dropout=0.0")
+TINY_MODEL = dict(backbone="test_vit", image_size=32, embed_dim=32, anchors_per_class=2, num_attention_heads=4,
+                  primary_hidden_sizes="[32]", dropout=0.0)
 
 
 def _args(output_dir, *, model=None, data=None, **training):
@@ -78,10 +80,12 @@ def test_end_to_end_with_cutmix_and_ema_reloads_through_pipeline(tmp_path):
     assert train_logs and all("loss_classification" in e and "loss_anchor_margin" in e for e in train_logs)
     assert (out / "checkpoint-2" / "ema" / "model.safetensors").is_file()
     selection = json.loads((out / SELECTION_FILE).read_text())
-    assert selection["selected"] in ("raw", "ema") and results["selected_weights"] == selection["selected"]
+    assert selection["selected"] in ("raw", "ema") and results.selected_weights == selection["selected"]
     assert selection["raw"] == all_results["eval_accuracy"] and selection["ema"] == all_results["eval_ema_accuracy"]
     mode = selection["inference_mode"]
-    assert mode in ("corrected", "primary") and results["inference_mode"] == mode
+    assert mode in ("corrected", "primary") and results.inference_mode == mode
+    assert results.validation_accuracy == selection["inference_mode_scores"][mode]
+    assert str(out) in results.describe() and selection["selected"] in results.describe()
     scores = selection["inference_mode_scores"]
     assert scores[mode] >= max(scores.values())
     assert scores["corrected"] == all_results[f"eval_{'ema_' if selection['selected'] == 'ema' else ''}accuracy"]
@@ -96,9 +100,9 @@ def _trained_trainer(tmp_path, **training):
     model_args, data_args, training_args = _args(tmp_path, max_steps=2, use_ema=False, backbone_lr_multiplier=1.0,
                                                  **training)
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    model = build_model(model_args, data.label_names, None)
+    model = build_model(model_args, data.label_names)
     processor = build_image_processor(model.config)
-    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args, None)
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args)
     trainer.train()
     return trainer
 
@@ -142,7 +146,7 @@ def test_the_inference_mode_stays_the_configs_when_selection_is_off(tmp_path):
     out = tmp_path / "run"
     results = run_training(*_args(out, max_steps=2, select_inference_mode=False))
     selection = json.loads((out / SELECTION_FILE).read_text())
-    assert "inference_mode" not in selection and results["inference_mode"] is None
+    assert "inference_mode" not in selection and results.inference_mode is None
     assert json.loads((out / "config.json").read_text())["inference_mode"] == "corrected"
 
 
@@ -191,9 +195,9 @@ def test_mixing_reaches_training_batches_only(tmp_path):
     # Build the trainer the way run_training does, then look at one batch of each loader.
     model_args, data_args, training_args = _args(tmp_path, mix_prob=1.0)
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    model = build_model(model_args, data.label_names, None)
+    model = build_model(model_args, data.label_names)
     data = attach_transforms(data, build_image_processor(model.config), training_args.augmentation_kwargs(), seed=1)
-    trainer = build_trainer(model, build_image_processor(model.config), data, training_args, None)
+    trainer = build_trainer(model, build_image_processor(model.config), data, training_args)
     assert isinstance(trainer, GReFELTrainer)
     assert isinstance(trainer.train_collator, IndexSeededCollator)
     assert isinstance(trainer.train_collator.collator, GReFELMixCollator)
@@ -213,9 +217,9 @@ CNN_MODEL = {"backbone": "test_resnet", "image_size": 48}
 def test_channels_last_reaches_the_model_and_every_batch(tmp_path):
     model_args, data_args, training_args = _args(tmp_path, model=CNN_MODEL, channels_last=True)
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    model = build_model(model_args, data.label_names, None)
+    model = build_model(model_args, data.label_names)
     processor = build_image_processor(model.config)
-    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args, None)
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args)
     conv_weights = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert conv_weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights)
     for loader in (trainer.get_train_dataloader(), trainer.get_eval_dataloader()):
@@ -259,18 +263,16 @@ def test_a_training_run_leaves_the_frozen_backbone_groups_untouched(tmp_path, mo
 DEPTHWISE_MODEL = {"backbone": "test_efficientnet", "image_size": 32}  # a 3x3 depthwise kernel over a 2x2 map
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_fast_depthwise_grad_switches_the_depthwise_layers_only_when_asked(tmp_path, enabled):
+def test_a_cpu_trainer_switches_the_slow_depthwise_layers_and_keeps_the_state_dict(tmp_path):
     from grefel_hf.training.depthwise import GReFELDepthwiseConv2d
 
-    model_args, data_args, training_args = _args(tmp_path, model=DEPTHWISE_MODEL, fast_depthwise_grad=enabled)
+    model_args, data_args, training_args = _args(tmp_path, model=DEPTHWISE_MODEL)
     data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    model = build_model(model_args, data.label_names, None)
+    model = build_model(model_args, data.label_names)
     keys = set(model.state_dict())
     processor = build_image_processor(model.config)
-    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args, None)
-    switched = [m for m in trainer.model.modules() if isinstance(m, GReFELDepthwiseConv2d)]
-    assert bool(switched) == enabled
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args)
+    assert any(isinstance(m, GReFELDepthwiseConv2d) for m in trainer.model.modules())
     assert set(trainer.model.state_dict()) == keys
 
 
@@ -294,11 +296,11 @@ def test_fast_depthwise_grad_changes_the_speed_only(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(GReFELDepthwiseConv2d, "uses_tap_weight_grad", record)
         patch.setattr(run_module, "build_trainer", build_and_record)
-        run_training(*_args(tmp_path / "fast", model=DEPTHWISE_MODEL, max_steps=2, fast_depthwise_grad=True,
-                            **_deterministic()))
+        run_training(*_args(tmp_path / "fast", model=DEPTHWISE_MODEL, max_steps=2, **_deterministic()))
     assert any(taken), "the tiny backbone was meant to put a depthwise layer in the slow regime"
-    run_training(*_args(tmp_path / "native", model=DEPTHWISE_MODEL, max_steps=2, fast_depthwise_grad=False,
-                        **_deterministic()))
+    with pytest.MonkeyPatch.context() as patch:  # PyTorch's own depthwise weight gradient
+        patch.setattr(trainer_module, "use_fast_depthwise_weight_grad", lambda model: None)
+        run_training(*_args(tmp_path / "native", model=DEPTHWISE_MODEL, max_steps=2, **_deterministic()))
     fast, native = _final_weights(tmp_path / "fast"), _final_weights(tmp_path / "native")
     dw_weight = "grefel.backbone.blocks.4.0.conv_dw.weight"  # the layer in the slow regime
     assert not torch.allclose(fast[dw_weight], initial[dw_weight], atol=1e-4)  # it trained
@@ -351,7 +353,7 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path, monkeypatc
     checkpoint = str(tmp_path / "crashed" / "checkpoint-3")
     resumed = run_training(*_args(tmp_path / "crashed", resume_from_checkpoint=checkpoint, **settings))
     for key in ("eval_loss", "eval_accuracy", "eval_ema_loss", "eval_ema_accuracy"):
-        assert resumed[key] == pytest.approx(full[key], abs=1e-4), key
+        assert resumed.metrics[key] == pytest.approx(full.metrics[key], abs=1e-4), key
     _assert_same_weights(_final_weights(tmp_path / "full"), _final_weights(tmp_path / "crashed"), atol=1e-4)
 
 
@@ -369,7 +371,7 @@ def _launch(args, cwd, env_extra=None, processes=1):
 
 def _cli(output_dir, batch_size):
     return ["--output_dir", str(output_dir), "--backbone", "test_vit", "--image_size", "32", "--embed_dim", "32",
-            "--anchors_per_class", "2", "--config_overrides", "num_attention_heads=4,dropout=0.0",
+            "--anchors_per_class", "2", "--num_attention_heads", "4", "--dropout", "0.0",
             "--max_train_samples", "8", "--max_eval_samples", "16", "--max_steps", "1",
             "--per_device_train_batch_size", str(batch_size), "--augment", "false", "--mix_prob", "0",
             "--use_ema", "false", "--optim", "sgd", "--learning_rate", "0.5", "--max_grad_norm", "0",
@@ -395,31 +397,52 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     _assert_same_weights(_final_weights(tmp_path / "single"), _final_weights(tmp_path / "ddp"), atol=1e-5)
 
 
-def test_class_balancing_by_loss_weights_and_by_sampler(tmp_path):
-    run_training(*_args(tmp_path, max_steps=1, data={"class_balance": "weights", "max_train_samples": 40},
+def test_class_balancing_by_loss_weights_and_by_sampler(tmp_path, monkeypatch):
+    seen = {}
+
+    def build_and_record(*args, **kwargs):
+        seen["trainer"] = build_trainer(*args, **kwargs)
+        return seen["trainer"]
+
+    monkeypatch.setattr(run_module, "build_trainer", build_and_record)
+    run_training(*_args(tmp_path, max_steps=1, data={"max_train_samples": 40}, class_balance="weights",
                         **_deterministic()))
     data_args = DataArguments(max_train_samples=40, max_eval_samples=8)
     train = prepare_training_data(load_dataset_dict(data_args), data_args).train
     counts = np.bincount(np.asarray(train["label"][:]), minlength=7)
-    weights = np.asarray(json.loads((tmp_path / "config.json").read_text())["class_weights"])
+    weights = np.asarray(seen["trainer"].model.objective.class_weights)
     present = counts > 0
     np.testing.assert_allclose(weights[present] * counts[present], (weights * counts)[present][0])  # ∝ 1/count
     assert weights[present].mean() == pytest.approx(1.0)
+    assert "class_weights" not in json.loads((tmp_path / "config.json").read_text())  # a training setting
 
-    sampler_args = DataArguments(class_balance="sampler", max_train_samples=40, max_eval_samples=8)
-    data = prepare_training_data(load_dataset_dict(sampler_args), sampler_args)
-    loss_weights, sample_weights = run_module.class_balance_weights(data, sampler_args)
+    model_args, _, training_args = _args(tmp_path / "sampler", class_balance="sampler")
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+    loss_weights, sample_weights = run_module.class_balance_weights(data, training_args)
     assert loss_weights is None and len(sample_weights) == 40
-    model_args, _, training_args = _args(tmp_path / "sampler")
-    model = build_model(model_args, data.label_names, None)
+    model = build_model(model_args, data.label_names)
     processor = build_image_processor(model.config)
-    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args, sample_weights)
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args,
+                            sample_weights=sample_weights)
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, WeightedRandomSampler)
     mass = np.bincount(np.asarray(data.train["label"][:]), weights=sample_weights, minlength=7)
     np.testing.assert_allclose(mass[present], mass[present][0])  # every class drawn equally often on average
 
 
-def test_trainer_label_smoothing_is_refused_because_the_model_computes_its_own_loss(tmp_path):
-    with pytest.raises(ValueError, match="--label_smoothing_factor 0.1 would be ignored.*label_smoothing=0.1"):
-        GReFELTrainingArguments(output_dir=str(tmp_path), use_cpu=True, label_smoothing_factor=0.1)
+def test_the_objective_comes_from_the_training_arguments(tmp_path):
+    model_args, data_args, training_args = _args(tmp_path, label_smoothing_factor=0.2, path_loss_weight=2.0,
+                                                 center_loss_weight=0.0)
+    data = prepare_training_data(load_dataset_dict(data_args), data_args)
+    model = build_model(model_args, data.label_names)
+    processor = build_image_processor(model.config)
+    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args)
+    objective = trainer.model.objective
+    assert (objective.label_smoothing, objective.path_loss_weight, objective.center_loss_weight) == (0.2, 2.0, 0.0)
+    assert trainer.train_collator.collator.label_smoothing == 0.2  # folded into the mixed soft targets
+    with pytest.raises(ValueError, match=r"--label_smoothing_factor must be in \[0, 1\), got 1.5"):
+        GReFELTrainingArguments(output_dir=str(tmp_path), use_cpu=True, label_smoothing_factor=1.5)
+    bad_args = _args(tmp_path, branch_gradient_scale=0.0)[2]  # needs --primary_input backbone
+    with pytest.raises(ValueError, match="branch_gradient_scale=0 with primary_input='embedding'"):
+        build_trainer(build_model(model_args, data.label_names), processor, attach_transforms(data, processor, {}),
+                      bad_args)

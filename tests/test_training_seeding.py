@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from grefel_hf.training.collators import GReFELMixCollator
+from grefel_hf.data.collators import GReFELMixCollator
 from grefel_hf.training.seeding import IndexSeededCollator, IndexSeededTransform, derive_seed
 
 

@@ -1,6 +1,6 @@
 """Evaluation of GReFEL predictions: metrics (``metrics``), figures (``plots``) and tables (``report``)."""
 
-from grefel_hf.evaluation.metrics import (
+from grefel_hf.metrics.classification import (
     compute_classification_metrics,
     hard_label_metrics,
     read_metrics_json,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from grefel_hf.evaluation.metrics import expected_calibration_error
+from grefel_hf.metrics.classification import expected_calibration_error
 
 from ..json_files import read_json_file
 
@@ -79,7 +79,7 @@ def plot_confusion_matrix(cm: Any, label_names: Sequence[str], path: str | Path)
 def plot_reliability_diagram(calibration: dict[str, Any], path: str | Path) -> Path:
     """Plot per-bin accuracy against confidence (with the diagonal of perfect calibration); return the path.
 
-    ``calibration`` is the ``calibration`` entry of ``metrics.json`` (see ``grefel_hf.evaluation.metrics``).
+    ``calibration`` is the ``calibration`` entry of ``metrics.json`` (see ``grefel_hf.metrics.classification``).
     """
     for key in ("bin_edges", "bin_accuracy", "bin_confidence", "bin_count"):
         if key not in calibration:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grefel_hf.evaluation.metrics import as_variants
+from grefel_hf.metrics.classification import as_variants
 
 logger = logging.getLogger(__name__)
 

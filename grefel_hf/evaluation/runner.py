@@ -9,20 +9,20 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..data.tta import check_shift, predict_probabilities, resolve_views
 from ..hub import SELECTION_FILE
 from ..json_files import read_json_file
-from ..losses import normalized_entropy
-from .metrics import compute_classification_metrics, write_metrics_json
+from ..metrics.classification import compute_classification_metrics, write_metrics_json
 from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves
 from .report import write_latex_report, write_markdown_report
 
@@ -42,12 +42,24 @@ class EvaluationOptions:
     split: str = "test"
     label_mode: str | None = None
     batch_size: int = 64
-    tta: bool = False
+    tta_views: int = 1
     tta_shift: float = 0.05
     max_samples: int | None = None
     num_workers: int = 0
     cache_dir: str | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Refuse impossible options before any work starts (the message names the option)."""
+        for name, low in (("batch_size", 1), ("num_workers", 0), ("max_samples", 1)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ValueError(f"--{name} must be >= {low}, got {value}")
+        resolve_views(self.tta_views)
+        check_shift(self.tta_shift)
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise ValueError(f"--output_dir {self.output_dir} is an existing file; expected a folder (new or "
+                             "existing) to write the evaluation into")
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -79,7 +91,7 @@ def load_split(options: EvaluationOptions, label_names: list[str]):
     """The requested split, checked: it exists, is not empty, and has the model's labels in the model's order."""
     from dataset_scripts import load_expression_dataset
 
-    from ..training.data import label_names_of
+    from ..data.labels import label_names_of
 
     kwargs = {"label_mode": options.label_mode} if options.label_mode else {}
     dataset_dict = load_expression_dataset(options.dataset, data_dir=options.data_dir,
@@ -98,43 +110,27 @@ def load_split(options: EvaluationOptions, label_names: list[str]):
     return dataset
 
 
-def tta_views(pixel_values: torch.Tensor, shift: float) -> list[torch.Tensor]:
-    """Test-time augmentation views: the image, its mirror, and shifts by `shift` × size in 4 directions."""
-    views = [pixel_values, pixel_values.flip(-1)]
-    pixels = round(shift * pixel_values.shape[-1])
-    if pixels > 0:
-        padded = F.pad(pixel_values, (pixels, pixels, pixels, pixels), mode="replicate")
-        height, width = pixel_values.shape[-2:]
-        for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0)):
-            top, left = pixels + dy * pixels, pixels + dx * pixels
-            views.append(padded[..., top : top + height, left : left + width])
-    return views
-
-
 @torch.no_grad()
-def predict(model, loader: DataLoader, tta: bool = False, tta_shift: float = 0.05,
+def predict(model, loader: DataLoader, tta_views: int | Sequence[str] = 1, tta_shift: float = 0.05,
             progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels (N,), final distributions (N, C) and reliability (N,) of `model` over `loader`.
 
-    With TTA, the final distributions of the views are averaged and the reliability is recomputed from the mean.
+    With more than one TTA view (see `grefel_hf.data.tta`), the final distributions of the views are averaged and the
+    reliability is recomputed from the mean.
     """
     device = next(model.parameters()).device
     labels, probs, reliability = [], [], []
     for batch in tqdm(loader, desc="evaluating", disable=not progress):
-        pixel_values = batch["pixel_values"].to(device)
-        views = tta_views(pixel_values, tta_shift) if tta else [pixel_values]
-        outputs = [model(pixel_values=view) for view in views]
-        mean = torch.stack([out.logits.exp() for out in outputs]).mean(dim=0)
+        mean, rel = predict_probabilities(model, batch["pixel_values"].to(device), tta_views, tta_shift)
         labels.append(batch["labels"].cpu().numpy())
-        probs.append(mean.float().cpu().numpy())
-        rel = outputs[0].reliability if len(outputs) == 1 else 1.0 - normalized_entropy(mean)
-        reliability.append(rel.float().cpu().numpy())
+        probs.append(mean.cpu().numpy())
+        reliability.append(rel.cpu().numpy())
     return np.concatenate(labels), np.concatenate(probs), np.concatenate(reliability)
 
 
 def _loader(dataset, processor, options: EvaluationOptions) -> DataLoader:
-    from ..training.augmentation import build_eval_transform
-    from ..training.collators import GReFELEvalCollator
+    from ..data.augmentation import build_eval_transform
+    from ..data.collators import GReFELEvalCollator
 
     return DataLoader(dataset.with_transform(build_eval_transform(processor)), batch_size=options.batch_size,
                       shuffle=False, num_workers=options.num_workers, collate_fn=GReFELEvalCollator())
@@ -159,10 +155,11 @@ def evaluate_variant(folder: str, options: EvaluationOptions, dataset=None) -> t
         processor = build_image_processor(model.config)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     dataset = dataset if dataset is not None else load_split(options, label_names)
-    labels, probs, reliability = predict(model, _loader(dataset, processor, options), options.tta,
+    labels, probs, reliability = predict(model, _loader(dataset, processor, options), options.tta_views,
                                          options.tta_shift, options.progress)
     metrics = compute_classification_metrics(labels, probs, reliability=reliability, label_names=label_names)
-    metrics.update({"model_dir": folder, "dataset": options.dataset, "split": options.split, "tta": options.tta})
+    metrics.update({"model_dir": folder, "dataset": options.dataset, "split": options.split,
+                    "tta_views": list(resolve_views(options.tta_views))})
     return metrics, dataset
 
 
@@ -204,4 +201,4 @@ def run_evaluation(options: EvaluationOptions) -> dict[str, dict[str, Any]]:
     return results
 
 
-__all__ = ["EvaluationOptions", "model_variants", "predict", "run_evaluation", "tta_views"]
+__all__ = ["EvaluationOptions", "model_variants", "predict", "run_evaluation"]

@@ -1,55 +1,25 @@
-"""Command-line arguments of `train_hf.py`, as dataclasses for `HfArgumentParser` (a `.json`/`.yaml` file works too).
+"""Command-line arguments of `train_hf.py`: data, and training in groups (objective, augmentation, optimisation,
+EMA and selection, runtime), on top of transformers' `TrainingArguments`.
 
-The defaults train a small GReFEL on the generated expression set, so `accelerate launch train_hf.py` with no
-arguments runs end to end on a 2-core CPU with nothing downloaded.
+The model arguments are in `model_arguments.py`; `argument_parser.py` reads recipe files and orders `--help`. The
+defaults train a small GReFEL on the generated expression set, so `accelerate launch train_hf.py` with no arguments
+runs end to end on a 2-core CPU with nothing downloaded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, ClassVar
 
 from transformers import TrainingArguments
 
+from ..losses import GReFELObjective
+from .field_docs import docstring_field_docs
+
 _DATASET_NAMES = ("synthetic", "fer2013", "ferplus", "rafdb")
 _CLASS_BALANCE = ("none", "weights", "sampler")
-
-
-@dataclass
-class ModelArguments:
-    """Which model to train: a fresh GReFEL over a timm backbone, or a saved GReFEL folder to fine-tune."""
-
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "A saved GReFEL folder (or hub id) to fine-tune. When unset, a fresh model is built."},
-    )
-    backbone: str = field(default="resnet10t", metadata={"help": "timm model name of a fresh model's backbone."})
-    backbone_weights: str | None = field(
-        default=None,
-        metadata={"help": "Offline pretrained backbone weights for a fresh model: a .safetensors / torch state-dict "
-                          "file, or a known source such as 'efficientnet-lite0' (needs --backbone "
-                          "tf_efficientnet_lite0). timm's downloader is never used."},
-    )
-    image_size: int = field(default=48, metadata={"help": "Input size in pixels (square); FER images are 48x48."})
-    embed_dim: int = field(default=128, metadata={"help": "GReFEL embedding and anchor size."})
-    anchors_per_class: int = field(default=10, metadata={"help": "Learnable anchors per class."})
-    geometry_variant: str = field(default="basic", metadata={"help": "'basic' or 'enhanced' geometry module."})
-    reliability_variant: str = field(default="basic", metadata={"help": "'basic' or 'enhanced' reliability."})
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Extra GReFELConfig fields as 'name=value,name=value' (values parsed as JSON when "
-                          "possible), e.g. 'center_loss_weight=0.1,dropout=0.2'."},
-    )
-    ignore_mismatched_sizes: bool = field(
-        default=False,
-        metadata={"help": "When fine-tuning a saved folder on a different label set, re-initialise the heads."},
-    )
-
-    def __post_init__(self):
-        for name in ("geometry_variant", "reliability_variant"):
-            if getattr(self, name) not in ("basic", "enhanced"):
-                raise ValueError(f"--{name} must be 'basic' or 'enhanced', got {getattr(self, name)!r}")
-        if self.image_size < 16:
-            raise ValueError(f"--image_size must be at least 16 pixels, got {self.image_size}")
+_DEFAULT_OBJECTIVE = GReFELObjective()
 
 
 @dataclass
@@ -62,7 +32,7 @@ class DataArguments:
                           "Parquet folder or an image folder (<split>/<class>/*.png)."},
     )
     data_dir: str | None = field(default=None, metadata={"help": "Raw data folder for the fer2013/ferplus/rafdb "
-                                                                 "builders (see DATA.md for the layouts)."})
+                                                                 "builders (docs/datasets.md gives the layouts)."})
     label_mode: str | None = field(
         default=None,
         metadata={"help": "FER+ training label mode: majority, probability, crossentropy or multi_target. "
@@ -82,15 +52,11 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate training data (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate evaluation data (debugging)."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "Cache folder of the dataset builders."})
-    class_balance: str = field(
-        default="none",
-        metadata={"help": "'none', 'weights' (inverse-frequency class weights in the loss) or 'sampler' "
-                          "(class-balanced sampling of the training set)."},
-    )
 
     def __post_init__(self):
-        if self.class_balance not in _CLASS_BALANCE:
-            raise ValueError(f"--class_balance must be one of {_CLASS_BALANCE}, got {self.class_balance!r}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if "test" in self.eval_split.lower():
             raise ValueError(f"--eval_split {self.eval_split!r} looks like a test split; model selection must use a "
                              "validation split (evaluate on test afterwards with `grefel-hf evaluate`)")
@@ -101,44 +67,66 @@ class DataArguments:
                              f"{self.label_mode!r}")
 
 
-@dataclass
-class GReFELTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with GReFEL defaults and the options of mixing, augmentation, EMA and param groups."""
 
-    output_dir: str | None = field(default="outputs/grefel-synthetic", metadata={"help": "Where to write."})
-    num_train_epochs: float = field(default=16.0, metadata={"help": "Total number of training epochs."})
-    per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device (training)."})
-    per_device_eval_batch_size: int = field(default=128, metadata={"help": "Batch size per device (evaluation)."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate of the GReFEL heads."})
-    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on anchors, norms, biases)."})
-    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a float < 1 is a ratio)."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
-    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
-    save_strategy: str = field(default="epoch", metadata={"help": "When to save checkpoints: no, steps or epoch."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Must stay False: images are decoded by the on-the-fly transform."}
-    )
-    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin memory (useful on GPU only)."})
-    backbone_lr_multiplier: float | None = field(
-        default=None,
-        metadata={"help": "Backbone learning rate = lr × this. Default: 0.1 when the backbone starts from pretrained "
-                          "weights (--backbone_weights or --model_name_or_path); 1.0 for a randomly initialised "
-                          "backbone, which a tenth of the learning rate would barely move."},
-    )
-    backbone_frozen_groups: int = field(
-        default=0,
-        metadata={"help": "Freeze the backbone's first N parameter groups in timm's coarse order: the stem, then one "
-                          "stage each (EfficientNet block stages, ResNet layers, ViT blocks). Backpropagation stops "
-                          "at the first trainable layer, so a step is cheaper; 0 trains the whole network."},
-    )
-    anchor_lr_multiplier: float = field(default=1.0, metadata={"help": "Anchor learning rate = lr × this."})
-    anchor_weight_decay: float = field(default=0.0, metadata={"help": "Weight decay of the anchors."})
-    mixup_alpha: float = field(default=0.8, metadata={"help": "Mixup Beta(α, α); 0 disables Mixup."})
-    cutmix_alpha: float = field(default=1.0, metadata={"help": "Face-aware CutMix Beta(α, α); 0 disables it."})
-    mix_prob: float = field(default=0.5, metadata={"help": "Probability of mixing a training batch."})
-    mix_switch_prob: float = field(default=0.5, metadata={"help": "Probability of CutMix instead of Mixup."})
+class _ObjectiveBase:
+    """Objective: what the loss is made of and how the gradients are routed. Besides the three options below, every
+    field of GReFEL's `GReFELObjective` is an argument of its own name, documented there (the baseline uses the label
+    smoothing and class weights only)."""
+
+    help_title: ClassVar[str] = "objective: loss terms, label smoothing, class balance, gradient routing and clipping"
+
+    def _check_objective(self) -> None:
+        if self.class_balance not in _CLASS_BALANCE:
+            raise ValueError(f"--class_balance must be one of {_CLASS_BALANCE}, got {self.class_balance!r}")
+        if not 0.0 <= self.label_smoothing_factor < 1.0:
+            raise ValueError(f"--label_smoothing_factor must be in [0, 1), got {self.label_smoothing_factor}")
+
+    def objective_settings(self) -> dict[str, Any]:
+        """The objective fields as `GReFELObjective` names (`label_smoothing` for `--label_smoothing_factor`)."""
+        settings = {name: getattr(self, name) for name in _OBJECTIVE_ARGUMENTS}
+        return {**settings, "label_smoothing": self.label_smoothing_factor}
+
+
+_OBJECTIVE_ARGUMENTS = [f.name for f in fields(GReFELObjective) if f.name not in ("label_smoothing", "class_weights")]
+"""The `GReFELObjective` fields that are training arguments of the same name."""
+
+
+def _objective_argument_fields() -> list[tuple[str, Any, Any]]:
+    """The objective group's fields: label smoothing, class balance, every `GReFELObjective` field that is a plain
+    setting (documented by its docstring), and separate clipping."""
+    docs, types_by_name = docstring_field_docs(GReFELObjective), typing.get_type_hints(GReFELObjective)
+    specs = [
+        ("label_smoothing_factor", float, field(
+            default=_DEFAULT_OBJECTIVE.label_smoothing,
+            metadata={"help": "Label smoothing of hard labels, in [0, 1); soft labels (FER+ votes, CutMix/Mixup) "
+                              "are used as given, with the smoothing folded in by the mixing collator."})),
+        ("class_balance", str, field(
+            default="none",
+            metadata={"help": "'none', 'weights' (inverse-frequency class weights in the loss) or 'sampler' "
+                              "(class-balanced sampling of the training set)."})),
+    ]
+    for name in _OBJECTIVE_ARGUMENTS:
+        specs.append((name, types_by_name[name],
+                      field(default=getattr(_DEFAULT_OBJECTIVE, name), metadata={"help": docs[name]})))
+    specs.append(("clip_branch_separately", bool, field(
+        default=False,
+        metadata={"help": "Clip the gradient norm of GReFEL's branch (level projections, anchors, geometry "
+                          "attention, fusion, reliability balancing) apart from the backbone's and the primary "
+                          "head's, each to max_grad_norm. False clips all gradients together, as Trainer does. Not "
+                          "supported under DeepSpeed, FSDP or XLA."})))
+    return specs
+
+
+ObjectiveArguments = make_dataclass("ObjectiveArguments", _objective_argument_fields(), bases=(_ObjectiveBase,))
+ObjectiveArguments.__module__ = __name__
+
+
+@dataclass
+class AugmentationArguments:
+    """Augmentation and mixing of training batches (evaluation batches are never augmented or mixed)."""
+
+    help_title: ClassVar[str] = "augmentation and mixing (training batches only)"
+
     augment: bool = field(default=True, metadata={"help": "Face-preserving training augmentation on/off."})
     aug_rotation: float = field(default=8.0, metadata={"help": "Max rotation in degrees."})
     aug_color_jitter: float = field(default=0.25, metadata={"help": "Brightness/contrast jitter strength."})
@@ -150,70 +138,12 @@ class GReFELTrainingArguments(TrainingArguments):
     aug_blur_sigma_max: float = field(default=0.8, metadata={"help": "Max Gaussian blur sigma; 0 disables the blur."})
     aug_erasing_prob: float = field(default=0.15, metadata={"help": "Random erasing probability."})
     aug_hflip_prob: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
-    use_ema: bool = field(default=True, metadata={"help": "Keep an EMA of the weights; evaluate and save it."})
-    ema_decay: float = field(default=0.998, metadata={"help": "EMA decay (after warm-up)."})
-    ema_warmup: bool = field(default=True, metadata={"help": "Warm the EMA decay up from 0 (ModelEmaV3 style)."})
-    cpu_threads: int | None = field(
-        default=None,
-        metadata={"help": "Torch threads of a single-process CPU run. Default: every core (`accelerate launch` "
-                          "without a config file pins OMP_NUM_THREADS=1, which leaves cores idle)."},
-    )
-    early_stopping_patience: int | None = field(
-        default=None, metadata={"help": "Stop after this many evaluations without improvement."}
-    )
-    channels_last: bool = field(
-        default=True,
-        metadata={"help": "Run the model and its input batches in channels-last memory format. Convolutional "
-                          "backbones train much faster on CPU this way (benchmarks/memory_format.py); saved "
-                          "weights are the same either way."},
-    )
-    select_inference_mode: bool = field(
-        default=True,
-        metadata={"help": "After training, evaluate the final weights with GReFEL's primary head p alone and with "
-                          "the reliability-corrected q, and save the mode that scores better on the validation split "
-                          "as the model's inference_mode (weights_selection.json records both scores). False keeps "
-                          "the config's mode."},
-    )
-    fast_depthwise_grad: bool = field(
-        default=True,
-        metadata={"help": "On CPU, compute the weight gradient of depthwise convolutions whose kernel is larger than "
-                          "their input map tap by tap: PyTorch's own is pathologically slow there (EfficientNet's "
-                          "last stages on small faces; see grefel_hf/training/depthwise.py). Same gradients up to "
-                          "float rounding; no effect on GPUs or elsewhere."},
-    )
-    cpu_reuse_memory: bool = field(
-        default=True,
-        metadata={"help": "On CPU with glibc, keep freed memory in the process (malloc without mmap), so that "
-                          "activations of 32 MiB or more are reused from step to step instead of page-faulting afresh "
-                          "(see grefel_hf/training/cpu_memory.py). A process-wide setting; no effect on GPU runs."},
-    )
+    mixup_alpha: float = field(default=0.8, metadata={"help": "Mixup Beta(α, α); 0 disables Mixup."})
+    cutmix_alpha: float = field(default=1.0, metadata={"help": "Face-aware CutMix Beta(α, α); 0 disables it."})
+    mix_prob: float = field(default=0.5, metadata={"help": "Probability of mixing a training batch."})
+    mix_switch_prob: float = field(default=0.5, metadata={"help": "Probability of CutMix instead of Mixup."})
 
-    clip_branch_separately: bool = field(
-        default=False,
-        metadata={"help": "Clip the gradient norm of GReFEL's geometry branch (level projections, anchors, geometry "
-                          "attention, fusion, reliability balancing) apart from that of the backbone and the primary "
-                          "head, each to max_grad_norm, so that the branch's gradients never shrink the backbone's "
-                          "and p's steps. False clips all gradients together, as Trainer does. Not supported under "
-                          "DeepSpeed or FSDP."},
-    )
-
-    def __post_init__(self):
-        self._check_augmentation_ranges()
-        if self.backbone_frozen_groups < 0:
-            raise ValueError(f"--backbone_frozen_groups must be >= 0 (0 trains the whole backbone), got "
-                             f"{self.backbone_frozen_groups}")
-        if self.label_smoothing_factor != 0:
-            # Trainer's label smoother never runs: the model computes its own loss.
-            raise ValueError(f"--label_smoothing_factor {self.label_smoothing_factor} would be ignored: GReFEL's loss "
-                             "takes its smoothing from the model config (--config_overrides label_smoothing=0.1)")
-        if self.early_stopping_patience is not None:
-            if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
-                raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy epoch or steps")
-            if self.metric_for_best_model is None:
-                self.metric_for_best_model = "accuracy"  # eval_accuracy, on the validation split
-        super().__post_init__()
-
-    def _check_augmentation_ranges(self) -> None:
+    def _check_augmentation(self) -> None:
         """Refuse augmentation ranges that torchvision would only reject at the first training batch."""
         if not 0 < self.aug_scale_min <= self.aug_scale_max:
             raise ValueError(f"--aug_scale_min and --aug_scale_max must satisfy 0 < min <= max, got "
@@ -221,6 +151,13 @@ class GReFELTrainingArguments(TrainingArguments):
         if self.aug_blur_sigma_max != 0 and not 0 < self.aug_blur_sigma_min <= self.aug_blur_sigma_max:
             raise ValueError(f"--aug_blur_sigma_min and --aug_blur_sigma_max must satisfy 0 < min <= max (or max 0 "
                              f"to disable the blur), got {self.aug_blur_sigma_min} and {self.aug_blur_sigma_max}")
+        for name in ("aug_erasing_prob", "aug_hflip_prob", "mix_prob", "mix_switch_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        for name in ("aug_rotation", "aug_color_jitter", "aug_translate", "aug_perspective", "mixup_alpha",
+                     "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0 (0 switches it off), got {getattr(self, name)}")
 
     def augmentation_kwargs(self) -> dict:
         """The keyword arguments of `GReFELTrainAugmentation`, all zero when augmentation is off."""
@@ -236,4 +173,139 @@ class GReFELTrainingArguments(TrainingArguments):
         )
 
 
-__all__ = ["DataArguments", "GReFELTrainingArguments", "ModelArguments"]
+@dataclass
+class OptimizationArguments:
+    """Optimisation: learning rates per part of the model and which backbone layers train."""
+
+    help_title: ClassVar[str] = "optimisation: learning rate per part, frozen backbone stages"
+
+    backbone_lr_multiplier: float | None = field(
+        default=None,
+        metadata={"help": "Backbone learning rate = lr × this. Default: 0.1 when the backbone starts from pretrained "
+                          "weights (--backbone_weights or --model_name_or_path); 1.0 for a randomly initialised "
+                          "backbone, which a tenth of the learning rate would barely move."},
+    )
+    backbone_frozen_groups: int = field(
+        default=0,
+        metadata={"help": "Freeze the backbone's first N parameter groups in timm's coarse order: the stem, then one "
+                          "stage each (EfficientNet block stages, ResNet layers, ViT blocks). Backpropagation stops "
+                          "at the first trainable layer, so a step is cheaper; 0 trains the whole network."},
+    )
+    anchor_lr_multiplier: float = field(default=1.0, metadata={"help": "Anchor learning rate = lr × this."})
+    anchor_weight_decay: float = field(default=0.0, metadata={"help": "Weight decay of the anchors."})
+
+    def _check_optimization(self) -> None:
+        if self.backbone_frozen_groups < 0:
+            raise ValueError(f"--backbone_frozen_groups must be >= 0 (0 trains the whole backbone), got "
+                             f"{self.backbone_frozen_groups}")
+        for name in ("backbone_lr_multiplier", "anchor_lr_multiplier", "anchor_weight_decay"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"--{name} must be >= 0, got {value}")
+
+
+@dataclass
+class SelectionArguments:
+    """EMA of the weights, and how the final model is chosen (always on the validation split)."""
+
+    help_title: ClassVar[str] = "EMA and model selection (on the validation split)"
+
+    use_ema: bool = field(default=True, metadata={"help": "Keep an EMA of the weights; evaluate and save it."})
+    ema_decay: float = field(default=0.998, metadata={"help": "EMA decay (after warm-up), in [0, 1)."})
+    ema_warmup: bool = field(default=True, metadata={"help": "Warm the EMA decay up from 0 (ModelEmaV3 style)."})
+    select_inference_mode: bool = field(
+        default=True,
+        metadata={"help": "After training, evaluate the final weights with GReFEL's primary head p alone and with "
+                          "the reliability-corrected q, and save the mode that scores better on the validation split "
+                          "as the model's inference_mode (weights_selection.json records both scores). False keeps "
+                          "the config's mode."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without improvement."}
+    )
+
+    def _check_selection(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"--ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise ValueError(f"--early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
+            if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+                raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy epoch or steps")
+            if self.metric_for_best_model is None:
+                self.metric_for_best_model = "accuracy"  # eval_accuracy, on the validation split
+
+
+@dataclass
+class RuntimeArguments:
+    """Runtime: memory layout and CPU threads (results do not depend on them)."""
+
+    help_title: ClassVar[str] = "runtime: memory layout and CPU threads"
+
+    channels_last: bool = field(
+        default=True,
+        metadata={"help": "Run the model and its input batches in channels-last memory format. Convolutional "
+                          "backbones train much faster on CPU this way; saved weights are the same either way."},
+    )
+    cpu_threads: int | None = field(
+        default=None,
+        metadata={"help": "Torch threads of a single-process CPU run. Default: every core (`accelerate launch` "
+                          "without a config file pins OMP_NUM_THREADS=1, which leaves cores idle)."},
+    )
+
+    def _check_runtime(self) -> None:
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"--cpu_threads must be >= 1, got {self.cpu_threads}")
+
+
+PROJECT_ARGUMENT_GROUPS = (ObjectiveArguments, AugmentationArguments, OptimizationArguments, SelectionArguments,
+                           RuntimeArguments)
+"""The project's own training option groups, in the order `--help` lists them (before Trainer's own options)."""
+
+
+@dataclass
+class GReFELTrainingArguments(ObjectiveArguments, AugmentationArguments, OptimizationArguments, SelectionArguments,
+                              RuntimeArguments, TrainingArguments):
+    """`TrainingArguments` with the project's defaults and its own option groups (see `PROJECT_ARGUMENT_GROUPS`)."""
+
+    output_dir: str | None = field(default="outputs/grefel-synthetic", metadata={"help": "Where to write."})
+    num_train_epochs: float = field(default=16.0, metadata={"help": "Total number of training epochs."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device (training)."})
+    per_device_eval_batch_size: int = field(default=128, metadata={"help": "Batch size per device (evaluation)."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate of the model's heads."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on anchors, norms, biases)."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a float < 1 is a ratio)."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save checkpoints: no, steps or epoch."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Must stay False: images are decoded by the on-the-fly transform."}
+    )
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin memory (useful on GPU only)."})
+
+    def __post_init__(self):
+        self._check_objective()
+        self._check_augmentation()
+        self._check_optimization()
+        self._check_selection()
+        self._check_runtime()
+        self._check_trainer_basics()
+        super().__post_init__()
+
+    def _check_trainer_basics(self) -> None:
+        """Refuse values Trainer would only reject deep inside torch, after the data is prepared."""
+        if self.learning_rate < 0:
+            raise ValueError(f"--learning_rate must be >= 0, got {self.learning_rate}")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ValueError(f"--num_train_epochs must be > 0 (or set --max_steps), got {self.num_train_epochs}")
+        if self.weight_decay < 0 or self.warmup_steps < 0 or self.max_grad_norm < 0:
+            raise ValueError("--weight_decay, --warmup_steps and --max_grad_norm must be >= 0, got "
+                             f"{self.weight_decay}, {self.warmup_steps} and {self.max_grad_norm}")
+
+
+__all__ = ["DataArguments", "GReFELTrainingArguments", "PROJECT_ARGUMENT_GROUPS"]

@@ -12,6 +12,8 @@ import torch
 from accelerate.utils import DistributedType
 from torch import nn
 
+from .parameter_parts import parameter_parts_of
+
 # Distributed types whose engine clips (or shards) gradients itself: per-part clipping is refused there.
 _OWN_CLIPPING = (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.XLA)
 
@@ -24,17 +26,13 @@ def check_part_clipping_supported(distributed_type: DistributedType) -> None:
 
 
 def gradient_clip_parts(model: nn.Module) -> list[list[nn.Parameter]]:
-    """The trainable parameters of `model` in clipping parts: [backbone and primary head, geometry branch].
-
-    A model without `branch_parameter_names` (not GReFEL) is one part, so it is clipped as Trainer clips it.
-    """
+    """The trainable parameters of `model` in clipping parts, from its parameter map: [backbone and primary head,
+    GReFEL's branch and anchors]. A model without a branch is one part, so it is clipped as Trainer clips it."""
+    parts = parameter_parts_of(model)
     trainable = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
-    if not hasattr(model, "branch_parameter_names"):
-        return [[param for _, param in trainable]]
-    branch = model.branch_parameter_names()
-    parts = [[param for name, param in trainable if name not in branch],
-             [param for name, param in trainable if name in branch]]
-    return [part for part in parts if part]
+    main = [param for name, param in trainable if parts[name] in ("backbone", "primary_head")]
+    branch = [param for name, param in trainable if parts[name] in ("branch", "anchors")]
+    return [part for part in (main, branch) if part]
 
 
 def clip_grad_norm_by_part(parts: list[list[nn.Parameter]], max_norm: float) -> torch.Tensor:

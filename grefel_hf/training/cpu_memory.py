@@ -9,9 +9,8 @@ stage makes 39 MiB activations; measured on a 2-core AMD EPYC, `x + 1` on one to
 blocks are then reused from step to step, as a caching allocator would. The process keeps its peak memory until it
 exits, which a training process reaches at its first step anyway.
 
-This changes a process-wide setting, so it only happens when asked (`GReFELTrainingArguments.cpu_reuse_memory`, on by
-default for CPU training) and only once, and never at import time. Elsewhere (another C library, a GPU run) nothing
-changes.
+This changes a process-wide setting; GReFELTrainer makes it on every CPU run (it never changes results), only once,
+and never at import time. Elsewhere (another C library, a GPU run) nothing changes.
 """
 
 from __future__ import annotations
@@ -41,15 +40,15 @@ def reuse_freed_memory() -> bool:
     if _applied:
         return True
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        logger.info("cpu_reuse_memory: the C library is not glibc (%s %s); malloc left as it is", platform.system(),
+        logger.info("reusing freed memory: the C library is not glibc (%s %s); malloc left as it is", platform.system(),
                     platform.libc_ver()[0] or "unknown")
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     if not (libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)):
-        logger.warning("cpu_reuse_memory: glibc refused mallopt; large CPU activations keep page-faulting")
+        logger.warning("reusing freed memory: glibc refused mallopt; large CPU activations keep page-faulting")
         return False
     _applied = True
-    logger.info("cpu_reuse_memory: glibc malloc now reuses freed memory instead of mapping large blocks afresh")
+    logger.info("reusing freed memory: glibc malloc now reuses freed memory instead of mapping large blocks afresh")
     return True
 
 

@@ -11,8 +11,9 @@ import datasets
 import numpy as np
 import torch
 
+from ..data.augmentation import build_eval_transform, build_train_transform
+from ..data.labels import label_names_of
 from .arguments import DataArguments
-from .augmentation import build_eval_transform, build_train_transform
 from .seeding import IndexSeededTransform, add_sample_index
 from .split_checks import SplitSharpness, check_split_sharpness
 
@@ -43,14 +44,6 @@ def load_dataset_dict(data_args: DataArguments) -> datasets.DatasetDict:
     return load_expression_dataset(
         data_args.dataset, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir, **kwargs
     )
-
-
-def label_names_of(dataset: datasets.Dataset) -> list[str]:
-    """The class names of a dataset's `label` ClassLabel column."""
-    feature = dataset.features.get("label")
-    if not isinstance(feature, datasets.ClassLabel):
-        raise ValueError(f"the dataset's 'label' column must be a ClassLabel with class names, got {feature!r}")
-    return list(feature.names)
 
 
 def _take_split(dataset_dict: Mapping[str, datasets.Dataset], split: str, limit: int | None, role: str):
@@ -141,7 +134,6 @@ __all__ = [
     "TrainingData",
     "attach_transforms",
     "inverse_frequency_weights",
-    "label_names_of",
     "load_dataset_dict",
     "prepare_training_data",
 ]

@@ -16,16 +16,9 @@ import logging
 from timm.models import group_parameters
 from torch import nn
 
+from .parameter_parts import backbone_of, parameter_parts_of
+
 logger = logging.getLogger(__name__)
-
-
-def find_timm_backbone(model: nn.Module) -> tuple[str, nn.Module]:
-    """The first submodule named ``backbone`` that has timm's ``group_matcher``, with its qualified name."""
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] == "backbone" and hasattr(module, "group_matcher"):
-            return name, module
-    raise ValueError(f"{type(model).__name__} has no timm backbone (a submodule named 'backbone' with timm's "
-                     "group_matcher), so backbone_frozen_groups cannot be applied")
 
 
 def backbone_parameter_groups(backbone: nn.Module) -> list[list[str]]:
@@ -36,25 +29,32 @@ def backbone_parameter_groups(backbone: nn.Module) -> list[list[str]]:
 def freeze_backbone_groups(model: nn.Module, count: int) -> list[str]:
     """Stop gradients to the first `count` coarse parameter groups of the model's timm backbone.
 
-    Returns the qualified names of the frozen parameters (none when `count` is 0). Raises `ValueError` for a
-    negative count, for more groups than the backbone has, or for a model without a timm backbone.
+    Returns the qualified names of the frozen parameters (none when `count` is 0); each is in the "backbone" part of
+    the model's parameter map. Raises `ValueError` for a negative count, for more groups than the backbone has, or
+    for a model without a timm backbone.
     """
     if count < 0:
         raise ValueError(f"backbone_frozen_groups must be >= 0, got {count}")
     if count == 0:
         return []
-    prefix, backbone = find_timm_backbone(model)
+    backbone = backbone_of(model)
     groups = backbone_parameter_groups(backbone)
     if count > len(groups):
         raise ValueError(f"backbone_frozen_groups is {count}, but the {type(backbone).__name__} backbone has only "
                          f"{len(groups)} parameter groups (the stem, then one per stage)")
+    qualified = {id(param): name for name, param in model.named_parameters()}
+    parts = parameter_parts_of(model)
     parameters = dict(backbone.named_parameters())
-    frozen = [name for group in groups[:count] for name in group]
-    for name in frozen:
+    frozen = []
+    for name in (name for group in groups[:count] for name in group):
         parameters[name].requires_grad_(False)
+        frozen.append(qualified[id(parameters[name])])
+    outside = [name for name in frozen if parts[name] != "backbone"]
+    if outside:
+        raise ValueError(f"the backbone's groups hold parameters the model maps outside its backbone: {outside[:5]}")
     logger.info("froze the backbone's first %d of %d parameter groups: %d tensors, %d parameters", count,
-                len(groups), len(frozen), sum(parameters[name].numel() for name in frozen))
-    return [f"{prefix}.{name}" if prefix else name for name in frozen]
+                len(groups), len(frozen), sum(parameters[name].numel() for group in groups[:count] for name in group))
+    return frozen
 
 
-__all__ = ["backbone_parameter_groups", "find_timm_backbone", "freeze_backbone_groups"]
+__all__ = ["backbone_parameter_groups", "freeze_backbone_groups"]

@@ -1,6 +1,6 @@
 """Metrics for ``transformers.Trainer``: a ``compute_metrics`` factory and the offline ``fer_accuracy`` module.
 
-Both delegate the arithmetic to ``grefel_hf.evaluation.metrics`` so that training logs, the evaluation CLI
+Both delegate the arithmetic to ``grefel_hf.metrics.classification`` so that training logs, the evaluation CLI
 and the model card report identical numbers.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from grefel_hf.evaluation.metrics import DEFAULT_N_BINS, compute_classification_metrics, flat_summary
+from grefel_hf.metrics.classification import DEFAULT_N_BINS, compute_classification_metrics, flat_summary
 
 logger = logging.getLogger(__name__)
 

@@ -8,22 +8,19 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import datasets
 import numpy as np
 import torch
 import transformers
-from transformers import EarlyStoppingCallback, set_seed
+from transformers import AutoModelForImageClassification, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..configuration_grefel import GReFELConfig
 from ..factory import build_image_processor, create_model
 from ..hub import RUN_CONFIG_FILE, SELECTION_FILE, save_grefel_folder
-from ..modeling_grefel import GReFELForImageClassification
-from .arguments import DataArguments, GReFELTrainingArguments, ModelArguments
-from .collators import GReFELEvalCollator, GReFELMixCollator
+from .arguments import DataArguments, GReFELTrainingArguments
 from .data import (
     TrainingData,
     attach_transforms,
@@ -31,12 +28,35 @@ from .data import (
     load_dataset_dict,
     prepare_training_data,
 )
-from .ema import GReFELEMACallback
 from .metrics import build_compute_metrics
-from .seeding import IndexSeededCollator
+from .model_arguments import MODEL_CONFIGS
 from .trainer import GReFELTrainer
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingSetupError(ValueError):
+    """A user error found while preparing a run (data, model, weights), before any training step."""
+
+
+@dataclass
+class RunSummary:
+    """What a finished run produced: where the model went, which weights were kept and how they scored."""
+
+    output_dir: str
+    selected_weights: str
+    inference_mode: str | None
+    validation_accuracy: float | None
+    metrics: dict[str, Any]
+    is_main_process: bool = True
+
+    def describe(self) -> str:
+        """A few lines for the end of a run."""
+        mode = f", inference mode {self.inference_mode}" if self.inference_mode else ""
+        accuracy = "n/a" if self.validation_accuracy is None else f"{self.validation_accuracy:.2%}"
+        return (f"model saved to {self.output_dir}\n"
+                f"kept the {self.selected_weights} weights{mode}: validation accuracy {accuracy} "
+                f"(see {os.path.join(self.output_dir, SELECTION_FILE)})")
 
 
 def setup_logging(training_args: GReFELTrainingArguments) -> None:
@@ -49,93 +69,64 @@ def setup_logging(training_args: GReFELTrainingArguments) -> None:
     transformers.utils.logging.set_verbosity(level)
 
 
-def parse_overrides(text: str | None) -> dict[str, Any]:
-    """Parse 'name=value,name=value' config overrides; values are JSON where possible, else strings."""
-    overrides: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        if "=" not in item:
-            raise ValueError(f"--config_overrides entries must look like name=value, got {item!r}")
-        name, value = (s.strip() for s in item.split("=", 1))
-        try:
-            overrides[name] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[name] = value
-    unknown = [name for name in overrides if name not in GReFELConfig.__annotations__]
-    if unknown:
-        raise ValueError(f"--config_overrides names unknown GReFELConfig fields {unknown}")
-    return overrides
+def build_model(model_args, label_names: list[str]):
+    """A fresh model (optionally from offline backbone weights) or a saved folder, with the dataset's labels.
 
-
-def build_model(model_args: ModelArguments, label_names: list[str], class_weights: list[float] | None):
-    """A fresh GReFEL (optionally from offline backbone weights) or a saved folder, with the dataset's labels."""
+    Raises:
+        TrainingSetupError: an unreachable or invalid `--model_name_or_path`, or impossible architecture arguments.
+    """
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
-    overrides = parse_overrides(model_args.config_overrides)
-    if class_weights is not None:
-        overrides["class_weights"] = class_weights
-    if model_args.model_name_or_path:
-        model = GReFELForImageClassification.from_pretrained(
-            model_args.model_name_or_path, id2label=id2label, label2id=label2id,
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **overrides,
-        )
-        return model
-    config = GReFELConfig(
-        backbone=model_args.backbone, image_size=model_args.image_size, embed_dim=model_args.embed_dim,
-        anchors_per_class=model_args.anchors_per_class, geometry_variant=model_args.geometry_variant,
-        reliability_variant=model_args.reliability_variant, id2label=id2label, label2id=label2id, **overrides,
-    )
+    fresh = not model_args.model_name_or_path
+    overrides = model_args.config_overrides(fresh=fresh)
+    if not fresh:
+        return load_model_to_fine_tune(model_args, id2label, label2id, overrides)
+    config = MODEL_CONFIGS[model_args.model_type](id2label=id2label, label2id=label2id, **overrides)
     return create_model(config, backbone_weights=model_args.backbone_weights)
 
 
-def class_balance_weights(data: TrainingData, data_args: DataArguments) -> tuple[list[float] | None, list[float] | None]:
-    """(loss class weights, per-example sampler weights) for the chosen balancing, from training counts."""
-    if data_args.class_balance == "none":
+def load_model_to_fine_tune(model_args, id2label: dict, label2id: dict, overrides: dict[str, Any]):
+    """`--model_name_or_path` loaded for fine-tuning, with a clear error when it cannot be read."""
+    path = model_args.model_name_or_path
+    try:
+        return AutoModelForImageClassification.from_pretrained(
+            path, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **overrides,
+        )
+    except OSError as err:
+        where = "no such local folder" if not os.path.isdir(path) else "an unreadable model folder"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainingSetupError(f"--model_name_or_path {path!r}: {where}, and it cannot be loaded as a Hub model "
+                                 f"either ({reason})") from err
+
+
+def class_balance_weights(data: TrainingData,
+                          training_args: GReFELTrainingArguments) -> tuple[list[float] | None, list[float] | None]:
+    """(loss class weights, per-example sampler weights) for `--class_balance`, from the training counts."""
+    if training_args.class_balance == "none":
         return None, None
     labels = np.asarray(data.train["label"][:], dtype=np.int64)  # read once: counts and sampler weights
     counts = np.bincount(labels, minlength=len(data.label_names))
     weights = inverse_frequency_weights(counts)
     logger.info("class counts %s → inverse-frequency weights %s", counts.tolist(), [round(w, 3) for w in weights])
-    if data_args.class_balance == "weights":
+    if training_args.class_balance == "weights":
         return weights, None
     return None, [weights[label] for label in labels]
 
 
 def build_trainer(model, processor, data: TrainingData, training_args: GReFELTrainingArguments,
-                  sample_weights: list[float] | None, trainer_cls: Callable[..., GReFELTrainer] = GReFELTrainer,
-                  ) -> GReFELTrainer:
-    """GReFELTrainer (or `trainer_cls`, a subclass) with the mixing collator on training only, EMA and early
-    stopping as asked."""
-    num_labels = model.config.num_labels
-    mixing = training_args.mix_prob > 0 and (training_args.mixup_alpha > 0 or training_args.cutmix_alpha > 0)
-    train_collator = GReFELMixCollator(
-        num_labels, mixup_alpha=training_args.mixup_alpha, cutmix_alpha=training_args.cutmix_alpha,
-        prob=training_args.mix_prob if mixing else 0.0, switch_prob=training_args.mix_switch_prob,
-        label_smoothing=model.config.label_smoothing,
-    )
-    callbacks = []
-    if training_args.use_ema:
-        callbacks.append(GReFELEMACallback(decay=training_args.ema_decay, use_warmup=training_args.ema_warmup))
-    if training_args.early_stopping_patience is not None:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
-    # logits and reliability are the two outputs gathered at evaluation (see keys_to_ignore_at_inference)
+                  class_weights: list[float] | None = None, sample_weights: list[float] | None = None,
+                  trainer_cls: Callable[..., GReFELTrainer] = GReFELTrainer) -> GReFELTrainer:
+    """GReFELTrainer (or `trainer_cls`, a subclass); it builds the collators, EMA and early stopping from the
+    arguments. The evaluation gathers the logits and the reliability (see `keys_to_ignore_at_inference`)."""
     return trainer_cls(
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
-        data_collator=GReFELEvalCollator(num_labels),
-        train_collator=IndexSeededCollator(train_collator, training_args.seed),
         processing_class=processor, compute_metrics=build_compute_metrics(data.label_names, reliability_index=1),
-        callbacks=callbacks, sample_weights=sample_weights,
-        backbone_lr_multiplier=training_args.backbone_lr_multiplier,
-        anchor_lr_multiplier=training_args.anchor_lr_multiplier,
-        anchor_weight_decay=training_args.anchor_weight_decay,
-        backbone_frozen_groups=training_args.backbone_frozen_groups,
-        channels_last=training_args.channels_last,
-        fast_depthwise_grad=training_args.fast_depthwise_grad,
-        cpu_reuse_memory=training_args.cpu_reuse_memory,
-        clip_branch_separately=training_args.clip_branch_separately,
+        class_weights=class_weights, sample_weights=sample_weights,
     )
 
 
-def write_run_config(output_dir: str, model_args: ModelArguments, data_args: DataArguments,
+def write_run_config(output_dir: str, model_args, data_args: DataArguments,
                      training_args: GReFELTrainingArguments) -> None:
     """Record the run's arguments as JSON (Trainer's own `training_args.bin` is a pickle)."""
     run_config = {"model_args": asdict(model_args), "data_args": asdict(data_args),
@@ -144,7 +135,7 @@ def write_run_config(output_dir: str, model_args: ModelArguments, data_args: Dat
         json.dump(run_config, f, indent=2, default=str)
 
 
-def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFELTrainingArguments) -> dict:
+def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFELTrainingArguments) -> RunSummary:
     """Pick raw vs EMA (and then GReFEL's inference mode) on the validation split, save the model folder, and write
     the metrics files.
 
@@ -168,14 +159,18 @@ def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFE
             save_grefel_folder(ema.module, processor, os.path.join(output_dir, "ema"))
     if decision["selected"] == "ema":
         trainer.load_ema_weights()
+    score_key = "eval_accuracy" if decision["selected"] == "raw" else "eval_ema_accuracy"
+    accuracy = eval_metrics.get(score_key)
     if training_args.select_inference_mode:
         decision.update(trainer.select_inference_mode(eval_metrics, decision["selected"], metric="accuracy"))
+        accuracy = (decision.get("inference_mode_scores") or {}).get(decision.get("inference_mode"), accuracy)
     if trainer.is_world_process_zero():
         save_grefel_folder(trainer.model, processor, output_dir)
         with open(os.path.join(output_dir, SELECTION_FILE), "w") as f:
             json.dump(decision, f, indent=2)
-    return {**metrics, **eval_metrics, "selected_weights": decision["selected"],
-            "inference_mode": decision.get("inference_mode")}
+    return RunSummary(output_dir=output_dir, selected_weights=decision["selected"],
+                      inference_mode=decision.get("inference_mode"), validation_accuracy=accuracy,
+                      metrics={**metrics, **eval_metrics}, is_main_process=trainer.is_world_process_zero())
 
 
 def configure_cpu_threads(training_args: GReFELTrainingArguments) -> None:
@@ -189,7 +184,7 @@ def configure_cpu_threads(training_args: GReFELTrainingArguments) -> None:
 
 
 def teardown_distributed() -> None:
-    """Destroy the process group cleanly at exit (HF_NOTES §6: without it, gloo runs sometimes abort)."""
+    """Destroy the process group cleanly at exit (without it, gloo runs sometimes abort at exit)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -197,29 +192,42 @@ def teardown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def run_training(model_args: ModelArguments, data_args: DataArguments,
-                 training_args: GReFELTrainingArguments) -> dict:
-    """Train GReFEL and save the final model into `training_args.output_dir`; returns the final metrics."""
-    set_seed(training_args.seed)
-    configure_cpu_threads(training_args)
+def prepare_run(model_args, data_args: DataArguments, training_args: GReFELTrainingArguments) -> GReFELTrainer:
+    """Everything before the first training step: data, model, processor and trainer.
+
+    Raises:
+        TrainingSetupError: bad data, a bad model folder or impossible settings (the message says which).
+    """
     if training_args.backbone_lr_multiplier is None:
         pretrained = bool(model_args.backbone_weights or model_args.model_name_or_path)
         training_args.backbone_lr_multiplier = 0.1 if pretrained else 1.0
     if training_args.resume_from_checkpoint is True or training_args.resume_from_checkpoint == "last":
         training_args.resume_from_checkpoint = get_last_checkpoint(training_args.output_dir)
-    with training_args.main_process_first(desc="preparing the dataset"):
-        data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    class_weights, sample_weights = class_balance_weights(data, data_args)
-    model = build_model(model_args, data.label_names, class_weights)
-    processor = build_image_processor(model.config)
-    data = attach_transforms(data, processor, training_args.augmentation_kwargs(), seed=training_args.seed)
-    trainer = build_trainer(model, processor, data, training_args, sample_weights)
+    try:
+        with training_args.main_process_first(desc="preparing the dataset"):
+            data = prepare_training_data(load_dataset_dict(data_args), data_args)
+        class_weights, sample_weights = class_balance_weights(data, training_args)
+        model = build_model(model_args, data.label_names)
+        processor = build_image_processor(model.config)
+        data = attach_transforms(data, processor, training_args.augmentation_kwargs(), seed=training_args.seed)
+        return build_trainer(model, processor, data, training_args, class_weights, sample_weights)
+    except TrainingSetupError:
+        raise
+    except (ValueError, OSError) as err:
+        raise TrainingSetupError(str(err)) from err
+
+
+def run_training(model_args, data_args: DataArguments, training_args: GReFELTrainingArguments) -> RunSummary:
+    """Train and save the final model into `training_args.output_dir`; returns what the run produced."""
+    set_seed(training_args.seed)
+    configure_cpu_threads(training_args)
+    trainer = prepare_run(model_args, data_args, training_args)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
-    results = finish(trainer, processor, train_result, training_args)
+    summary = finish(trainer, trainer.processing_class, train_result, training_args)
     if trainer.is_world_process_zero():
         write_run_config(training_args.output_dir, model_args, data_args, training_args)
-    return results
+    return summary
 
 
-__all__ = ["build_model", "parse_overrides", "run_training", "setup_logging",
-           "teardown_distributed"]
+__all__ = ["RunSummary", "TrainingSetupError", "build_model", "build_trainer", "class_balance_weights",
+           "prepare_run", "run_training", "setup_logging", "teardown_distributed"]

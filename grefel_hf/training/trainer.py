@@ -1,13 +1,18 @@
 """`GReFELTrainer`: transformers' Trainer with GReFEL's multi-term loss, trust ramp, parameter groups, training-only
-mixing, class balancing and EMA evaluation.
+mixing, class balancing and EMA evaluation. Every option is read from `self.args` (`GReFELTrainingArguments`).
 
 Loss scale: GReFEL's loss is a per-batch mean and its forward takes no `**kwargs`, so Trainer divides it by the
 gradient-accumulation steps itself and DDP averages gradients over processes: the scale is the same with or without
-accumulation and with one or many processes (HF_NOTES §5.1).
+accumulation and with one or many processes.
+
+On CPU two speed-ups that never change results are always on: the per-tap weight gradient of depthwise convolutions
+whose kernel is larger than their input map (`depthwise.py`), and keeping freed memory in the process
+(`cpu_memory.py`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -16,14 +21,17 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import WeightedRandomSampler
-from transformers import Trainer
+from transformers import EarlyStoppingCallback, Trainer
 
 from ..configuration_grefel import INFERENCE_MODES
+from ..data.collators import GReFELEvalCollator, GReFELMixCollator
 from .clipping import check_part_clipping_supported, clip_grad_norm_by_part, gradient_clip_parts
 from .cpu_memory import reuse_freed_memory
 from .depthwise import use_fast_depthwise_weight_grad
 from .ema import GReFELEMACallback, swap_weights
 from .freezing import freeze_backbone_groups
+from .parameter_parts import parameter_parts_of
+from .seeding import IndexSeededCollator
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +45,23 @@ def parameter_groups(
     anchor_lr_multiplier: float = 1.0,
     anchor_weight_decay: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """AdamW parameter groups: heads (full lr), backbone (lr × multiplier) and anchors (own lr, own decay).
+    """AdamW parameter groups from the model's parameter map (`parameter_parts`): the heads (primary head and
+    branch, full lr), the backbone (lr × multiplier) and the anchors (own lr, own decay).
 
     The head groups come first, so the `learning_rate` Trainer logs (group 0) is the heads' learning rate.
     """
     decay_names = set(decay_names)
+    parts = parameter_parts_of(model)
     buckets: dict[str, list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if name.split(".")[-1] == "anchors":
+        part = parts[name]
+        if part == "anchors":
             bucket = "anchors"
         else:
-            part = "backbone" if ".backbone." in f".{name}" else "head"
             no_decay = name not in decay_names or name.endswith("level_embeddings")
-            bucket = f"{part}_{'no_decay' if no_decay else 'decay'}"
+            bucket = f"{'backbone' if part == 'backbone' else 'head'}_{'no_decay' if no_decay else 'decay'}"
         buckets.setdefault(bucket, []).append(param)
     settings = {
         "head_decay": (learning_rate, weight_decay),
@@ -67,57 +77,62 @@ def parameter_groups(
     ]
 
 
-class GReFELTrainer(Trainer):
-    """Trainer for `GReFELForImageClassification`.
+def build_objective(objective_class: type, args, class_weights: Sequence[float] | None):
+    """The model's objective dataclass filled from the training arguments of the same names."""
+    settings = {**args.objective_settings(), "class_weights": None if class_weights is None else list(class_weights)}
+    names = {f.name for f in dataclasses.fields(objective_class)}
+    return objective_class(**{name: value for name, value in settings.items() if name in names})
 
-    Args (besides Trainer's own):
-        train_collator: collator of the training loader only (e.g. `GReFELMixCollator`); evaluation keeps
-            `data_collator`, so validation batches are never mixed.
-        sample_weights: per-training-example weights for a class-balanced `WeightedRandomSampler`.
-        backbone_lr_multiplier, anchor_lr_multiplier, anchor_weight_decay: see `parameter_groups`.
-        backbone_frozen_groups: freeze the first N coarse parameter groups of the model's timm backbone (the stem,
-            then one per stage; see `freezing.py`); 0 trains the whole network.
-        channels_last: run the model and the image batches in channels-last memory format.
-        fast_depthwise_grad: give depthwise convolutions the per-tap weight gradient where their kernel is larger
-            than their input map (CPU only; see `depthwise.py`).
-        cpu_reuse_memory: on a CPU run, keep freed memory in the process (see `cpu_memory.py`).
-        clip_branch_separately: clip the geometry branch's gradient norm apart from the backbone's and the primary
-            head's, each to `max_grad_norm` (see `clipping.py`); False clips all gradients together, as Trainer does.
+
+def build_train_collator(num_labels: int, args) -> IndexSeededCollator:
+    """The training loader's collator: face-aware CutMix/Mixup with label smoothing folded into the targets, its
+    randomness keyed on the batch's sample indices (resume-exact)."""
+    mixing = args.mix_prob > 0 and (args.mixup_alpha > 0 or args.cutmix_alpha > 0)
+    collator = GReFELMixCollator(
+        num_labels, mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha,
+        prob=args.mix_prob if mixing else 0.0, switch_prob=args.mix_switch_prob,
+        label_smoothing=args.label_smoothing_factor,
+    )
+    return IndexSeededCollator(collator, args.seed)
+
+
+class GReFELTrainer(Trainer):
+    """Trainer for GReFEL (and the baseline); every option comes from `self.args` (`GReFELTrainingArguments`).
+
+    It builds what the options ask for: the model's objective, the frozen backbone groups, channels-last layout, the
+    training-only mixing collator (evaluation keeps `GReFELEvalCollator`, so validation batches are never mixed), the
+    EMA callback and early stopping.
+
+    Args (besides Trainer's own; `model` must be passed by keyword):
+        class_weights: per-class loss weights derived from the training data (`--class_balance weights`).
+        sample_weights: per-training-example weights for a class-balanced sampler (`--class_balance sampler`).
+        train_collator: replaces the mixing collator built from the arguments (tests use it).
     """
 
-    def __init__(
-        self,
-        *args,
-        train_collator=None,
-        sample_weights: Sequence[float] | None = None,
-        backbone_lr_multiplier: float = 0.1,
-        anchor_lr_multiplier: float = 1.0,
-        anchor_weight_decay: float = 0.0,
-        backbone_frozen_groups: int = 0,
-        channels_last: bool = False,
-        fast_depthwise_grad: bool = False,
-        cpu_reuse_memory: bool = False,
-        clip_branch_separately: bool = False,
-        **kwargs,
-    ):
+    def __init__(self, *args, class_weights: Sequence[float] | None = None,
+                 sample_weights: Sequence[float] | None = None, train_collator=None, **kwargs):
+        model = kwargs["model"]
+        num_labels = model.config.num_labels
+        kwargs.setdefault("data_collator", GReFELEvalCollator(num_labels))
         super().__init__(*args, **kwargs)
-        if clip_branch_separately:
+        options = self.args
+        if options.clip_branch_separately:
             check_part_clipping_supported(self.accelerator.distributed_type)
+        if hasattr(model, "set_objective"):
+            model.set_objective(build_objective(type(model.objective), options, class_weights))
         # before the optimiser is built, which then only holds the trainable parameters
-        self.frozen_parameter_names = freeze_backbone_groups(self.model, backbone_frozen_groups)
-        self.channels_last = channels_last
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        if fast_depthwise_grad:
-            use_fast_depthwise_weight_grad(self.model)
-        if cpu_reuse_memory and self.args.device.type == "cpu":
+        self.frozen_parameter_names = freeze_backbone_groups(model, options.backbone_frozen_groups)
+        if options.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if self.args.device.type == "cpu":
+            use_fast_depthwise_weight_grad(model)
             reuse_freed_memory()
-        self.train_collator = train_collator
+        self.train_collator = train_collator or build_train_collator(num_labels, options)
         self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
-        self.backbone_lr_multiplier = backbone_lr_multiplier
-        self.anchor_lr_multiplier = anchor_lr_multiplier
-        self.anchor_weight_decay = anchor_weight_decay
-        self.clip_branch_separately = clip_branch_separately
+        if options.use_ema and self.ema_callback is None:
+            self.add_callback(GReFELEMACallback(decay=options.ema_decay, use_warmup=options.ema_warmup))
+        if options.early_stopping_patience is not None:
+            self.add_callback(EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience))
         self._clip_parts: list[list[nn.Parameter]] | None = None
         self._loss_part_sums: dict[str, torch.Tensor] = {}
         self._loss_part_count = 0
@@ -146,7 +161,7 @@ class GReFELTrainer(Trainer):
         """Trainer's device placement, then the channels-last layout for image batches when asked."""
         inputs = super()._prepare_inputs(inputs)
         pixel_values = inputs.get("pixel_values")
-        if self.channels_last and isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4:
+        if self.args.channels_last and isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4:
             inputs["pixel_values"] = pixel_values.contiguous(memory_format=torch.channels_last)
         return inputs
 
@@ -155,9 +170,11 @@ class GReFELTrainer(Trainer):
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             opt_model = self.model if model is None else model
+            args = self.args
             groups = parameter_groups(
-                opt_model, self.args.learning_rate, self.args.weight_decay, self.get_decay_parameter_names(opt_model),
-                self.backbone_lr_multiplier, self.anchor_lr_multiplier, self.anchor_weight_decay,
+                opt_model, args.learning_rate, args.weight_decay, self.get_decay_parameter_names(opt_model),
+                1.0 if args.backbone_lr_multiplier is None else args.backbone_lr_multiplier,
+                args.anchor_lr_multiplier, args.anchor_weight_decay,
             )
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             optimizer_kwargs.pop("params", None)
@@ -168,7 +185,7 @@ class GReFELTrainer(Trainer):
     def _clip_grad_norm(self, model):
         """Trainer's clipping, or with `clip_branch_separately` each part clipped on its own. Returns the norm of
         all gradients before clipping, the `grad_norm` Trainer logs either way."""
-        if not self.clip_branch_separately:
+        if not self.args.clip_branch_separately:
             return super()._clip_grad_norm(model)
         if self._clip_parts is None:  # the trainable parameters are fixed once training starts
             self._clip_parts = gradient_clip_parts(self.accelerator.unwrap_model(model))
@@ -309,4 +326,4 @@ class GReFELTrainer(Trainer):
         self.model.load_state_dict(self.ema_callback.ema.module.state_dict())
 
 
-__all__ = ["GReFELTrainer", "parameter_groups"]
+__all__ = ["GReFELTrainer", "build_objective", "build_train_collator", "parameter_groups"]

@@ -5,14 +5,14 @@ An ``evaluate`` metric module that loads offline from its folder::
     metric = evaluate.load("/path/to/grefel_hf/metrics/fer_accuracy")
     metric.compute(predictions=[0, 1, 1], references=[0, 1, 2], label_names=["angry", "happy", "sad"])
 
-The numbers come from ``grefel_hf.evaluation.metrics``, the project's single implementation of every
+The numbers come from ``grefel_hf.metrics.classification``, the project's single implementation of every
 metric, so this module and the evaluation CLI can never disagree.
 """
 
 import datasets
 import evaluate
 
-from grefel_hf.evaluation.metrics import flat_summary, hard_label_metrics
+from grefel_hf.metrics.classification import flat_summary, hard_label_metrics
 
 _DESCRIPTION = """
 Top-1 accuracy, macro-averaged F1 (mean of per-class F1 over the classes present in the references or

@@ -1,0 +1,1 @@
+"""Classification metrics shared by training, evaluation and the model card (one implementation of each number)."""

@@ -1,0 +1,150 @@
+"""Which model `train_hf.py` trains, and the one way to set a model config field from a recipe or the command line.
+
+Every field of the model config classes (`GReFELConfig`, and the baseline's) is an argument of its own name
+(`--embed_dim 256`, or `embed_dim: 256` in a recipe file), generated from the config classes themselves, so the
+config's docstring is the argument's help and nothing is written twice. Lists and mappings are JSON on the command
+line (`--primary_hidden_sizes '[]'`) and plain YAML/JSON values in a recipe. An argument left unset keeps the
+config's default, except for the few `QUICKSTART_MODEL` fields below.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any
+
+from ..configuration_grefel import GReFELConfig
+from .field_docs import docstring_field_docs
+
+MODEL_CONFIGS: dict[str, type] = {"grefel": GReFELConfig}
+"""`--model_type` → the config class whose fields the architecture arguments set."""
+
+QUICKSTART_MODEL = {"backbone": "resnet10t", "image_size": 48, "embed_dim": 128}
+"""Architecture arguments whose default differs from the config's: a small GReFEL that trains on the generated set
+in minutes on a CPU (`accelerate launch train_hf.py` with no arguments). Recipes set their own."""
+
+_STRUCTURED = (list, dict)
+
+
+def architecture_fields(config_class: type) -> dict[str, Any]:
+    """The config's own fields (not those of transformers' base class) with their annotations."""
+    return {name: annotation for name, annotation in config_class.__annotations__.items() if not name.startswith("_")}
+
+
+def _is_structured(annotation: Any) -> bool:
+    """Whether a field holds a list or a mapping (given as JSON on the command line)."""
+    members = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    return any(typing.get_origin(member) in _STRUCTURED or member in _STRUCTURED for member in members)
+
+
+def _cli_type(annotation: Any) -> type:
+    """The command-line type of a config field: JSON text for lists and mappings, else its scalar type."""
+    if _is_structured(annotation):
+        return str
+    members = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    members = [member for member in members if member is not type(None)]
+    if float in members:
+        return float
+    return members[0]
+
+
+def _architecture_arguments() -> list[tuple[str, Any, Any]]:
+    """One optional argument per field of every model config, documented by the config's own docstring."""
+    specs: dict[str, tuple[str, Any, Any]] = {}
+    for model_type, config_class in MODEL_CONFIGS.items():
+        docs = docstring_field_docs(config_class)
+        for name, annotation in architecture_fields(config_class).items():
+            if name in specs:
+                continue
+            default = QUICKSTART_MODEL.get(name)
+            help_text = f"[{model_type} config] {docs.get(name, '')}"
+            if _is_structured(annotation):
+                help_text += " JSON on the command line, e.g. '[]'."
+            if default is not None:
+                help_text += f" train_hf.py default: {default}."
+            specs[name] = (name, _cli_type(annotation) | None,
+                           field(default=default, metadata={"help": help_text}))
+    return list(specs.values())
+
+
+@dataclass
+class _ModelSelection:
+    """Which model to train: a fresh model over a timm backbone, or a saved folder to fine-tune."""
+
+    model_type: str = field(
+        default="grefel",
+        metadata={"help": f"The model to build: one of {sorted(MODEL_CONFIGS)}. Its config fields are the "
+                          "architecture arguments below."},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A saved model folder (or hub id) to fine-tune. When unset, a fresh model is built."},
+    )
+    backbone_weights: str | None = field(
+        default=None,
+        metadata={"help": "Offline pretrained backbone weights for a fresh model: a .safetensors / torch state-dict "
+                          "file, or a known source such as 'efficientnet-lite0' (needs --backbone "
+                          "tf_efficientnet_lite0). timm's downloader is never used."},
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "When fine-tuning a saved folder on a different label set, re-initialise the heads."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.model_type not in MODEL_CONFIGS:
+            raise ValueError(f"--model_type must be one of {sorted(MODEL_CONFIGS)}, got {self.model_type!r}")
+        if self.image_size is not None and self.image_size < 16:
+            raise ValueError(f"--image_size must be at least 16 pixels, got {self.image_size}")
+
+    def config_overrides(self, fresh: bool = True) -> dict[str, Any]:
+        """The architecture arguments that are set, as config keyword arguments (JSON text parsed).
+
+        `QUICKSTART_MODEL` defaults apply to a fresh model of a type that has the field; fine-tuning a saved folder
+        (`fresh=False`) keeps its architecture, so they are left out there.
+
+        Raises:
+            ValueError: invalid JSON, or a field that `--model_type`'s config does not have (the message names it).
+        """
+        fields_of_type = architecture_fields(MODEL_CONFIGS[self.model_type])
+        overrides = {}
+        for name, annotation in ARCHITECTURE_FIELD_TYPES.items():
+            value = getattr(self, name)
+            if value is None or (value == QUICKSTART_MODEL.get(name) and (not fresh or name not in fields_of_type)):
+                continue
+            if name not in fields_of_type:
+                raise ValueError(f"--{name} is not a field of the {self.model_type} model config")
+            if _is_structured(annotation) and isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"--{name} must be JSON (for example '[]' or '[256]'), got {value!r}") from err
+            overrides[name] = value
+        return overrides
+
+
+def _field_types() -> dict[str, Any]:
+    """`{field name: annotation}` over every model config (the first config that has a field defines it)."""
+    types_by_name: dict[str, Any] = {}
+    for config_class in MODEL_CONFIGS.values():
+        for name, annotation in architecture_fields(config_class).items():
+            types_by_name.setdefault(name, annotation)
+    return types_by_name
+
+
+ARCHITECTURE_FIELD_TYPES = _field_types()
+
+ModelArguments = make_dataclass("ModelArguments", _architecture_arguments(), bases=(_ModelSelection,))
+ModelArguments.__doc__ = _ModelSelection.__doc__
+ModelArguments.__module__ = __name__
+
+
+def is_architecture_argument(name: str) -> bool:
+    """Whether `name` is a generated architecture argument (a model config field)."""
+    return name in ARCHITECTURE_FIELD_TYPES
+
+
+__all__ = ["ARCHITECTURE_FIELD_TYPES", "MODEL_CONFIGS", "ModelArguments", "QUICKSTART_MODEL",
+           "is_architecture_argument"]
