@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import os
+
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_backends import PilBackend, TorchvisionBackend
 from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD, PILImageResampling
 
@@ -21,6 +23,31 @@ MIN_IMAGE_SIDE = 8
 
 _TRANSPARENT_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 _WIDE_INTEGER_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file the way the GReFEL processors read images: decoded in full, turned upright by its EXIF
+    orientation, and left in its own mode (16-bit, RGBA, palette, float), so that the processor, not a blind
+    `.convert("RGB")`, decides how to bring it to RGB.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not an image PIL can read, or it is truncated or corrupt (the message names it).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            upright = ImageOps.exif_transpose(opened)
+            upright.load()
+    except UnidentifiedImageError as err:
+        raise ValueError(f"{path} is not an image file PIL can read") from err
+    except (OSError, SyntaxError, ValueError) as err:  # PIL reports truncated and corrupt data as these
+        raise ValueError(f"{path} is truncated or corrupt: {err}") from err
+    upright.filename = path  # kept so later errors can name the file
+    return upright
 
 
 def _composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -100,19 +127,42 @@ def _array_to_rgb(array: np.ndarray, layout: str | None, where: str) -> np.ndarr
     return array
 
 
+def _describe(image: Any, index: int) -> str:
+    """How errors name an input: its position, and its file when it came from one."""
+    filename = getattr(image, "filename", None) if isinstance(image, Image.Image) else None
+    return f"image {index} ({filename})" if filename else f"image {index}"
+
+
+def _decoded(image: Image.Image, where: str) -> Image.Image:
+    """The image with its pixels decoded (PIL opens files lazily); a truncated or corrupt file is a `ValueError`."""
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"{where} is truncated or corrupt: {err}") from err
+    return image
+
+
 def _to_rgb(image: Any, index: int, layout: str | None) -> np.ndarray:
     """Bring one input image to an RGB (H, W, 3) array, or raise a `ValueError` naming it."""
-    where = f"image {index}"
+    where = _describe(image, index)
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            image = read_image(image)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"image {index}: {err}") from err
+        except ValueError as err:
+            raise ValueError(f"image {index}: {err}") from err
+        where = _describe(image, index)
     if isinstance(image, Image.Image):
-        array = _pil_to_rgb_array(image, where)
+        array = _pil_to_rgb_array(_decoded(image, where), where)
     elif isinstance(image, np.ndarray):
         array = _array_to_rgb(image, layout, where)
     elif type(image).__module__.startswith("torch"):
         # Tensors are taken as (C, H, W) unless the caller says otherwise, as torchvision does.
         array = _array_to_rgb(image.detach().cpu().numpy(), layout or "channels_first", where)
     else:
-        raise ValueError(f"{where} is a {type(image).__name__}; expected a PIL.Image.Image, a numpy array "
-                         "(H, W[, C]) or a torch tensor (C, H, W)")
+        raise ValueError(f"{where} is a {type(image).__name__}; expected a PIL.Image.Image, a file path, a numpy "
+                         "array (H, W[, C]) or a torch tensor (C, H, W)")
     height, width = array.shape[:2]
     if min(height, width) < MIN_IMAGE_SIDE:
         raise ValueError(f"{where} is {width}x{height} pixels; expected a face image of at least "
@@ -181,4 +231,4 @@ class GReFELImageProcessorPil(_GReFELFaceInputs, PilBackend):
     """GReFEL image processor (PIL backend), for environments without torchvision; same outputs within rounding."""
 
 
-__all__ = ["GReFELImageProcessor", "GReFELImageProcessorPil", "MIN_IMAGE_SIDE"]
+__all__ = ["GReFELImageProcessor", "GReFELImageProcessorPil", "MIN_IMAGE_SIDE", "read_image"]
