@@ -149,7 +149,7 @@ def _to_rgb(image: Any, index: int, layout: str | None) -> np.ndarray:
         try:
             image = read_image(image)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"image {index}: {err}") from err
+            raise ValueError(f"image {index} is a {type(image).__name__} that names no image file: {image!r}") from err
         except ValueError as err:
             raise ValueError(f"image {index}: {err}") from err
         where = _describe(image, index)

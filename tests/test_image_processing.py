@@ -83,7 +83,7 @@ def test_batches_and_lists(processor):
     ("bad_input", "message"),
     [
         ([], "empty list"),
-        ("not an image", "image 0 is a str"),
+        ("not an image", "image 0 is a str that names no image file"),
         ({"pixels": 1}, "image 0 is a dict"),
         (Image.new("L", (1, 1)), "image 0 is 1x1 pixels"),
         (np.zeros((1, 1, 3), np.uint8), "1x1 pixels"),
