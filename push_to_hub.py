@@ -23,9 +23,10 @@ def main() -> None:
     try:
         (args,) = HfArgumentParser(PushArguments).parse_args_into_dataclasses()
         result = publish(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         logger.debug("push failed", exc_info=True)
-        sys.exit(f"push_to_hub.py: error: {err}")
+        print(f"push_to_hub.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
     if result.uploaded:
         logger.info("published https://huggingface.co/%s (%s)", result.repo_id, result.commit_url)
     else:

@@ -9,6 +9,7 @@ datasets' `DatasetGenerationError` back into the builder's own clear error.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 import datasets
 from datasets.exceptions import DatasetGenerationError
 
-from .common import DatasetFormatError
+from .common import DROPPED_ROWS_FILE, DatasetFormatError, log_dropped
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +80,10 @@ def prepare_dataset(
     input_paths: Sequence[str],
     data_dir: str | None = None,
     cache_dir: str | None = None,
+    dataset_label: str | None = None,
     **config_kwargs: Any,
 ) -> datasets.DatasetDict:
-    """Build (or reuse from cache) a dataset and return all its splits.
+    """Build (or reuse from cache) a dataset and return all its splits; report the rows it dropped.
 
     Args:
         builder_cls: the `GeneratorBasedBuilder` subclass.
@@ -89,6 +91,7 @@ def prepare_dataset(
         input_paths: the files or folders the builder reads, for the cache key.
         data_dir: passed to the builder (and part of datasets' own config id).
         cache_dir: datasets cache root; `None` uses `HF_DATASETS_CACHE`.
+        dataset_label: how the drop report names the dataset (default: the builder's name).
         **config_kwargs: fields of the builder's config (e.g. `label_mode`).
 
     Raises:
@@ -96,6 +99,7 @@ def prepare_dataset(
     """
     cache_hash = compute_cache_hash(modules, input_paths)
     builder = builder_cls(data_dir=data_dir, cache_dir=cache_dir, hash=cache_hash, **config_kwargs)
+    builder.dropped_rows = None
     try:
         builder.download_and_prepare()
     except (DatasetFormatError, FileNotFoundError) as err:  # raised up front, in _split_generators
@@ -107,4 +111,21 @@ def prepare_dataset(
             raise cause.with_traceback(None) from None
         raise
     logger.info("%s ready in %s", builder.name, builder.cache_dir)
+    report_dropped_rows(builder, dataset_label or builder.name)
     return builder.as_dataset()
+
+
+def report_dropped_rows(builder: datasets.GeneratorBasedBuilder, label: str) -> dict[str, dict[str, int]]:
+    """Save the rows a fresh build dropped beside the prepared data, or read them back for a cached one, and log
+    them (a WARNING per split with drops). Returns them."""
+    path = os.path.join(builder.cache_dir, DROPPED_ROWS_FILE)
+    dropped = getattr(builder, "dropped_rows", None)
+    if dropped is not None:
+        with open(path, "w") as handle:
+            json.dump(dropped, handle, indent=2, sort_keys=True)
+    elif os.path.isfile(path):
+        with open(path) as handle:
+            dropped = json.load(handle)
+    for split, counts in (dropped or {}).items():
+        log_dropped(label, split, counts)
+    return dropped or {}

@@ -117,9 +117,33 @@ def stratified_holdout(labels: Sequence[int], fraction: float, seed: int) -> tup
     return kept, sorted(held)
 
 
-def log_dropped(dataset: str, split: str, counts: dict[str, int], level: int = logging.INFO) -> None:
-    """Log how many examples of `split` were dropped, per reason (nothing when none were)."""
+DROPPED_ROWS_FILE = "dropped_rows.json"
+"""Written into a prepared dataset's cache folder: the rows dropped per split and reason, so a cached load reports
+them as the first one did."""
+
+
+class DropCountingBuilder(datasets.GeneratorBasedBuilder):
+    """A builder that records the rows it leaves out, per split and reason (`record_dropped`).
+
+    `dropped_rows` is None until the builder generates its splits; `prepare_dataset` saves it beside the prepared
+    data and reports it, from the saved file when the dataset comes from the cache.
+    """
+
+    dropped_rows: dict[str, dict[str, int]] | None = None
+
+    def record_dropped(self, split: str, counts: dict[str, int]) -> None:
+        """Add `counts` (reason -> rows) to the dropped rows of `split`."""
+        if self.dropped_rows is None:
+            self.dropped_rows = {}
+        split_counts = self.dropped_rows.setdefault(split, {})
+        for reason, count in counts.items():
+            if count:
+                split_counts[reason] = split_counts.get(reason, 0) + int(count)
+
+
+def log_dropped(dataset: str, split: str, counts: dict[str, int]) -> None:
+    """Report the rows dropped from `split`, per reason: a WARNING when any was, so it is always seen."""
     total = sum(counts.values())
     if total:
         reasons = "; ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        logger.log(level, "%s %s: dropped %d examples: %s", dataset, split, total, reasons)
+        logger.warning("%s %s: dropped %d rows: %s", dataset, split, total, reasons)

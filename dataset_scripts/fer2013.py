@@ -33,6 +33,7 @@ from .common import (
     FER2013_LABELS,
     SOURCE_COLUMN,
     DatasetFormatError,
+    DropCountingBuilder,
     expression_features,
     require_dir,
     stratified_holdout,
@@ -160,7 +161,21 @@ def split_test_folder(items: Sequence[ImageItem], test_dir: str) -> dict[str, li
     return by_split
 
 
-class Fer2013(datasets.GeneratorBasedBuilder):
+def drop_held_out_names(train: Sequence[ImageItem]) -> tuple[list[ImageItem], dict[str, int]]:
+    """Leave out the `PublicTest_*` and `PrivateTest_*` images found inside `train/` (validation and test faces that
+    would otherwise be trained on), counted per prefix."""
+    kept, dropped = [], Counter()
+    for item in train:
+        name = os.path.basename(item[0])
+        prefix = next((p for p in PREFIX_TO_SPLIT if name.startswith(p)), None)
+        if prefix is None:
+            kept.append(item)
+        else:
+            dropped[f"{prefix}* image inside train/ (a {PREFIX_TO_SPLIT[prefix]} face; never trained on)"] += 1
+    return kept, dict(dropped)
+
+
+class Fer2013(DropCountingBuilder):
     """FER2013 from `fer2013.csv` or from the Kaggle image folders."""
 
     BUILDER_CONFIG_CLASS = Fer2013Config
@@ -186,14 +201,14 @@ class Fer2013(datasets.GeneratorBasedBuilder):
 
     def _folder_splits(self, data_dir: str) -> list[datasets.SplitGenerator]:
         train, skipped = list_class_folders(data_dir, "train", FER2013_LABELS)
+        train, misplaced = drop_held_out_names(train)
+        self.record_dropped("train", {**skipped, **misplaced})
         test: list[ImageItem] = []
         if os.path.isdir(os.path.join(data_dir, "test")):
             test, skipped_test = list_class_folders(data_dir, "test", FER2013_LABELS)
-            skipped.update(skipped_test)
+            self.record_dropped("test", dict(skipped_test))
         else:
             logger.warning("FER2013: no test/ folder in %s", data_dir)
-        for reason, count in skipped.items():
-            logger.warning("FER2013 %s: skipped %d entries: %s", data_dir, count, reason)
         by_split = split_test_folder(test, os.path.join(data_dir, "test"))
         if by_split is None:
             keep, held = stratified_holdout(

@@ -39,8 +39,8 @@ from .common import (
     IMAGE_EXTENSIONS,
     SOURCE_COLUMN,
     DatasetFormatError,
+    DropCountingBuilder,
     expression_features,
-    log_dropped,
     read_image_bytes,
     require_dir,
     require_file,
@@ -71,6 +71,7 @@ USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "validation", "PrivateTest"
 MAX_VOTES = 10
 SOURCES = ("auto", "folders", "csv")
 DROP_EMPTY_NAME = "empty Image name (not a face, per FER+)"
+DROP_DUPLICATE = "duplicate label.csv row (an image listed again with the same votes)"
 
 # One labelled row: (image name or relative path, 10 vote counts, row index in fer2013.csv or -1).
 VoteRow = tuple[str, list[int], int]
@@ -134,13 +135,22 @@ def parse_votes(fields: Sequence[str], where: str) -> list[int]:
         raise DatasetFormatError(f"{where}: vote counts must be integers, got {list(fields)}") from None
     if any(not 0 <= v <= MAX_VOTES for v in votes):
         raise DatasetFormatError(f"{where}: vote counts must be in 0-{MAX_VOTES}, got {votes}")
+    if not sum(votes):
+        raise DatasetFormatError(f"{where}: all {NUM_VOTE_COLUMNS} vote counts are 0; a FER+ row has at least one "
+                                 "vote (a malformed row, not an image without a majority)")
     return votes
 
 
-def read_label_csv(folder: str) -> list[VoteRow]:
-    """Read a generated split's headerless `label.csv` and check that every listed PNG exists."""
+def read_label_csv(folder: str) -> tuple[list[VoteRow], int]:
+    """Read a generated split's headerless `label.csv` and check that every listed PNG exists.
+
+    Returns the rows and the number of exact duplicate rows left out (a second row for an image name with the same
+    votes would train on that image twice); a repeated name with different votes is an error naming both lines.
+    """
     path = require_file(os.path.join(folder, "label.csv"), f"FER+ labels of {os.path.basename(folder)}")
     rows: list[VoteRow] = []
+    first_seen: dict[str, tuple[int, list[int]]] = {}
+    duplicates = 0
     with open(path, newline="") as handle:
         for line_no, fields in enumerate(csv.reader(handle), start=1):
             where = f"{path} line {line_no}"
@@ -151,7 +161,16 @@ def read_label_csv(folder: str) -> list[VoteRow]:
                 )
             if not os.path.isfile(os.path.join(folder, fields[0])):
                 raise FileNotFoundError(f"{where}: image {fields[0]} not found in {folder}")
-            rows.append((fields[0], parse_votes(fields[2:], where), -1))
+            votes = parse_votes(fields[2:], where)
+            if fields[0] in first_seen:
+                earlier_line, earlier_votes = first_seen[fields[0]]
+                if earlier_votes != votes:
+                    raise DatasetFormatError(f"{where}: {fields[0]} is listed again with other votes ({votes}) "
+                                             f"than on line {earlier_line} ({earlier_votes})")
+                duplicates += 1
+                continue
+            first_seen[fields[0]] = (line_no, votes)
+            rows.append((fields[0], votes, -1))
     listed = {name for name, _, _ in rows}
     unlisted = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS) and n not in listed]
     if unlisted:
@@ -161,7 +180,7 @@ def read_label_csv(folder: str) -> list[VoteRow]:
             len(unlisted),
             unlisted[0],
         )
-    return rows
+    return rows, duplicates
 
 
 def read_new_csv(path: str, usage: Sequence[str]) -> tuple[dict[str, list[VoteRow]], Counter[str]]:
@@ -209,32 +228,20 @@ def read_new_csv(path: str, usage: Sequence[str]) -> tuple[dict[str, list[VoteRo
     return by_split, empty
 
 
-def apply_rules(
-    rows: Sequence[VoteRow], mode: str, split: str, skipped: int = 0
-) -> list[tuple[VoteRow, tuple]]:
-    """Keep the rows that survive the FER+ rules of `mode`, paired with (label, soft_label); log the drops.
-
-    Args:
-        rows: the split's vote rows.
-        mode: the label mode for this split.
-        split: split name, for the log.
-        skipped: empty-name rows already skipped while reading, reported with the rest.
-    """
+def apply_rules(rows: Sequence[VoteRow], mode: str) -> tuple[list[tuple[VoteRow, tuple]], Counter[str]]:
+    """The rows that survive the FER+ rules of `mode`, paired with (label, soft_label), and the drops per reason."""
     kept = []
     dropped: Counter[str] = Counter()
-    if skipped:
-        dropped[DROP_EMPTY_NAME] = skipped
     for row in rows:
         target = ferplus_target(row[1], mode)
         if target.kept:
             kept.append((row, (target.label, list(target.soft_label))))
         else:
             dropped[target.drop_reason] += 1
-    log_dropped(f"FER+ ({mode})", split, dict(dropped))
-    return kept
+    return kept, dropped
 
 
-class FerPlus(datasets.GeneratorBasedBuilder):
+class FerPlus(DropCountingBuilder):
     """FER+ from Microsoft's generated folders or from fer2013new.csv + fer2013.csv."""
 
     BUILDER_CONFIG_CLASS = FerPlusConfig
@@ -258,7 +265,8 @@ class FerPlus(datasets.GeneratorBasedBuilder):
         generators = []
         for split, split_rows in rows.items():
             mode = self.config.label_mode if split == "train" else "majority"
-            kept = apply_rules(split_rows, mode, split, skipped[split])
+            kept, dropped = apply_rules(split_rows, mode)
+            self.record_dropped(split, {**skipped[split], **dropped})
             if kept:
                 generators.append(
                     datasets.SplitGenerator(name=split, gen_kwargs={"examples": kept, **kwargs[split]})
@@ -271,30 +279,31 @@ class FerPlus(datasets.GeneratorBasedBuilder):
                 )
         return generators
 
-    def _folder_rows(self, data_dir: str) -> tuple[dict, Counter, dict]:
+    def _folder_rows(self, data_dir: str) -> tuple[dict, dict, dict]:
         root = find_folder_root(data_dir)
         if root is None:
             raise FileNotFoundError(
                 f"FER+: folder {SPLIT_FOLDERS['train']}/ not found in {data_dir} or {data_dir}/data"
             )
-        rows, kwargs = {}, {}
+        rows, kwargs, skipped = {}, {}, {}
         for split, name in SPLIT_FOLDERS.items():
             folder = os.path.join(root, name)
             if not os.path.isdir(folder):
                 logger.warning("FER+: no %s/ folder in %s; the %s split is omitted", name, root, split)
                 continue
-            rows[split] = read_label_csv(folder)
+            rows[split], duplicates = read_label_csv(folder)
+            skipped[split] = {DROP_DUPLICATE: duplicates}
             kwargs[split] = {"image_root": folder, "pixels_csv": None}
-        return rows, Counter(), kwargs
+        return rows, skipped, kwargs
 
-    def _csv_rows(self, data_dir: str) -> tuple[dict, Counter, dict]:
+    def _csv_rows(self, data_dir: str) -> tuple[dict, dict, dict]:
         pixels_csv = require_file(
             os.path.join(data_dir, FER2013_CSV_NAME), f"FER+ pixels (beside {NEW_CSV_NAME})"
         )
         new_csv = require_file(os.path.join(data_dir, NEW_CSV_NAME), "FER+ votes")
-        rows, skipped = read_new_csv(new_csv, scan_csv(pixels_csv))
+        rows, empty = read_new_csv(new_csv, scan_csv(pixels_csv))
         kwargs = {split: {"image_root": None, "pixels_csv": pixels_csv} for split in rows}
-        return rows, skipped, kwargs
+        return rows, {split: {DROP_EMPTY_NAME: empty[split]} for split in rows}, kwargs
 
     def _generate_examples(
         self, examples: Sequence[tuple[VoteRow, tuple]], image_root: str | None, pixels_csv: str | None
@@ -358,6 +367,7 @@ def load_ferplus(
         input_paths=input_paths(data_dir, source),
         data_dir=data_dir,
         cache_dir=cache_dir,
+        dataset_label=f"FER+ ({label_mode} labels for train, majority for validation and test)",
         label_mode=label_mode,
         source=source,
     )

@@ -30,6 +30,7 @@ from .common import (
     RAFDB_LABELS,
     SOURCE_COLUMN,
     DatasetFormatError,
+    DropCountingBuilder,
     expression_features,
     read_image_bytes,
     require_file,
@@ -77,12 +78,19 @@ def image_relpath(name: str, variant: str) -> str:
     return os.path.join("Image", "original", name)
 
 
-def read_label_list(root: str, variant: str) -> dict[str, list[RafItem]]:
-    """Parse the label list into train / test items, checking every line and that every image exists."""
+def read_label_list(root: str, variant: str) -> tuple[dict[str, list[RafItem]], dict[str, int]]:
+    """Parse the label list into train / test items, checking every line and that every image exists.
+
+    Returns the items and, per split, the exact duplicate lines left out (a second line for an image with the same
+    label would train on it twice, and could put one copy in train and one in the validation carved from it); a
+    repeated image with another label is an error naming both lines.
+    """
     if variant not in IMAGE_VARIANTS:
         raise ValueError(f"image_variant must be one of {IMAGE_VARIANTS}, got {variant!r}")
     path = os.path.join(root, LABEL_FILE)
     items: dict[str, list[RafItem]] = {"train": [], "test": []}
+    first_seen: dict[str, tuple[int, str]] = {}
+    duplicates = {"train": 0, "test": 0}
     with open(path) as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -100,11 +108,20 @@ def read_label_list(root: str, variant: str) -> dict[str, list[RafItem]]:
             relpath = image_relpath(fields[0], variant)
             if not os.path.isfile(os.path.join(root, relpath)):
                 raise FileNotFoundError(f"{where}: image {os.path.join(root, relpath)} not found")
-            items[fields[0].split("_")[0]].append((fields[0], relpath, int(fields[1]) - 1))
-    return items
+            split = fields[0].split("_")[0]
+            if fields[0] in first_seen:
+                earlier_line, earlier_label = first_seen[fields[0]]
+                if earlier_label != fields[1]:
+                    raise DatasetFormatError(f"{where}: {fields[0]} is listed again with label {fields[1]}, but "
+                                             f"line {earlier_line} gives it label {earlier_label}")
+                duplicates[split] += 1
+                continue
+            first_seen[fields[0]] = (line_no, fields[1])
+            items[split].append((fields[0], relpath, int(fields[1]) - 1))
+    return items, duplicates
 
 
-class RafDb(datasets.GeneratorBasedBuilder):
+class RafDb(DropCountingBuilder):
     """RAF-DB basic, with a validation split carved from train."""
 
     BUILDER_CONFIG_CLASS = RafDbConfig
@@ -119,7 +136,9 @@ class RafDb(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         root = find_basic_root(self.config.data_dir)
-        items = read_label_list(root, self.config.image_variant)
+        items, duplicates = read_label_list(root, self.config.image_variant)
+        for split, count in duplicates.items():
+            self.record_dropped(split, {"duplicate line of the label list (same image, same label)": count})
         if not items["train"]:
             raise DatasetFormatError(f"{os.path.join(root, LABEL_FILE)}: no train_* images listed")
         keep, held = stratified_holdout(

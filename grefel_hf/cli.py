@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_dir=args.cache_dir, progress=not args.no_progress,
         )
         run_evaluation(options)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         logger.error("grefel-hf evaluate: %s", err)
         return 2
     logger.info("wrote the evaluation to %s", args.output_dir)

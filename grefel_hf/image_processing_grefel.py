@@ -9,9 +9,8 @@ This file is saved next to checkpoints as remote code: it imports only numpy, PI
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -69,17 +68,26 @@ def _integer_to_uint8(array: np.ndarray, where: str) -> np.ndarray:
     return array.astype(np.uint8)
 
 
+def _float_to_uint8(array: np.ndarray, where: str) -> np.ndarray:
+    """Floating-point pixels are intensities in [0, 1] (torchvision's convention), whatever their container (numpy,
+    torch or a PIL "F" image): 0 is black, 1 is white. Anything outside [0, 1] is refused rather than guessed at."""
+    if not np.isfinite(array).all():
+        raise ValueError(f"{where} contains NaN or infinite pixel values")
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"{where} has floating-point pixel values in [{low:g}, {high:g}]; floating-point images "
+                         "must be in [0, 1] (divide 0-255 values by 255, or pass them as uint8)")
+    return np.round(array * 255.0).astype(np.uint8)
+
+
 def _pil_to_rgb_array(image: Image.Image, where: str) -> np.ndarray:
     """Convert a PIL image of any common mode to an (H, W, 3) uint8 array."""
     if image.mode in _WIDE_INTEGER_MODES:
         gray = _integer_to_uint8(np.asarray(image), where)
         return np.repeat(gray[..., None], 3, axis=-1)
     if image.mode == "F":
-        gray = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(gray).all():
-            raise ValueError(f"{where} contains NaN or infinite pixel values")
-        scale = 255.0 if gray.max() <= 1.0 else 1.0
-        return np.repeat(np.clip(gray * scale, 0, 255).round().astype(np.uint8)[..., None], 3, axis=-1)
+        gray = _float_to_uint8(np.asarray(image, dtype=np.float32), where)
+        return np.repeat(gray[..., None], 3, axis=-1)
     if image.mode == "RGB":
         return np.array(image)
     if image.mode in _TRANSPARENT_MODES or (image.mode == "P" and "transparency" in image.info):
@@ -105,7 +113,7 @@ def _channels_last(array: np.ndarray, layout: str | None, where: str) -> np.ndar
 
 
 def _array_to_rgb(array: np.ndarray, layout: str | None, where: str) -> np.ndarray:
-    """Validate a numpy image and convert it to (H, W, 3), uint8 for integer input and float32 for float input."""
+    """Validate a numpy image and convert it to (H, W, 3) uint8 (float input must be in [0, 1])."""
     if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise ValueError(f"{where} has dtype {array.dtype}; expected integer or floating-point pixels")
     if array.size == 0:
@@ -114,16 +122,13 @@ def _array_to_rgb(array: np.ndarray, layout: str | None, where: str) -> np.ndarr
     if array.shape[-1] not in (1, 3, 4):
         raise ValueError(f"{where} has {array.shape[-1]} channels; expected 1 (gray), 3 (RGB) or 4 (RGBA)")
     if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all():
-            raise ValueError(f"{where} contains NaN or infinite pixel values")
-        array = array.astype(np.float32)
+        array = _float_to_uint8(array.astype(np.float32), where)
     else:
         array = _integer_to_uint8(array, where)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     elif array.shape[-1] == 4:
-        alpha = array[..., 3] if array.dtype == np.uint8 else np.clip(array[..., 3] * 255.0, 0, 255)
-        array = _composite_on_white(array[..., :3], alpha)
+        array = _composite_on_white(array[..., :3], array[..., 3])
     return array
 
 
@@ -163,6 +168,8 @@ def _to_rgb(image: Any, index: int, layout: str | None) -> np.ndarray:
     else:
         raise ValueError(f"{where} is a {type(image).__name__}; expected a PIL.Image.Image, a file path, a numpy "
                          "array (H, W[, C]) or a torch tensor (C, H, W)")
+    if not array.flags.writeable:  # numpy views of PIL images are read-only; torch wants to own writable memory
+        array = array.copy()
     height, width = array.shape[:2]
     if min(height, width) < MIN_IMAGE_SIDE:
         raise ValueError(f"{where} is {width}x{height} pixels; expected a face image of at least "
@@ -198,6 +205,28 @@ class _GReFELFaceInputs:
     do_normalize = True
     do_convert_rgb = True
     model_input_names = ["pixel_values"]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """Refuse settings that would give NaN or a shape error at the first image (the message names the field)."""
+        name = type(self).__name__
+        for field_name in ("image_mean", "image_std"):
+            values = getattr(self, field_name)
+            values = [values] * 3 if isinstance(values, (int, float)) else list(values)
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+                raise ValueError(f"{name}.{field_name} must be 3 finite numbers (one per RGB channel), got "
+                                 f"{getattr(self, field_name)!r}")
+        std = self.image_std
+        if any(v <= 0 for v in ([std] * 3 if isinstance(std, (int, float)) else std)):
+            raise ValueError(f"{name}.image_std must be positive (it divides every pixel), got {std!r}")
+        size = self.size or {}
+        sides = [size.get(key) for key in ("height", "width", "shortest_edge") if size.get(key) is not None]
+        if not sides or any(not isinstance(v, int) or v < MIN_IMAGE_SIDE for v in sides):
+            raise ValueError(f"{name}.size must give a height and width of at least {MIN_IMAGE_SIDE} pixels, got "
+                             f"{dict(size)}")
 
     def preprocess(self, images, *args, **kwargs):
         """Check and convert `images` to RGB, then resize, rescale and normalise them.

@@ -10,10 +10,12 @@ siblings (`from .x import y`), never the `grefel_hf` package.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import timm
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -402,6 +404,18 @@ class GReFELPrimaryConfidence(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def load_naming_the_weights(load, pretrained_model_name_or_path, *args, **kwargs):
+    """Call `load(pretrained_model_name_or_path, ...)`; a truncated or corrupt safetensors file becomes an `OSError`
+    naming it."""
+    try:
+        return load(pretrained_model_name_or_path, *args, **kwargs)
+    except SafetensorError as err:
+        where = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(where):
+            where = os.path.join(where, kwargs.get("subfolder") or "", "model.safetensors")
+        raise OSError(f"{where}: the weights file is truncated or corrupt ({err}); save or download it again") from err
+
+
 class GReFELPreTrainedModel(PreTrainedModel):
     """Weight initialisation and the shared class attributes of the GReFEL models."""
 
@@ -433,6 +447,12 @@ class GReFELPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with a truncated or corrupt weights file reported as an `OSError` that
+        names the file (safetensors' own error names none)."""
+        return load_naming_the_weights(super().from_pretrained, pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as usual; when registered for remote code, record every GReFEL Auto class in `auto_map`.
@@ -648,6 +668,7 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
 
 __all__ = [
     "GREFEL_AUTO_MAP",
+    "load_naming_the_weights",
     "GReFELForImageClassification",
     "GReFELImageClassifierOutput",
     "GReFELModel",

@@ -54,8 +54,8 @@ def test_folder_layout_every_label_mode(ferplus_dir, tmp_path, caplog, mode):
         np.testing.assert_allclose(soft[i][:2], [0.5, 0.5])
     assert [list(v) for v in dsd["validation"]["votes"][:]] == [CLEAR]  # majority, whatever the mode
     assert dsd["test"]["label"][:] == [1] and dsd["test"]["soft_label"][:] == [[0, 1, 0, 0, 0, 0, 0, 0]]
-    assert f"train: dropped {5 - len(KEPT_TRAIN[mode])} examples" in caplog.text
-    assert f"validation: dropped 3 examples: 2 {DROP_NO_MAJORITY}; 1 {DROP_UNKNOWN_OR_NF}" in caplog.text
+    assert f"train: dropped {5 - len(KEPT_TRAIN[mode])} rows" in caplog.text
+    assert f"validation: dropped 3 rows: 2 {DROP_NO_MAJORITY}; 1 {DROP_UNKNOWN_OR_NF}" in caplog.text
     image = train[0]["image"]
     assert image.size == (48, 48) and image.mode == "L"
 

@@ -136,23 +136,37 @@ def _loader(dataset, processor, options: EvaluationOptions) -> DataLoader:
                       shuffle=False, num_workers=options.num_workers, collate_fn=GReFELEvalCollator())
 
 
-def evaluate_variant(folder: str, options: EvaluationOptions, dataset=None) -> tuple[dict[str, Any], Any]:
-    """Metrics of one saved model folder; returns (metrics, the dataset split it used)."""
-    from transformers import AutoImageProcessor
+def load_variant(folder: str):
+    """The model (eval mode, on the GPU when there is one) and its image processor from a saved folder.
+
+    Raises:
+        FileNotFoundError: neither a local model folder nor a reachable hub model id.
+        ValueError: the folder's config, processor config or weights cannot be read (the message names the file).
+    """
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     from ..factory import build_image_processor
-    from ..modeling_grefel import GReFELForImageClassification
 
     try:
-        model = GReFELForImageClassification.from_pretrained(folder).eval()
+        model = AutoModelForImageClassification.from_pretrained(folder).eval()
     except OSError as err:
-        raise FileNotFoundError(f"cannot load a GReFEL model from {folder!r}: it is neither a local model folder "
-                                f"nor a reachable hub model id ({err})") from err
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"cannot load a model from {folder!r}: it is neither a local model folder nor a "
+                                    f"reachable hub model id ({err})") from err
+        raise ValueError(f"cannot load the model in {folder}: {err}") from err
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     try:
         processor = AutoImageProcessor.from_pretrained(folder)
-    except OSError:
+    except OSError as err:
+        if os.path.isfile(os.path.join(folder, "preprocessor_config.json")):
+            raise ValueError(f"cannot read {os.path.join(folder, 'preprocessor_config.json')}: {err}") from err
         processor = build_image_processor(model.config)
+    return model, processor
+
+
+def evaluate_variant(folder: str, options: EvaluationOptions, dataset=None) -> tuple[dict[str, Any], Any]:
+    """Metrics of one saved model folder; returns (metrics, the dataset split it used)."""
+    model, processor = load_variant(folder)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     dataset = dataset if dataset is not None else load_split(options, label_names)
     labels, probs, reliability = predict(model, _loader(dataset, processor, options), options.tta_views,
@@ -161,6 +175,10 @@ def evaluate_variant(folder: str, options: EvaluationOptions, dataset=None) -> t
     metrics.update({"model_dir": folder, "dataset": options.dataset, "split": options.split,
                     "tta_views": list(resolve_views(options.tta_views))})
     return metrics, dataset
+
+
+class PartialEvaluationError(ValueError):
+    """Some weight variants could not be evaluated; the others' results were written (the message says which)."""
 
 
 def write_outputs(results: dict[str, dict[str, Any]], options: EvaluationOptions) -> dict[str, Path]:
@@ -186,19 +204,35 @@ def write_outputs(results: dict[str, dict[str, Any]], options: EvaluationOptions
 
 
 def run_evaluation(options: EvaluationOptions) -> dict[str, dict[str, Any]]:
-    """Evaluate every weight variant of `options.model_dir` and write the outputs; returns metrics per variant."""
+    """Evaluate every weight variant of `options.model_dir` and write the outputs; returns metrics per variant.
+
+    Raises:
+        PartialEvaluationError: a variant other than the first failed to load; the variants that were evaluated
+            are written first, so a corrupt `raw/` or `ema/` never discards the finished results.
+    """
     if "test" not in options.split:
         logger.info("evaluating on %r: report test-split numbers only for models selected on validation",
                     options.split)
     variants = model_variants(options.model_dir)
     results: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
     dataset = None
-    for name, folder in variants.items():
-        results[name], dataset = evaluate_variant(folder, options, dataset)
+    for index, (name, folder) in enumerate(variants.items()):
+        try:
+            results[name], dataset = evaluate_variant(folder, options, dataset)
+        except (OSError, ValueError) as err:
+            if index == 0:
+                raise
+            failures[name] = str(err)
+            continue
         logger.info("%s: accuracy %.4f, macro-F1 %.4f, ECE %.4f on %d images", name, results[name]["accuracy"],
                     results[name]["macro_f1"], results[name]["ece"], results[name]["num_images"])
     write_outputs(results, options)
+    if failures:
+        raise PartialEvaluationError(f"wrote the evaluation of {sorted(results)} to {options.output_dir}, but could "
+                                     f"not evaluate {failures}")
     return results
 
 
-__all__ = ["EvaluationOptions", "model_variants", "predict", "run_evaluation"]
+__all__ = ["EvaluationOptions", "PartialEvaluationError", "load_variant", "model_variants", "predict",
+           "run_evaluation"]

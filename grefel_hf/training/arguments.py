@@ -8,6 +8,7 @@ runs end to end on a 2-core CPU with nothing downloaded.
 
 from __future__ import annotations
 
+import os
 import typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, ClassVar
@@ -296,6 +297,9 @@ class GReFELTrainingArguments(ObjectiveArguments, AugmentationArguments, Optimiz
 
     def _check_trainer_basics(self) -> None:
         """Refuse values Trainer would only reject deep inside torch, after the data is prepared."""
+        if self.output_dir and os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise ValueError(f"--output_dir {self.output_dir} is an existing file; expected a folder to write the "
+                             "model into")
         if self.learning_rate < 0:
             raise ValueError(f"--learning_rate must be >= 0, got {self.learning_rate}")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):

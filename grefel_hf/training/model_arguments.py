@@ -98,6 +98,7 @@ class _ModelSelection:
             raise ValueError(f"--model_type must be one of {sorted(MODEL_CONFIGS)}, got {self.model_type!r}")
         if self.image_size is not None and self.image_size < 16:
             raise ValueError(f"--image_size must be at least 16 pixels, got {self.image_size}")
+        self.config_overrides()  # bad JSON or a field of another model type: refused before any work
 
     def config_overrides(self, fresh: bool = True) -> dict[str, Any]:
         """The architecture arguments that are set, as config keyword arguments (JSON text parsed).
