@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -33,6 +34,69 @@ TRAINING_DETAIL_KEYS = [
     "label_smoothing_factor", "bf16", "fp16", "seed", "epoch", "train_loss", "train_runtime",
     "train_samples_per_second",
 ]
+
+MODEL_CONFIG_KEYS = (
+    "backbone", "image_size", "embed_dim", "anchors_per_class", "feature_levels", "primary_input",
+    "primary_hidden_sizes", "geometry_variant", "reliability_variant", "inference_mode", "dropout",
+)
+"""Config fields the card's model section lists, when the config has them."""
+
+_UNITS = {
+    "train_runtime": lambda v: f"{v:.0f} s",
+    "train_samples_per_second": lambda v: f"{v:.1f} images/s",
+    "train_steps_per_second": lambda v: f"{v:.2f} steps/s",
+    "epoch": lambda v: f"{v:g} epochs",
+    "num_train_epochs": lambda v: f"{v:g} epochs",
+    "max_steps": lambda v: f"{v} steps",
+    "warmup_steps": lambda v: f"{v:g} (fraction of the training steps)" if v < 1 else f"{v:g} steps",
+    "warmup_ratio": lambda v: f"{v:g} (fraction of the training steps)",
+    "train_loss": lambda v: f"{v:.4f}",
+}
+"""How the training table writes values whose unit would otherwise be left to guess."""
+
+
+@dataclass
+class TrainingRecord:
+    """How the weights were made, as the card states it (from the run's `training_config.json`).
+
+    Args:
+        dataset: the training dataset (a builder name such as `ferplus`, or a folder name).
+        label_mode: the FER+ label mode of the training split, if any.
+        backbone_weights: the offline pretrained weights the backbone started from, or None.
+        fine_tuned_from: the saved model the run fine-tuned, or None.
+    """
+
+    dataset: str | None = None
+    label_mode: str | None = None
+    backbone_weights: str | None = None
+    fine_tuned_from: str | None = None
+
+    @property
+    def started_pretrained(self) -> bool:
+        """Whether the weights started from pretrained ones (so that the card may name a base model)."""
+        return bool(self.backbone_weights or self.fine_tuned_from)
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> TrainingRecord:
+        """From the `model_args` and `data_args` of a `training_config.json`."""
+        model_args, data_args = run_config.get("model_args") or {}, run_config.get("data_args") or {}
+        dataset = data_args.get("dataset")
+        return cls(dataset=str(dataset).rstrip("/").split("/")[-1] if dataset else None,
+                   label_mode=data_args.get("label_mode"), backbone_weights=model_args.get("backbone_weights"),
+                   fine_tuned_from=model_args.get("model_name_or_path"))
+
+
+def dataset_kind(*names: str | None) -> str:
+    """"synthetic", "fer" (FER2013 / FER+), "rafdb" or "other", from dataset names or ids."""
+    lowered = [name.lower() for name in names if name]
+    if any(name == "synthetic" or "synthetic" in name for name in lowered):
+        return "synthetic"
+    if any("raf" in name for name in lowered):
+        return "rafdb"
+    if any("fer" in name for name in lowered):
+        return "fer"
+    return "other"
+
 
 _CITATION = """```bibtex
 @article{wasi2024grefel,
@@ -134,23 +198,14 @@ def _training_section(training_args: Mapping[str, Any] | None) -> str:
         # max_steps=-1 and warmup_steps=0 are Trainer's "not set" defaults, not facts about the run.
         if value is None or (key in ("max_steps", "warmup_steps") and isinstance(value, (int, float)) and value <= 0):
             continue
-        rows.append(f"| `{key}` | {value} |")
+        shown = _UNITS[key](value) if key in _UNITS and isinstance(value, (int, float)) else value
+        rows.append(f"| `{key}` | {shown} |")
     if not rows:
         return f"{header}\n\nNone of the recorded training arguments are among the reported keys."
     return "\n".join([header, "", "| Hyper-parameter | Value |", "|:---|:---|", *rows])
 
 
-def _limitations_section(datasets: Sequence[str], dataset_name: str) -> str:
-    """Intended use and limitations: face-crop input, reliability caveats and the datasets' known biases."""
-    text = """## Intended use and limitations
-
-- **Input must be a face crop.** The model does no face detection or alignment: it labels the whole image as
-  one face. Crop a single, roughly frontal face first (e.g. with a face detector). A full photo, several faces
-  or an image without a face still gets an expression label, possibly with a high score.
-- It recognises *facial expressions* as labelled by annotators, not a person's inner emotional state.
-  Do not use it for decisions about people (hiring, policing, surveillance, health, credit, education).
-- The reliability score is the model's own estimate. Check it against held-out data from your setting
-  before using it to accept or reject predictions.
+_FER_BIASES = """
 - **Dataset biases (FER2013 / FER+).** The FER2013 faces were web-scraped with image-search queries: a mix
   of posed and spontaneous expressions, stored as 48x48 grayscale images, so colour and fine detail are lost
   and other image sources are out of distribution. The age, gender and skin-tone composition was never
@@ -159,11 +214,55 @@ def _limitations_section(datasets: Sequence[str], dataset_name: str) -> str:
   is about 1.5 % (436 of 28,709), and contempt is the rarest FER+ class; expect lower accuracy on rare
   classes (see the per-class table). Labels are noisy: human accuracy on FER2013 is only about 65 %, and
   FER+ relabelled the same faces with 10 annotators who still often disagree."""
-    if any("raf" in name.lower() for name in [*datasets, dataset_name]):
-        text += """
+
+_DATASET_NOTES = {
+    "fer": _FER_BIASES,
+    "rafdb": """
 - **RAF-DB.** Web images of faces annotated by crowd workers; also imbalanced (fear and disgust are rare)
-  and demographically skewed."""
-    return text
+  and demographically skewed.""",
+    "synthetic": """
+- **Not for real faces.** This model was trained only on the project's generated cartoon faces, drawn to test
+  the training code. It has never seen a real face: whatever it says about a photograph means nothing.""",
+    "other": """
+- The training data's origin and composition are not described by this card: check them, and their biases,
+  before relying on the model.""",
+}
+
+
+def _limitations_section(kind: str) -> str:
+    """Intended use and limitations: face-crop input, reliability caveats, and what the training data implies."""
+    text = """## Intended use and limitations
+
+- **Input must be a face crop.** The model itself does no face detection or alignment: it labels the whole
+  image as one face. Crop a single, roughly frontal face first (the `grefel_hf` package's
+  `facial-expression-recognition` pipeline and `grefel-hf predict` detect and crop faces for you). A full
+  photo, several faces or an image without a face still gets an expression label, possibly with a high score.
+- It recognises *facial expressions* as labelled by annotators, not a person's inner emotional state.
+  Do not use it for decisions about people (hiring, policing, surveillance, health, credit, education).
+- The reliability score is the model's own estimate. Check it against held-out data from your setting
+  before using it to accept or reject predictions."""
+    return text + _DATASET_NOTES[kind]
+
+
+def _model_section(config: Mapping[str, Any] | None, record: TrainingRecord | None) -> str:
+    """The architecture (key config fields) and where the weights started from."""
+    lines = ["## Model", ""]
+    if record is None:
+        lines.append("How the weights were initialised was not recorded with this card.")
+    elif record.fine_tuned_from:
+        lines.append(f"Fine-tuned from `{record.fine_tuned_from}`.")
+    elif record.backbone_weights:
+        lines.append(f"The backbone started from the pretrained weights `{record.backbone_weights}`; GReFEL's own "
+                     "layers started from random initialisation.")
+    else:
+        lines.append("Trained from random initialisation (no pretrained weights).")
+    if record is not None and record.dataset:
+        mode = f", {record.label_mode} labels" if record.label_mode else ""
+        lines.append(f"Training data: `{record.dataset}`{mode}.")
+    shown = [(key, (config or {}).get(key)) for key in MODEL_CONFIG_KEYS if (config or {}).get(key) is not None]
+    if shown:
+        lines += ["", "| Config field | Value |", "|:---|:---|", *[f"| `{k}` | {v} |" for k, v in shown]]
+    return "\n".join(lines)
 
 
 def build_card_data(
@@ -188,6 +287,7 @@ def build_model_card(
     metrics: Mapping[str, Any] | None, *, repo_id: str, model_name: str, label_names: Sequence[str],
     base_model: str | None, datasets: Sequence[str], dataset_name: str, dataset_split: str,
     license: str = "apache-2.0", training_args: Mapping[str, Any] | None = None,
+    record: TrainingRecord | None = None, model_config: Mapping[str, Any] | None = None,
     confusion_matrix_image: str | None = None, reliability_diagram_image: str | None = None,
     training_curves_image: str | None = None, dataset_config: str | None = None, extra_tags: Sequence[str] = (),
     extra_sections: Mapping[str, str] | None = None,
@@ -200,30 +300,30 @@ def build_model_card(
         repo_id: Hub repository id used in the usage snippets.
         model_name: title of the card and name in the model-index.
         label_names: class names, index i = class id i; must match ``metrics["labels"]``.
-        base_model: timm backbone name (``vit_base_patch16_224.augreg_in21k`` -> ``timm/...``), or None.
+        base_model: timm backbone name (``vit_base_patch16_224.augreg_in21k`` -> ``timm/...``), or None. The card
+            names it as its `base_model` only when `record` says the backbone started from pretrained weights.
         datasets: Hub dataset ids (the first one is the model-index dataset), possibly empty.
         dataset_name, dataset_split, dataset_config: the evaluation data shown in the card and model-index.
         license: Hub license identifier.
         training_args: Trainer's training arguments and/or all_results.json as a dict.
+        record: how the weights were made (training dataset, pretrained start); None when not recorded.
+        model_config: the model's config as a dict, for the model section.
         confusion_matrix_image, reliability_diagram_image, training_curves_image: relative paths or URLs
             of figures in the repository.
         extra_tags: tags added to the default ones.
         extra_sections: more Markdown sections, heading -> body, placed before the citation.
     """
-    if metrics is not None:
-        if "accuracy" not in metrics and all(isinstance(v, Mapping) for v in metrics.values()):
-            raise ValueError(f"metrics holds variants {list(metrics)}; pass the metrics of the pushed weights only")
-        check_metrics_dict(dict(metrics))
-        if list(metrics["labels"]) != list(label_names):
-            raise ValueError(f"metrics labels {metrics['labels']} differ from label_names {list(label_names)}")
-    data = build_card_data(metrics, model_name=model_name, base_model=base_model, datasets=datasets,
+    _check_card_metrics(metrics, label_names)
+    data = build_card_data(metrics, model_name=model_name, base_model=_pretrained_base(base_model, record), datasets=datasets,
                            dataset_name=dataset_name, dataset_split=dataset_split, license=license,
                            dataset_config=dataset_config, extra_tags=extra_tags)
     images = {"Confusion matrix": confusion_matrix_image, "Reliability diagram": reliability_diagram_image,
               "Training curves": training_curves_image}
-    body = [_intro(model_name, label_names, base_model), _usage_section(repo_id, len(label_names)),
+    kind = dataset_kind(record.dataset if record else None, *datasets, dataset_name)
+    body = [_intro(model_name, label_names, base_model, model_config, record),
+            _usage_section(repo_id, len(label_names)), _model_section(model_config, record),
             _results_section(metrics, dataset_name, dataset_split, images), _training_section(training_args),
-            _limitations_section(datasets, dataset_name)]
+            _limitations_section(kind)]
     body += [f"## {heading}\n\n{text.strip()}" for heading, text in (extra_sections or {}).items()]
     body.append(f"## Citation\n\n{_CITATION}")
     # Assembled directly instead of through a Jinja template: code snippets then need no escaping, and
@@ -231,10 +331,38 @@ def build_model_card(
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(body) + "\n")
 
 
-def _intro(model_name: str, label_names: Sequence[str], base_model: str | None) -> str:
-    """Title and one-paragraph description of the model."""
+def _pretrained_base(backbone: str | None, record: TrainingRecord | None) -> str | None:
+    """The card's `base_model`: the model fine-tuned from when it is a Hub id, else the backbone when it started
+    from pretrained weights, else None (a randomly initialised or unrecorded start has no base model)."""
+    if record is None:
+        return None
+    source = record.fine_tuned_from
+    if source:
+        is_hub_id = source.count("/") == 1 and not source.startswith((".", "/", "~"))
+        return source if is_hub_id else None
+    return backbone if record.backbone_weights else None
+
+
+def _check_card_metrics(metrics: Mapping[str, Any] | None, label_names: Sequence[str]) -> None:
+    """Refuse metrics of several variants, metrics with missing keys, or metrics of other labels."""
+    if metrics is None:
+        return
+    if "accuracy" not in metrics and all(isinstance(v, Mapping) for v in metrics.values()):
+        raise ValueError(f"metrics holds variants {list(metrics)}; pass the metrics of the pushed weights only")
+    check_metrics_dict(dict(metrics))
+    if list(metrics["labels"]) != list(label_names):
+        raise ValueError(f"metrics labels {metrics['labels']} differ from label_names {list(label_names)}")
+
+
+def _intro(model_name: str, label_names: Sequence[str], base_model: str | None,
+           config: Mapping[str, Any] | None, record: TrainingRecord | None) -> str:
+    """Title and one-paragraph description of the model: backbone, training data and input size."""
     backbone = f" on a `{base_model}` backbone (timm)" if base_model else ""
+    trained = f", trained on `{record.dataset}`" if record is not None and record.dataset else ""
+    size = (config or {}).get("image_size")
+    size_text = f" It reads {size}x{size} pixel RGB face crops." if size else ""
     classes = ", ".join(f"`{name}`" for name in label_names)
-    return (f"# {model_name}\n\nA GReFEL (Geometry-aware Reliable Facial Expression Learning) classifier{backbone}. "
-            "Besides the expression it returns a **reliability score** for every prediction, from anchor-based "
-            f"geometry and attention corrections of its class distribution.\n\nClasses: {classes}.")
+    return (f"# {model_name}\n\nA GReFEL (Geometry-aware Reliable Facial Expression Learning) classifier{backbone}"
+            f"{trained}.{size_text} Besides the expression it returns a **reliability score** for every prediction, "
+            "from anchor-based geometry and attention corrections of its class distribution.\n\n"
+            f"Classes: {classes}.")

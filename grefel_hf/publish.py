@@ -39,7 +39,7 @@ from .hub import RUN_CONFIG_FILE, SELECTION_FILE, missing_files, save_grefel_fol
 from .image_processing_grefel import GReFELImageProcessor
 from .json_files import read_json_file
 from .metrics.classification import as_variants, read_metrics_json
-from .model_card import MODEL_INDEX_METRICS, build_model_card
+from .model_card import MODEL_INDEX_METRICS, TrainingRecord, build_model_card
 from .modeling_grefel import GReFELForImageClassification
 
 logger = logging.getLogger(__name__)
@@ -212,8 +212,9 @@ def select_metrics(metrics_path: str | os.PathLike, model_dir: Path, names: list
     return metrics
 
 
-def training_details(model_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(training_args merged with the train_* results of all_results.json, data_args) of the run, when recorded."""
+def training_details(model_dir: Path) -> tuple[dict[str, Any] | None, TrainingRecord | None]:
+    """(training_args merged with the train_* results of all_results.json, how the weights were made) of the run,
+    when recorded."""
     config_path = model_dir / RUN_CONFIG_FILE
     if not config_path.is_file():
         logger.info("%s not found: the card has no training details", config_path)
@@ -224,7 +225,7 @@ def training_details(model_dir: Path) -> tuple[dict[str, Any] | None, dict[str, 
     if results_path.is_file():
         results = read_json_file(results_path)
         training_args.update({k: v for k, v in results.items() if k.startswith("train_") or k == "epoch"})
-    return training_args or None, run_config.get("data_args")
+    return training_args or None, TrainingRecord.from_run_config(run_config)
 
 
 def copy_figures(search_dirs: list[Path], stage: Path) -> dict[str, str]:
@@ -240,10 +241,9 @@ def copy_figures(search_dirs: list[Path], stage: Path) -> dict[str, str]:
     return links
 
 
-def _default_dataset_name(data_args: dict[str, Any] | None) -> str:
+def _default_dataset_name(record: TrainingRecord | None) -> str:
     """The run's dataset (builder name or folder name), else a neutral phrase."""
-    dataset = (data_args or {}).get("dataset")
-    return Path(str(dataset)).name if dataset else "the evaluation set"
+    return record.dataset if record is not None and record.dataset else "the evaluation set"
 
 
 def write_card(args: PushArguments, model_dir: Path, stage: Path, config) -> dict[str, Any] | None:
@@ -254,12 +254,13 @@ def write_card(args: PushArguments, model_dir: Path, stage: Path, config) -> dic
         metrics = select_metrics(args.metrics, model_dir, names)
         figure_links = copy_figures([Path(args.metrics).parent, model_dir], stage)
         shutil.copy2(args.metrics, stage / "metrics.json")
-    training_args, data_args = training_details(model_dir)
+    training_args, record = training_details(model_dir)
     card = build_model_card(
         metrics, repo_id=args.repo_id, model_name=args.model_name or args.repo_id.split("/")[1],
         label_names=names, base_model=getattr(config, "backbone", None), datasets=list(args.dataset_id),
-        dataset_name=args.dataset_name or _default_dataset_name(data_args), dataset_split=args.dataset_split,
-        dataset_config=args.dataset_config, license=args.license, training_args=training_args, **figure_links,
+        dataset_name=args.dataset_name or _default_dataset_name(record), dataset_split=args.dataset_split,
+        dataset_config=args.dataset_config, license=args.license, training_args=training_args, record=record,
+        model_config=config.to_dict(), **figure_links,
     )
     card.save(stage / "README.md")
     return metrics

@@ -5,7 +5,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from grefel_hf.metrics.classification import compute_classification_metrics
-from grefel_hf.model_card import build_model_card
+from grefel_hf.model_card import TrainingRecord, build_model_card
 
 NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 CARD_KWARGS = dict(repo_id="someone/grefel-resnet18-fer2013", model_name="grefel-resnet18-fer2013",
@@ -32,7 +32,8 @@ def save_and_load(card, tmp_path):
 def test_metadata_and_model_index_round_trip(tmp_path, metrics):
     training_args = {"learning_rate": 3e-4, "num_train_epochs": 40, "per_device_train_batch_size": 64,
                      "seed": 1234, "max_steps": -1, "logging_dir": "/somewhere"}
-    card = save_and_load(build_model_card(metrics, training_args=training_args,
+    record = TrainingRecord(dataset="fer2013", backbone_weights="resnet18-imagenet.safetensors")
+    card = save_and_load(build_model_card(metrics, training_args=training_args, record=record,
                                           confusion_matrix_image="confusion_matrix.png", **CARD_KWARGS), tmp_path)
     data = card.data.to_dict()
     assert data["library_name"] == "transformers"
@@ -98,3 +99,23 @@ def test_bad_metrics_are_rejected(metrics):
         build_model_card(metrics, **{**CARD_KWARGS, "label_names": NAMES[::-1]})
     with pytest.raises(ValueError, match="missing metrics.json key"):
         build_model_card({"accuracy": 0.5}, **CARD_KWARGS)
+
+
+def test_a_card_states_the_training_data_and_start_and_drops_what_does_not_apply(tmp_path, metrics):
+    config = {"backbone": "resnet18", "image_size": 64, "embed_dim": 128, "primary_input": "backbone",
+              "bogus": 1}
+    synthetic = TrainingRecord(dataset="synthetic")
+    text = save_and_load(build_model_card(metrics, record=synthetic, model_config=config,
+                                          training_args={"train_runtime": 183.4, "warmup_steps": 0.05},
+                                          **CARD_KWARGS), tmp_path).text
+    assert "**Not for real faces.**" in text and "web-scraped" not in text  # no FER2013 note for generated faces
+    assert "trained on `synthetic`" in text and "reads 64x64 pixel" in text and "random initialisation" in text
+    assert "| `primary_input` | backbone |" in text and "bogus" not in text
+    assert "| `train_runtime` | 183 s |" in text and "| `warmup_steps` | 0.05 (fraction of the training steps) |" in text
+    data = save_and_load(build_model_card(metrics, record=synthetic, **CARD_KWARGS), tmp_path).data.to_dict()
+    assert "base_model" not in data  # random initialisation: nothing to name
+    tuned = TrainingRecord(dataset="ferplus", fine_tuned_from="someone/grefel-base")
+    data = save_and_load(build_model_card(metrics, record=tuned, **CARD_KWARGS), tmp_path).data.to_dict()
+    assert data["base_model"] == "someone/grefel-base"
+    unrecorded = save_and_load(build_model_card(metrics, **CARD_KWARGS), tmp_path)
+    assert "base_model" not in unrecorded.data.to_dict() and "was not recorded" in unrecorded.text

@@ -103,7 +103,7 @@ def test_cli_local_dir_stages_a_validated_folder_and_card(trained, tmp_path):
     card = ModelCard.load(stage / "README.md")
     data = card.data.to_dict()
     assert data["library_name"] == "transformers" and data["pipeline_tag"] == "image-classification"
-    assert data["license"] == "mit" and data["base_model"] == "timm/test_resnet"
+    assert data["license"] == "mit" and "base_model" not in data  # the recorded run started from random weights
     assert {"grefel", "custom_code", "facial-expression-recognition"} <= set(data["tags"])
     index_metrics = {(m["type"], (m.get("args") or {}).get("average")): m["value"]
                      for m in data["model-index"][0]["results"][0]["metrics"]}
@@ -118,7 +118,9 @@ def test_cli_local_dir_stages_a_validated_folder_and_card(trained, tmp_path):
         assert f"| {name} |" in text
     assert "Input must be a face crop" in text
     assert "](confusion_matrix.png)" in text and "reliability_diagram.png" not in text
-    assert "| `learning_rate` | 0.0007 |" in text and "| `train_loss` | 1.25 |" in text
+    assert "| `learning_rate` | 0.0007 |" in text and "| `train_loss` | 1.2500 |" in text
+    assert "| `epoch` | 3 epochs |" in text and "Trained from random initialisation" in text
+    assert "Training data: `fer2013`" in text and "| `image_size` | 48 |" in text
 
 
 def test_validation_catches_missing_code_and_wrong_logits(trained, tmp_path):
