@@ -97,7 +97,7 @@ def run_cli(
 ) -> int:
     """Parse `argv`, build the dataset with `load_fn` and write it. Returns the process exit code.
 
-    Errors in the input data are logged as one clear line (exit code 1) rather than a traceback.
+    Errors in the input data are logged as one clear line (exit status 2) rather than a traceback.
     """
     args = build_parser(description, options, needs_data_dir).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -118,5 +118,5 @@ def run_cli(
             logger.info("pushed to the Hub dataset repo %s", args.push_to_hub)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         logger.error("%s", err)
-        return 1
+        return 2
     return 0

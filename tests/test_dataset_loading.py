@@ -114,7 +114,7 @@ def test_cli_reports_bad_input_and_offline_push_clearly(tmp_path):
         str(tmp_path / "cache"),
         cwd=tmp_path,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "fer2013.csv line 1: expected the header emotion,pixels,Usage" in result.stderr
     assert "Traceback" not in result.stderr
     result = run_module(
@@ -133,7 +133,7 @@ def test_cli_reports_bad_input_and_offline_push_clearly(tmp_path):
         str(tmp_path / "cache"),
         cwd=tmp_path,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert (
         "push_to_hub('someone/synthetic-fer') failed" in result.stderr and "HF_HUB_OFFLINE" in result.stderr
     )
