@@ -1,8 +1,8 @@
 """grefel_hf: GReFEL facial-expression recognition as a native Hugging Face transformers model.
 
 Importing the package registers the GReFEL classes with the transformers Auto classes (once), so
-`AutoModel.from_pretrained(folder)` and `pipeline("image-classification", model=folder)` work without
-`trust_remote_code`. Saved folders also carry the modeling code, for users who do not install this package.
+`AutoModel.from_pretrained(folder)`, `pipeline("image-classification", model=folder)` and
+`pipeline("facial-expression-recognition", model=folder)` work without `trust_remote_code`. Saved folders also carry the modeling code, for users who do not install this package.
 """
 
 from .auto_registration import register_auto_classes
@@ -10,6 +10,7 @@ from .configuration_grefel import FER2013_EMOTIONS, GReFELConfig
 from .factory import build_image_processor, create_model
 from .hub import save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
+from .inference.default_model import default_model_path
 from .modeling_grefel import (
     GReFELForImageClassification,
     GReFELImageClassifierOutput,
@@ -17,6 +18,7 @@ from .modeling_grefel import (
     GReFELModelOutput,
     GReFELPreTrainedModel,
 )
+from .pipeline_grefel import FacialExpressionRecognitionPipeline, GReFELImageClassificationPipeline
 
 register_auto_classes()
 
@@ -24,8 +26,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FER2013_EMOTIONS",
+    "FacialExpressionRecognitionPipeline",
     "GReFELConfig",
     "GReFELForImageClassification",
+    "GReFELImageClassificationPipeline",
     "GReFELImageClassifierOutput",
     "GReFELImageProcessor",
     "GReFELImageProcessorPil",
@@ -34,6 +38,7 @@ __all__ = [
     "GReFELPreTrainedModel",
     "build_image_processor",
     "create_model",
+    "default_model_path",
     "register_auto_classes",
     "save_grefel_folder",
 ]

@@ -11,10 +11,15 @@ Two registrations happen together:
 from __future__ import annotations
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_grefel import GReFELConfig
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
 from .modeling_grefel import GReFELForImageClassification, GReFELModel
+from .pipeline_grefel import FacialExpressionRecognitionPipeline, GReFELImageClassificationPipeline
+
+FER_TASK = "facial-expression-recognition"
+"""The pipeline task of `FacialExpressionRecognitionPipeline`."""
 
 _registered = False
 
@@ -37,7 +42,36 @@ def register_auto_classes() -> None:
     GReFELForImageClassification.register_for_auto_class("AutoModelForImageClassification")
     GReFELImageProcessor.register_for_auto_class("AutoImageProcessor")
     GReFELImageProcessorPil.register_for_auto_class("AutoImageProcessor")
+    _register_pipelines()
     _registered = True
 
 
-__all__ = ["register_auto_classes"]
+class _BundledModelDefault(dict):
+    """`pipeline(FER_TASK)`'s default model, looked up only when a pipeline is made without one (so a missing
+    bundled model is a clear error then, and nothing is read at import)."""
+
+    def __contains__(self, key) -> bool:
+        return key == "model"
+
+    def __getitem__(self, key):
+        if key != "model":
+            raise KeyError(key)
+        from .inference.default_model import default_model_path
+
+        return str(default_model_path()), None
+
+
+def _register_pipelines() -> None:
+    """`pipeline(FER_TASK)`, and image-classification reading images as the GReFEL processor does.
+
+    transformers' own image-classification entry keeps its default model and type; only its class becomes
+    `GReFELImageClassificationPipeline`, which behaves exactly like transformers' for every non-GReFEL model.
+    """
+    PIPELINE_REGISTRY.register_pipeline(FER_TASK, pipeline_class=FacialExpressionRecognitionPipeline,
+                                        pt_model=AutoModelForImageClassification, default=_BundledModelDefault(),
+                                        type="image")
+    tasks = PIPELINE_REGISTRY.supported_tasks
+    tasks["image-classification"] = {**tasks["image-classification"], "impl": GReFELImageClassificationPipeline}
+
+
+__all__ = ["FER_TASK", "register_auto_classes"]

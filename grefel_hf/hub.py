@@ -6,12 +6,24 @@ import logging
 import os
 from pathlib import Path
 
-from .auto_registration import register_auto_classes
+from transformers.dynamic_module_utils import custom_object_save
+
+from .auto_registration import FER_TASK, register_auto_classes
+from .pipeline_grefel import FacialExpressionRecognitionPipeline
 
 logger = logging.getLogger(__name__)
 
-REMOTE_CODE_FILES = ("configuration_grefel.py", "modeling_grefel.py", "losses.py", "image_processing_grefel.py")
+REMOTE_CODE_FILES = ("configuration_grefel.py", "modeling_grefel.py", "losses.py", "image_processing_grefel.py",
+                     "pipeline_grefel.py", "face_detection_grefel.py")
 """The flat modeling files a saved folder carries so that it loads with `trust_remote_code=True`."""
+
+CUSTOM_PIPELINES = {
+    task: {"impl": f"pipeline_grefel.{cls}", "pt": ["AutoModelForImageClassification"], "tf": [], "type": "image"}
+    for task, cls in ((FER_TASK, "FacialExpressionRecognitionPipeline"),
+                      ("image-classification", "GReFELImageClassificationPipeline"))
+}
+"""The `custom_pipelines` of a saved GReFEL config: where `grefel_hf` is not installed, `pipeline(task, model=folder,
+trust_remote_code=True)` takes these classes from the folder's pipeline_grefel.py."""
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES)
 
@@ -31,12 +43,27 @@ def missing_files(folder: str | os.PathLike) -> list[str]:
     return [name for name in REQUIRED_FILES if name not in present]
 
 
+def _save_with_pipelines(model, folder: Path) -> None:
+    """`model.save_pretrained(folder)`; a GReFEL model's config also names the pipeline classes, whose code is
+    copied beside it. The in-memory config is left as it was."""
+    if model.config.model_type != "grefel":
+        model.save_pretrained(folder)
+        return
+    model.config.custom_pipelines = {task: dict(info) for task, info in CUSTOM_PIPELINES.items()}
+    try:
+        model.save_pretrained(folder)
+    finally:
+        del model.config.custom_pipelines
+    custom_object_save(FacialExpressionRecognitionPipeline, folder)  # pipeline_grefel.py and its relative imports
+
+
 def save_grefel_folder(model, image_processor, folder: str | os.PathLike) -> Path:
     """Save `model` and `image_processor` into `folder` so that it loads anywhere.
 
     The folder then works with `AutoModel`/`AutoModelForImageClassification`/`AutoImageProcessor`
     `.from_pretrained(folder, trust_remote_code=True)` and `pipeline("image-classification", model=folder,
-    trust_remote_code=True)` on machines without `grefel_hf`, and without `trust_remote_code` where it is imported.
+    trust_remote_code=True)` (and the same for `"facial-expression-recognition"`) on machines without `grefel_hf`,
+    and without `trust_remote_code` where it is imported.
 
     Raises:
         RuntimeError: a required file was not written (the message names it).
@@ -44,7 +71,7 @@ def save_grefel_folder(model, image_processor, folder: str | os.PathLike) -> Pat
     register_auto_classes()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
+    _save_with_pipelines(model, folder)
     image_processor.save_pretrained(folder)
     missing = missing_files(folder)
     if missing:
@@ -53,4 +80,4 @@ def save_grefel_folder(model, image_processor, folder: str | os.PathLike) -> Pat
     return folder
 
 
-__all__ = ["REMOTE_CODE_FILES", "REQUIRED_FILES", "RUN_CONFIG_FILE", "SELECTION_FILE", "missing_files", "save_grefel_folder"]
+__all__ = ["CUSTOM_PIPELINES", "REMOTE_CODE_FILES", "REQUIRED_FILES", "RUN_CONFIG_FILE", "SELECTION_FILE", "missing_files", "save_grefel_folder"]

@@ -594,13 +594,25 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         cfg = self.config
         rate = cfg.mc_dropout_rate
         if self.training:
-            shape, generator = (cfg.mc_dropout_samples, *hidden.shape), None
+            keep = torch.rand((cfg.mc_dropout_samples, *hidden.shape), device=hidden.device) >= rate
         else:
-            shape = (cfg.mc_dropout_samples, 1, hidden.shape[-1])
-            generator = torch.Generator(device=hidden.device).manual_seed(cfg.mc_dropout_seed)
-        keep = torch.rand(shape, generator=generator, device=hidden.device) >= rate
+            keep = self._inference_dropout_masks(hidden)
         dropped = hidden.unsqueeze(0) * keep.to(hidden.dtype) / (1.0 - rate)
         return torch.softmax(self.primary_head.classifier(dropped) / cfg.primary_temperature, dim=-1)
+
+    def _inference_dropout_masks(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The inference-time keep masks (S, 1, H), drawn from the fixed seed once per device and setting,
+        then reused. Reuse also lets an export by tracing (ONNX) hold them as constants, since a seeded random
+        generator has no ONNX form: run the model once before tracing it."""
+        cfg = self.config
+        width = self.primary_head.classifier.in_features  # a plain int, also while tracing
+        key = (width, str(hidden.device), cfg.mc_dropout_samples, cfg.mc_dropout_rate, cfg.mc_dropout_seed)
+        masks = self.__dict__.setdefault("_dropout_mask_cache", {})  # a plain attribute: never in the state dict
+        if key not in masks:
+            generator = torch.Generator(device=hidden.device).manual_seed(cfg.mc_dropout_seed)
+            masks[key] = torch.rand((cfg.mc_dropout_samples, 1, width), generator=generator,
+                                    device=hidden.device) >= cfg.mc_dropout_rate
+        return masks[key]
 
     def _primary_features(self, base: GReFELModelOutput) -> torch.Tensor:
         """The primary head's input: the embedding x or the backbone's pooled features (`config.primary_input`)."""
