@@ -56,6 +56,9 @@ _CONFIG_KWARGS = frozenset({
 })
 """Keys transformers itself passes to a config beside its fields; they are never "unknown"."""
 
+_IS_REMOTE_COPY = __name__.startswith("transformers_modules")
+"""True for the copy of this file that transformers loads from a saved folder (`trust_remote_code=True`)."""
+
 
 def check_label_maps(config) -> None:
     """Refuse `id2label` maps whose ids are not exactly 0..N-1 or whose names repeat (the message names the field)."""
@@ -214,6 +217,11 @@ class GReFELConfig(PreTrainedConfig):
         if kwargs.get("primary_pool_grid", 1) not in (1, None):
             raise ValueError(f"this config was saved with primary_pool_grid={kwargs['primary_pool_grid']}, whose "
                              "primary head this version of GReFEL no longer builds; retrain with the default")
+        # A saved folder names its pipeline classes (pipeline_grefel.py) in `custom_pipelines` for machines without
+        # grefel_hf, where transformers reads them from the remote copy of this config. The package's own config
+        # drops them: with grefel_hf imported, `pipeline()` takes the registered classes, without
+        # `trust_remote_code`.
+        custom_pipelines = kwargs.pop("custom_pipelines", None)
         drop_unknown_kwargs(type(self).__name__, kwargs, RETIRED_FIELDS)
         if self.id2label is None and "num_labels" not in kwargs:
             self.id2label = dict(enumerate(FER2013_EMOTIONS))
@@ -229,6 +237,8 @@ class GReFELConfig(PreTrainedConfig):
             ["primary_probs", "corrected_probs", "confidences", "embeddings", "loss_parts"],
         )
         super().__post_init__(**kwargs)
+        if custom_pipelines and _IS_REMOTE_COPY:
+            self.custom_pipelines = custom_pipelines
         check_label_maps(self)
         # transformers leaves label2id empty when only id2label (or num_labels) is given: always keep both.
         self.label2id = {name: int(idx) for idx, name in self.id2label.items()}

@@ -1,0 +1,46 @@
+"""Shared pieces of the inference and pipeline tests: a tiny saved GReFEL model and real photographs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from conftest import tiny_grefel_config
+
+from grefel_hf import GReFELForImageClassification, build_image_processor, save_grefel_folder
+from grefel_hf.face_detection_grefel import FaceBox
+
+ASTRONAUT_FACE = FaceBox(175, 60, 95, 105)
+"""The astronaut's face in `skimage.data.astronaut()` (512 x 512), marked by hand: hairline to chin, ear to ear."""
+
+
+def save_tiny_model(folder: Path, backbone: str = "test_resnet", seed: int = 0, **overrides) -> Path:
+    """A random tiny GReFEL model saved as a self-contained folder (48 px input)."""
+    torch.manual_seed(seed)
+    model = GReFELForImageClassification(tiny_grefel_config(backbone, **overrides)).eval()
+    return save_grefel_folder(model, build_image_processor(model.config), folder)
+
+
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+def chelsea() -> np.ndarray:
+    from skimage import data
+
+    return data.chelsea()
+
+
+def write_astronaut_video(path: Path, frames: int = 6, side: int = 256, fps: float = 10.0) -> Path:
+    """A short mp4 (OpenCV VideoWriter) of the astronaut photo drifting sideways."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (side, side))
+    photo = cv2.cvtColor(cv2.resize(astronaut(), (side, side)), cv2.COLOR_RGB2BGR)
+    for i in range(frames):
+        writer.write(np.roll(photo, 2 * i, axis=1))
+    writer.release()
+    return path
