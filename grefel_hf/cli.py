@@ -1,4 +1,5 @@
-"""The `grefel-hf` command: `grefel-hf evaluate --model_dir M --dataset NAME_OR_PATH --output_dir OUT [...]`."""
+"""The `grefel-hf` command: `grefel-hf evaluate --model_dir M --dataset NAME_OR_PATH --output_dir OUT [...]`, and
+`predict`, `export-onnx` and `explain` (`grefel_hf.inference.commands`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 from collections.abc import Sequence
 
 from .evaluation.runner import EvaluationOptions, run_evaluation
+from .inference.commands import COMMANDS as INFERENCE_COMMANDS
+from .inference.commands import add_inference_parsers, run_inference_command
 
 logger = logging.getLogger("grefel_hf")
 
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grefel-hf", description="GReFEL facial-expression recognition tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _evaluate_parser(subparsers)
+    add_inference_parsers(subparsers)
     return parser
 
 
@@ -49,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `grefel-hf` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    if args.command in INFERENCE_COMMANDS:
+        return run_inference_command(args)
     try:
         options = EvaluationOptions(
             model_dir=args.model_dir, dataset=args.dataset, output_dir=args.output_dir, data_dir=args.data_dir,

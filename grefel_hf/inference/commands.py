@@ -1,0 +1,143 @@
+"""The `grefel-hf predict`, `export-onnx` and `explain` subcommands: their options and how each runs.
+
+Every error a user can cause (a missing file, a bad option, a missing optional package) is one log line and exit
+status 2; `predict` also exits 2 when nothing at all could be processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ..face_detection_grefel import FACE_DETECTORS
+from .default_model import resolve_model_path
+
+logger = logging.getLogger("grefel_hf")
+
+USER_ERRORS = (FileNotFoundError, ValueError, ImportError)
+
+_MODEL_HELP = ("saved model folder (train_hf.py or save_grefel_folder output){}; default: the model bundled with "
+               "grefel_hf, when there is one")
+
+
+def _face_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--face_detector", default="haar", choices=FACE_DETECTORS,
+                   help="haar: OpenCV's frontal-face Haar cascade; haar_profile: also faces in profile; none: each "
+                        "image is already one face crop (default: haar)")
+    p.add_argument("--margin", type=float, default=0.2,
+                   help="margin around each face box, as a fraction of its size (default: 0.2)")
+    p.add_argument("--align", action="store_true", help="rotate each face so that its eyes are level")
+    p.add_argument("--min_face_size", type=int, default=24, help="smallest face side in pixels (default: 24)")
+
+
+def _predict_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="expressions of every face in images, folders, globs and videos",
+        description="Writes one row per face (source, frame, box_x, box_y, box_w, box_h, label, score, reliability, "
+                    "prob_<label>...), or one no_face row per image or frame without a face; per video a summary "
+                    "and an emotion-over-time plot; and <output stem>.summary.json with what was skipped.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive), globs, videos")
+    p.add_argument("--model", default=None, help=_MODEL_HELP.format(", or a .onnx file from export-onnx"))
+    p.add_argument("--output", required=True, help="the rows file, .csv or .jsonl")
+    p.add_argument("--format", default=None, choices=("csv", "jsonl"), help="default: from --output's extension")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="auto: onnx for a .onnx --model, torch otherwise")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--batch_size", type=int, default=32, help="faces per forward pass, across files and frames")
+    p.add_argument("--frame_stride", type=int, default=1, help="process every N-th video frame (default: 1)")
+    p.add_argument("--max_frames", type=int, default=None, help="at most this many processed frames per video")
+    _face_options(p)
+    p.add_argument("--annotate", default=None, metavar="DIR",
+                   help="write copies of the images (and videos, as mp4) with boxes and labels to DIR")
+    p.add_argument("--summary_dir", default=None,
+                   help="where per-video summaries and plots go (default: <output stem>_videos beside --output)")
+    p.add_argument("--tta_views", type=int, default=1, help="test-time augmentation views, 1..6 (1: none)")
+    p.add_argument("--tta_shift", type=float, default=0.05, help="TTA shift as a fraction of the face size")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+
+
+def _export_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export-onnx", help="export a saved model to ONNX (dynamic batch) and check it against PyTorch",
+        description="Fails (exit status 2, file removed) when a class probability differs from PyTorch by more "
+                    "than --tolerance.")
+    p.add_argument("--model", default=None, help=_MODEL_HELP.format(""))
+    p.add_argument("--output", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted difference (default: 1e-4)")
+
+
+def _explain_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "explain", help="nearest class anchors and a saliency overlay for every face of an image",
+        description="Writes <stem>_face<i>_saliency.png per face and <stem>_explanation.json to --output_dir.")
+    p.add_argument("image", help="the image file")
+    p.add_argument("--model", default=None, help=_MODEL_HELP.format(""))
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--anchors", type=int, default=5, help="nearest anchors listed per face (default: 5)")
+    _face_options(p)
+
+
+def add_inference_parsers(subparsers) -> None:
+    """Add the predict, export-onnx and explain subcommands to the `grefel-hf` parser."""
+    _predict_parser(subparsers)
+    _export_parser(subparsers)
+    _explain_parser(subparsers)
+
+
+def _predict(args) -> int:
+    from .predict import PredictOptions, run_predict
+
+    options = PredictOptions(
+        inputs=args.inputs, output=args.output, model=args.model, format=args.format, backend=args.backend,
+        device=args.device, batch_size=args.batch_size, frame_stride=args.frame_stride,
+        max_frames=args.max_frames, face_detector=args.face_detector, margin=args.margin, align=args.align,
+        min_face_size=args.min_face_size, annotate_dir=args.annotate, summary_dir=args.summary_dir,
+        tta_views=args.tta_views, tta_shift=args.tta_shift, progress=not args.no_progress,
+    )
+    report = run_predict(options)
+    if report.summary.processed == 0:
+        logger.error("grefel-hf predict: nothing could be processed (%s); see %s", report.summary.describe(),
+                     report.summary_file)
+        return 2
+    logger.info("wrote %s and %s", report.output, report.summary_file)
+    return 0
+
+
+def _export(args) -> int:
+    from .onnx_export import export_onnx
+
+    report = export_onnx(resolve_model_path(args.model), args.output, args.opset, args.tolerance)
+    logger.info("%s", report.describe())
+    logger.info("wrote %s", report.path)
+    return 0
+
+
+def _explain(args) -> int:
+    from .explain import explain_image
+
+    report = explain_image(args.image, resolve_model_path(args.model), args.output_dir, args.face_detector,
+                           args.margin, args.align, args.min_face_size, args.anchors)
+    if not report.faces:
+        logger.info("no face found in %s", args.image)
+    for face in report.faces:
+        near = ", ".join(f"{n.label}#{n.anchor} ({n.distance:.3f})" for n in face.nearest_anchors[:3])
+        logger.info("face %s: %s %.2f, nearest anchors %s; %s", face.box, face.label, face.score, near,
+                    face.saliency_file)
+    logger.info("wrote %s", report.json_file)
+    return 0
+
+
+COMMANDS = {"predict": _predict, "export-onnx": _export, "explain": _explain}
+
+
+def run_inference_command(args) -> int:
+    """Run the subcommand `args.command`; user errors are one log line and exit status 2."""
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as err:
+        logger.error("grefel-hf %s: %s", args.command, err)
+        return 2
+
+
+__all__ = ["COMMANDS", "add_inference_parsers", "run_inference_command"]

@@ -1,0 +1,167 @@
+"""`grefel-hf export-onnx`: a saved model as an ONNX file with a dynamic batch size, checked against PyTorch.
+
+The file takes `pixel_values` (batch, 3, H, W) and gives `probabilities` (batch, num_labels) and `reliability`
+(batch,). Its metadata carries the class names and the image processor's settings, so `grefel-hf predict
+--backend onnx` needs nothing but the file. The export runs onnxruntime on random and on processed real-format
+images (gray, RGB, RGBA, 16-bit) at several batch sizes and fails when a class probability differs from PyTorch by
+more than the tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from .backends import METADATA_LABELS, METADATA_PROCESSOR, ONNX_HINT, require_onnxruntime
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+DEFAULT_TOLERANCE = 1e-4
+"""Largest accepted difference of a class probability between ONNX Runtime and PyTorch."""
+
+
+class ProbabilityModel(nn.Module):
+    """The exported graph: pixel values → (class probabilities, reliability)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.model(pixel_values=pixel_values, return_dict=True)
+        return torch.softmax(outputs.logits.float(), dim=-1), outputs.reliability.float()
+
+
+@dataclass
+class ParityCheck:
+    """One comparison: `max_abs_diff` of the class probabilities of ONNX Runtime and PyTorch on `name`."""
+
+    name: str
+    batch_size: int
+    max_abs_diff: float
+    same_labels: bool
+
+
+@dataclass
+class OnnxExportReport:
+    """The written file and its parity checks against PyTorch."""
+
+    path: Path
+    opset: int
+    tolerance: float
+    checks: list[ParityCheck] = field(default_factory=list)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(check.max_abs_diff for check in self.checks)
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{c.name} (batch {c.batch_size}): {c.max_abs_diff:.2e}" for c in self.checks)
+        return (f"ONNX parity, maximum absolute difference of the class probabilities against PyTorch: "
+                f"{self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e}); {parts}")
+
+
+def real_format_images(side: int) -> list[Image.Image]:
+    """Generated images in the formats photos come in: 8-bit gray, RGB, RGBA with transparency, 16-bit gray."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, side)[None, :] * np.linspace(0.3, 1, side)[:, None]
+    gray = (ramp * 200 + rng.integers(0, 55, (side, side))).astype(np.uint8)
+    rgb = np.stack([gray, gray[::-1], gray[:, ::-1]], axis=-1)
+    alpha = np.where(ramp > 0.4, 255, 80).astype(np.uint8)
+    return [Image.fromarray(gray, "L"), Image.fromarray(rgb, "RGB"),
+            Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+            Image.fromarray(gray.astype(np.uint16) * 257)]
+
+
+def parity_inputs(processor, config) -> dict[str, torch.Tensor]:
+    """The batches the export is checked on: random pixel values (batch 1 and 3) and processed images."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (config.num_channels, config.image_size, config.image_size)
+    images = real_format_images(max(config.image_size, 48) + 13)
+    return {
+        "random": torch.randn((1, *shape), generator=generator),
+        "random batch": torch.randn((3, *shape), generator=generator),
+        "real-format images": processor(images=images, return_tensors="pt")["pixel_values"].float(),
+    }
+
+
+def _write_metadata(path: Path, model, processor) -> None:
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError(f"exporting to ONNX needs the onnx package: {ONNX_HINT}") from err
+    graph = onnx.load(str(path))
+    metadata = {METADATA_LABELS: json.dumps({str(k): v for k, v in model.config.id2label.items()}),
+                METADATA_PROCESSOR: json.dumps(processor.to_dict()),
+                "grefel_model_type": model.config.model_type}
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(path))
+
+
+def _trace(wrapper: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            wrapper, (example,), str(path), input_names=["pixel_values"],
+            output_names=["probabilities", "reliability"], opset_version=opset, dynamo=False,
+            dynamic_axes={"pixel_values": {0: "batch"}, "probabilities": {0: "batch"}, "reliability": {0: "batch"}},
+        )
+
+
+def check_parity(path: Path, wrapper: nn.Module, inputs: dict[str, torch.Tensor]) -> list[ParityCheck]:
+    """Compare ONNX Runtime with PyTorch on every batch of `inputs`."""
+    ort = require_onnxruntime()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    checks = []
+    for name, pixels in inputs.items():
+        with torch.no_grad():
+            expected = wrapper(pixels)[0].numpy()
+        actual = session.run(None, {"pixel_values": pixels.numpy()})[0]
+        same = bool((expected.argmax(-1) == actual.argmax(-1)).all())
+        checks.append(ParityCheck(name, len(pixels), float(np.abs(expected - actual).max()), same))
+    return checks
+
+
+def export_onnx(model_dir: str | Path, output: str | Path, opset: int = DEFAULT_OPSET,
+                tolerance: float = DEFAULT_TOLERANCE) -> OnnxExportReport:
+    """Export the model saved in `model_dir` to `output` and check it (see the module docstring).
+
+    Raises:
+        FileNotFoundError: no saved model in `model_dir`. ImportError: onnx or onnxruntime is missing.
+        ValueError: the parity check failed (the file is removed; the message gives the differences).
+    """
+    model_dir, output = Path(model_dir), Path(output)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"--model {model_dir} is not a saved model folder (no config.json)")
+    require_onnxruntime()
+    model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    wrapper = ProbabilityModel(model).eval()
+    inputs = parity_inputs(processor, model.config)
+    with torch.no_grad():
+        wrapper(inputs["random batch"])  # run once eagerly: fixed inference-time state becomes graph constants
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _trace(wrapper, inputs["random batch"], output, opset)
+    wrapper.eval()  # the exporter restores the mode the wrapper had; keep it in inference mode regardless
+    _write_metadata(output, model, processor)
+    report = OnnxExportReport(output, opset, tolerance, check_parity(output, wrapper, inputs))
+    if report.max_abs_diff > tolerance:
+        output.unlink()
+        raise ValueError(f"the ONNX export failed its parity check and was removed: {report.describe()}")
+    return report
+
+
+__all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "OnnxExportReport", "ParityCheck", "ProbabilityModel",
+           "check_parity", "export_onnx", "parity_inputs", "real_format_images"]

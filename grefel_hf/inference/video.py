@@ -1,0 +1,91 @@
+"""Reading video frames and writing annotated videos, with OpenCV."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..face_detection_grefel import OPENCV_HINT
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FPS = 25.0
+"""Frame rate assumed for a video that does not state one."""
+
+
+def require_opencv():
+    """The cv2 module, or an ImportError that says what to install."""
+    try:
+        import cv2
+    except ImportError as err:
+        raise ImportError(f"reading and writing videos needs OpenCV: {OPENCV_HINT}") from err
+    return cv2
+
+
+class VideoFrames:
+    """The frames of one video file, every `frame_stride`-th one, at most `max_frames` of them.
+
+    Raises:
+        ValueError: OpenCV cannot open the file (the message names it).
+    """
+
+    def __init__(self, path: str | Path, frame_stride: int = 1, max_frames: int | None = None):
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        self.cv2 = require_opencv()
+        self.path, self.frame_stride, self.max_frames = Path(path), frame_stride, max_frames
+        self.capture = self.cv2.VideoCapture(str(path))
+        if not self.capture.isOpened():
+            self.capture.release()
+            raise ValueError(f"{path}: OpenCV cannot open this file as a video")
+        fps = float(self.capture.get(self.cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if fps > 0 else DEFAULT_FPS
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(frame index, RGB uint8 frame) pairs; the file is closed at the end."""
+        taken, index = 0, 0
+        try:
+            while self.max_frames is None or taken < self.max_frames:
+                if index % self.frame_stride:
+                    if not self.capture.grab():
+                        break
+                    index += 1
+                    continue
+                ok, frame = self.capture.read()
+                if not ok or frame is None:
+                    break
+                yield index, self.cv2.cvtColor(frame, self.cv2.COLOR_BGR2RGB)
+                taken += 1
+                index += 1
+        finally:
+            self.capture.release()
+
+
+class Mp4Writer:
+    """Writes RGB frames to an mp4 file (codec mp4v), opened with the size of the first frame."""
+
+    def __init__(self, path: str | Path, fps: float):
+        self.cv2 = require_opencv()
+        self.path, self.fps, self._writer = Path(path), fps, None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is None:
+            height, width = frame.shape[:2]
+            fourcc = self.cv2.VideoWriter_fourcc(*"mp4v")
+            self._writer = self.cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise OSError(f"OpenCV cannot write the video {self.path}")
+        self._writer.write(self.cv2.cvtColor(np.ascontiguousarray(frame), self.cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+__all__ = ["DEFAULT_FPS", "Mp4Writer", "VideoFrames", "require_opencv"]
