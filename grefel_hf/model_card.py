@@ -290,7 +290,7 @@ def build_model_card(
     record: TrainingRecord | None = None, model_config: Mapping[str, Any] | None = None,
     confusion_matrix_image: str | None = None, reliability_diagram_image: str | None = None,
     training_curves_image: str | None = None, dataset_config: str | None = None, extra_tags: Sequence[str] = (),
-    extra_sections: Mapping[str, str] | None = None,
+    extra_sections: Mapping[str, str] | None = None, usage: str | None = None,
 ) -> ModelCard:
     """Build the Hub model card of a GReFEL checkpoint.
 
@@ -312,6 +312,7 @@ def build_model_card(
             of figures in the repository.
         extra_tags: tags added to the default ones.
         extra_sections: more Markdown sections, heading -> body, placed before the citation.
+        usage: the "How to use" section's Markdown, instead of the Hub snippets built from `repo_id`.
     """
     _check_card_metrics(metrics, label_names)
     data = build_card_data(metrics, model_name=model_name, base_model=_pretrained_base(base_model, record), datasets=datasets,
@@ -321,7 +322,7 @@ def build_model_card(
               "Training curves": training_curves_image}
     kind = dataset_kind(record.dataset if record else None, *datasets, dataset_name)
     body = [_intro(model_name, label_names, base_model, model_config, record),
-            _usage_section(repo_id, len(label_names)), _model_section(model_config, record),
+            usage or _usage_section(repo_id, len(label_names)), _model_section(model_config, record),
             _results_section(metrics, dataset_name, dataset_split, images), _training_section(training_args),
             _limitations_section(kind)]
     body += [f"## {heading}\n\n{text.strip()}" for heading, text in (extra_sections or {}).items()]

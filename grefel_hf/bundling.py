@@ -1,0 +1,179 @@
+"""Turning a trained model folder into the model that ships inside the package (`grefel_hf/pretrained/<name>/`).
+
+The bundle is a normal saved GReFEL folder (config, processor config, remote code) whose weights are stored in
+float16 (half the size; they load back as float32, so predictions use float32 arithmetic), plus:
+
+- `validation_metrics.json`: the evaluation CLI's metrics of exactly these weights on the validation split;
+- `provenance.json`: how they were made (recipe, command, seed, commit, training data) and the SHA-256 of
+  `model.safetensors`;
+- `README.md`: a model card built from the two, with the licences of the training data, the intended use and its
+  limits. Its model-index figures are those of `validation_metrics.json`; its text records the checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .hub import save_grefel_folder
+from .metrics.classification import check_metrics_dict
+from .model_card import TrainingRecord, build_model_card
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "validation_metrics.json"
+PROVENANCE_FILE = "provenance.json"
+
+
+@dataclass
+class Provenance:
+    """How the bundled weights were made, as the card and `provenance.json` state it.
+
+    Args:
+        name: the bundle's name (its folder under `grefel_hf/pretrained/`).
+        recipe: the recipe file that reproduces the run.
+        command: the exact training command.
+        seed: the training seed.
+        commit: the commit the run trained at.
+        dataset: the training data, in words (for example "FER+ (FER2013Train, majority labels)").
+        dataset_id: the builder name (`ferplus`, `fer2013`).
+        evaluation_dataset: the validation data, in words (for example "FER+ FER2013Valid, majority labels").
+        evaluation_command: the command behind `validation_metrics.json`.
+        backbone_weights: the pretrained weights the backbone started from.
+        licences: the licences of the training data, in words.
+        notes: further Markdown for the card (what was tried, how the run was chosen), or "".
+    """
+
+    name: str
+    recipe: str
+    command: str
+    seed: int
+    commit: str
+    dataset: str
+    dataset_id: str
+    evaluation_dataset: str
+    evaluation_command: str
+    backbone_weights: str | None
+    licences: str
+    notes: str = ""
+
+
+def sha256_of(path: str | Path) -> str:
+    """The hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def store_weights_in_half_precision(folder: Path) -> None:
+    """Rewrite `folder/model.safetensors` with its floating-point tensors in float16 (integers stay as they are).
+
+    The config keeps `dtype` float32, so `from_pretrained` loads the weights back as float32.
+    """
+    path = folder / WEIGHTS_FILE
+    tensors = load_file(path)
+    half = {name: t.to(torch.float16) if t.is_floating_point() else t for name, t in tensors.items()}
+    save_file(half, path, metadata={"format": "pt"})
+    path.chmod(0o644)  # readable by everyone once installed as package data
+
+
+def _provenance_section(provenance: Provenance, checksum: str) -> str:
+    """The card's provenance text: recipe, command, seed, commit, evaluation command and checksum."""
+    return "\n".join([
+        f"Trained with `{provenance.recipe}` at commit `{provenance.commit}` (seed {provenance.seed}):",
+        "", "```bash", provenance.command, "```", "",
+        "Validation figures (the validation split only; no test split was used to choose anything):",
+        "", "```bash", provenance.evaluation_command, "```", "",
+        f"SHA-256 of `{WEIGHTS_FILE}` (float16): `{checksum}`",
+        *([""] + [provenance.notes] if provenance.notes else []),
+    ])
+
+
+_BUNDLE_USAGE = """## How to use
+
+This model ships inside the `grefel_hf` package and is its default, so nothing is downloaded. On a photo or a video
+(faces are detected, cropped and classified, one row per face):
+
+```bash
+grefel-hf predict photo.jpg --output results.csv
+```
+
+```python
+from transformers import pipeline
+import grefel_hf  # registers the facial-expression-recognition pipeline
+
+faces = pipeline("facial-expression-recognition")   # this model, unless model=... is given
+faces("photo.jpg")  # [{"box": (x, y, w, h), "label": ..., "score": ..., "reliability": ..., "top_k": [...]}]
+```
+
+On a face crop, through the Auto classes: `AutoModelForImageClassification.from_pretrained(grefel_hf.pretrained_model_path())`.
+The model's `logits` are the **log** of its final class distribution (`logits.exp()` are the probabilities), and every
+output carries a `reliability` score in [0, 1]."""
+
+
+def write_bundle_card(folder: Path, model, metrics: Mapping[str, Any], provenance: Provenance,
+                      checksum: str) -> None:
+    """README.md of the bundle, from its validation metrics and provenance."""
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    record = TrainingRecord(dataset=provenance.dataset_id, backbone_weights=provenance.backbone_weights)
+    card = build_model_card(
+        dict(metrics), repo_id=str(folder), model_name=provenance.name, label_names=names,
+        base_model=model.config.backbone, datasets=[], dataset_name=provenance.evaluation_dataset,
+        dataset_split="validation", license="apache-2.0", record=record, model_config=model.config.to_dict(),
+        extra_sections={"Training data and licences": f"Trained on {provenance.dataset}.\n\n{provenance.licences}",
+                        "Provenance": _provenance_section(provenance, checksum)},
+        usage=_BUNDLE_USAGE,
+    )
+    card.save(folder / "README.md")
+
+
+def write_bundle_weights(model, processor, output_dir: str | Path) -> Path:
+    """Save `model` (its selected weights and inference mode) and `processor` into `output_dir`, the weights in
+    float16. Evaluate that folder next, then call `finish_bundle`."""
+    folder = Path(output_dir)
+    save_grefel_folder(model, processor, folder)
+    store_weights_in_half_precision(folder)
+    return folder
+
+
+def finish_bundle(folder: str | Path, metrics: Mapping[str, Any], provenance: Provenance) -> str:
+    """Write the validation metrics, the provenance (with the weights' checksum) and the card of a bundle whose
+    weights `write_bundle_weights` saved. Returns the checksum.
+
+    Args:
+        metrics: the evaluation CLI's metrics of the bundle's own (float16) weights on the validation split.
+
+    Raises:
+        ValueError: `metrics` is not one evaluation's metrics, comes from another split, or from other labels.
+    """
+    from .modeling_grefel import GReFELForImageClassification
+
+    folder = Path(folder)
+    check_metrics_dict(dict(metrics))
+    if metrics.get("split") != "validation":
+        raise ValueError(f"the bundle's figures must come from the validation split, got {metrics.get('split')!r}")
+    model = GReFELForImageClassification.from_pretrained(folder)
+    if list(metrics["labels"]) != [model.config.id2label[i] for i in range(model.config.num_labels)]:
+        raise ValueError(f"the metrics' labels {metrics['labels']} are not the bundled model's")
+    checksum = sha256_of(folder / WEIGHTS_FILE)
+    (folder / METRICS_FILE).write_text(json.dumps(dict(metrics), indent=2, sort_keys=True))
+    record = {**asdict(provenance), "weights_sha256": checksum, "weights_dtype": "float16"}
+    (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2))
+    write_bundle_card(folder, model, metrics, provenance, checksum)
+    logger.info("bundled %s into %s (sha256 %s)", provenance.name, folder, checksum)
+    return checksum
+
+
+__all__ = ["METRICS_FILE", "PROVENANCE_FILE", "Provenance", "WEIGHTS_FILE", "finish_bundle", "sha256_of",
+           "store_weights_in_half_precision", "write_bundle_weights"]
