@@ -125,6 +125,20 @@ def test_bad_inputs_are_clear_errors(fer, tmp_path):
         fer(str(good), min_face_size=2)
 
 
+def test_image_classification_on_grefel_names_bad_inputs(folder, tmp_path):
+    classifier = pipeline("image-classification", model=str(folder))
+    good = tmp_path / "good.png"
+    Image.fromarray(astronaut()).save(good)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(ValueError, match=r"image 1.*cut\.png"):
+        classifier([str(good), str(truncated)])
+    with pytest.raises(ValueError, match="empty list"):
+        classifier([])
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        classifier(str(good), top_k=0)
+
+
 def test_no_model_is_a_clear_error_until_one_is_bundled():
     with pytest.raises(FileNotFoundError, match="no model is bundled"):
         pipeline(TASK)

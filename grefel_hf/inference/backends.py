@@ -73,15 +73,21 @@ class OnnxClassifierOutput(ModelOutput):
 
 
 class OnnxClassifier:
-    """An exported GReFEL model in onnxruntime, called like the PyTorch model (`pixel_values=` → output)."""
+    """An exported GReFEL model in onnxruntime, called like the PyTorch model (`pixel_values=` → output).
 
-    def __init__(self, path: str | Path, device: torch.device):
+    `threads`: onnxruntime's CPU threads (None: its default, every core).
+    """
+
+    def __init__(self, path: str | Path, device: torch.device, threads: int | None = None):
         ort = require_onnxruntime()
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = options.inter_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types for unreadable models
             raise ValueError(f"{path}: onnxruntime cannot load this file: {err}") from err
         self.metadata = self.session.get_modelmeta().custom_metadata_map
@@ -133,7 +139,7 @@ class FaceClassifier:
         return probs.float().cpu().numpy(), reliability.float().cpu().numpy()
 
 
-def _torch_classifier(folder: Path, device: torch.device, **tta) -> FaceClassifier:
+def _torch_classifier(folder: Path, device: torch.device, threads: int | None = None, **tta) -> FaceClassifier:
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"--model {folder} is not a saved model folder (no config.json); give a folder "
                                 "saved by train_hf.py or save_grefel_folder, or a .onnx file")
@@ -142,10 +148,10 @@ def _torch_classifier(folder: Path, device: torch.device, **tta) -> FaceClassifi
     return FaceClassifier(model, processor, model.config.id2label, device, backend="torch", **tta)
 
 
-def _onnx_classifier(path: Path, device: torch.device, **tta) -> FaceClassifier:
+def _onnx_classifier(path: Path, device: torch.device, threads: int | None = None, **tta) -> FaceClassifier:
     if not path.is_file():
         raise FileNotFoundError(f"--model {path}: no such ONNX file")
-    model = OnnxClassifier(path, device)
+    model = OnnxClassifier(path, device, threads)
     missing = [key for key in (METADATA_LABELS, METADATA_PROCESSOR) if key not in model.metadata]
     if missing:
         raise ValueError(f"{path} has no {missing} metadata: export it with `grefel-hf export-onnx`")
@@ -155,8 +161,9 @@ def _onnx_classifier(path: Path, device: torch.device, **tta) -> FaceClassifier:
 
 
 def load_classifier(model: str | Path, backend: str = "auto", device: str = "auto", tta_views: int = 1,
-                    tta_shift: float = 0.05) -> FaceClassifier:
-    """The classifier for `model`: a saved folder (PyTorch) or an exported `.onnx` file (ONNX Runtime).
+                    tta_shift: float = 0.05, onnx_threads: int | None = None) -> FaceClassifier:
+    """The classifier for `model`: a saved folder (PyTorch) or an exported `.onnx` file (ONNX Runtime, with
+    `onnx_threads` CPU threads; PyTorch's are set with `torch.set_num_threads`).
 
     Raises:
         FileNotFoundError: the model is not there. ValueError: a backend, device or file that does not fit.
@@ -174,7 +181,7 @@ def load_classifier(model: str | Path, backend: str = "auto", device: str = "aut
         raise ValueError(f"--model {path} is an ONNX file; use --backend onnx (or auto) to run it")
     torch_device = resolve_device(device)
     build = _onnx_classifier if backend == "onnx" else _torch_classifier
-    return build(path, torch_device, tta_views=tta_views, tta_shift=tta_shift)
+    return build(path, torch_device, threads=onnx_threads, tta_views=tta_views, tta_shift=tta_shift)
 
 
 __all__ = ["BACKENDS", "DEVICES", "METADATA_LABELS", "METADATA_PROCESSOR", "ONNX_HINT", "FaceClassifier",
