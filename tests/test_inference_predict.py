@@ -11,7 +11,6 @@ from PIL import Image
 
 from grefel_hf.cli import main as cli_main
 from grefel_hf.face_detection_grefel import FaceBox, box_iou
-from grefel_hf.inference import default_model_path
 from grefel_hf.inference.sources import expand_inputs
 from grefel_hf.inference.summaries import VideoTimeline
 from grefel_hf.inference.writers import (
@@ -118,14 +117,6 @@ def test_bad_options_are_one_line_and_exit_2(folder, tmp_path, caplog, args, mes
     output = [] if "--output" in args else ["--output", str(tmp_path / "r.csv")]
     assert cli_main(base + output + args) == 2
     assert message in caplog.text and "Traceback" not in caplog.text
-
-
-def test_without_a_bundled_model_predict_says_so(tmp_path, caplog):
-    with pytest.raises(FileNotFoundError, match="no model is bundled"):
-        default_model_path()
-    Image.fromarray(astronaut()).save(tmp_path / "a.png")
-    assert cli_main(["predict", str(tmp_path / "a.png"), "--output", str(tmp_path / "r.csv")]) == 2
-    assert "no model is bundled" in caplog.text
 
 
 def test_inputs_expand_folders_recursively_globs_and_count_the_rest(tmp_path):

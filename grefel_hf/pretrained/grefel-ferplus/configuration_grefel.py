@@ -1,0 +1,278 @@
+"""GReFEL model configuration: the network and how it predicts, nothing about how it is trained.
+
+How a model is trained (loss weights, label smoothing, class weights, gradient routing, clipping) lives in the
+training arguments and in `GReFELObjective` (`losses.py`), never in the saved config.
+
+This file is saved next to checkpoints as remote code, so it imports only transformers and the standard
+library, and never the `grefel_hf` package itself.
+"""
+
+from transformers import PreTrainedConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+FER2013_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+_GEOMETRY_VARIANTS = ("basic", "enhanced")
+_RELIABILITY_VARIANTS = ("basic", "enhanced")
+INFERENCE_MODES = ("corrected", "primary")
+"""GReFEL's inference modes: the reliability-corrected distribution q, or the primary head's p alone."""
+_PRIMARY_INPUTS = ("embedding", "backbone")
+
+ALLOWED_BACKBONE_KWARGS = frozenset({
+    "drop_rate", "drop_path_rate", "attn_drop_rate", "proj_drop_rate", "pos_drop_rate", "patch_drop_rate",
+    "img_size", "patch_size", "global_pool", "output_stride", "class_token", "reg_tokens", "no_embed_class",
+    "dynamic_img_size", "dynamic_img_pad", "layer_scale_init_value", "init_values", "qkv_bias", "qk_norm",
+    "window_size", "act_layer", "norm_layer", "se_layer",
+})
+"""Keyword arguments a saved config may pass to `timm.create_model`: architecture settings only. Anything else
+(for example `checkpoint_path` or `pretrained_cfg_overlay`, which make timm read a file) is refused, so loading a
+config never opens a file it names."""
+
+RETIRED_FIELDS = {
+    "classification_loss_weight": "the training argument --classification_loss_weight",
+    "path_loss_weight": "the training argument --path_loss_weight",
+    "anchor_margin_loss_weight": "the training argument --anchor_margin_loss_weight",
+    "anchor_margin": "the training argument --anchor_margin",
+    "center_loss_weight": "the training argument --center_loss_weight",
+    "diversity_loss_weight": "the training argument --diversity_loss_weight",
+    "diversity_margin": "the training argument --diversity_margin",
+    "reliability_loss_weight": "the training argument --reliability_loss_weight",
+    "label_smoothing": "the training argument --label_smoothing_factor",
+    "class_weights": "the training argument --class_balance weights",
+    "branch_gradient_scale": "the training argument --branch_gradient_scale",
+    "blend_trains_primary": "the training argument --blend_trains_primary",
+    "detach_confidences": "nothing: measured to change nothing, it was removed",
+    "primary_pool_grid": "nothing: measured to change nothing, it was removed",
+}
+"""Fields of configs saved by earlier versions that only shaped training (or were removed), and where each went.
+A saved config that still has them loads; they are ignored with a warning."""
+
+_CONFIG_KWARGS = frozenset({
+    "num_labels", "torch_dtype", "name_or_path", "_name_or_path", "_commit_hash", "output_attentions",
+    "attn_implementation", "experts_implementation", "per_layer_config", "auto_map", "keys_to_ignore_at_inference",
+    "model_type", "use_cache",
+})
+"""Keys transformers itself passes to a config beside its fields; they are never "unknown"."""
+
+_IS_REMOTE_COPY = __name__.startswith("transformers_modules")
+"""True for the copy of this file that transformers loads from a saved folder (`trust_remote_code=True`)."""
+
+
+def check_label_maps(config) -> None:
+    """Refuse `id2label` maps whose ids are not exactly 0..N-1 or whose names repeat (the message names the field)."""
+    ids = sorted(config.id2label)
+    if ids != list(range(len(ids))):
+        raise ValueError(f"{type(config).__name__}.id2label must have the ids 0..{len(ids) - 1} without gaps, got "
+                         f"{ids}")
+    names = [config.id2label[i] for i in ids]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{type(config).__name__}.id2label names a class more than once: {repeated}")
+    if any(not isinstance(name, str) or not name for name in names):
+        raise ValueError(f"{type(config).__name__}.id2label must map each id to a non-empty class name, got {names}")
+
+
+def check_backbone_kwargs(config) -> None:
+    """Refuse `backbone_kwargs` that are not a mapping of known architecture settings (`ALLOWED_BACKBONE_KWARGS`)."""
+    kwargs = config.backbone_kwargs
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{type(config).__name__}.backbone_kwargs must be a mapping, got {type(kwargs).__name__}")
+    refused = sorted(set(kwargs) - ALLOWED_BACKBONE_KWARGS)
+    if refused:
+        raise ValueError(f"{type(config).__name__}.backbone_kwargs may only hold timm architecture settings "
+                         f"{sorted(ALLOWED_BACKBONE_KWARGS)}; refused {refused}")
+
+
+def drop_unknown_kwargs(config_name: str, kwargs: dict, retired: dict[str, str]) -> None:
+    """Remove retired and unknown keys from a config's extra `kwargs` in place, with one warning naming them."""
+    for name in [key for key in kwargs if key in retired]:
+        kwargs.pop(name)
+        logger.warning("%s: ignoring the field %r, which is no longer part of the model config (see %s)",
+                       config_name, name, retired[name])
+    unknown = sorted(key for key in kwargs if key not in _CONFIG_KWARGS)
+    for name in unknown:
+        kwargs.pop(name)
+    if unknown:
+        logger.warning("%s: ignoring unknown fields %s", config_name, unknown)
+
+
+class GReFELConfig(PreTrainedConfig):
+    r"""
+    Configuration of a GReFEL model (geometry-aware anchors plus reliability balancing on a timm backbone). It
+    describes the network and how it predicts; how it is trained is set by the training arguments.
+
+    Args:
+        backbone (`str`, *optional*, defaults to `"tf_efficientnet_lite0"`):
+            Name of the timm model used as feature extractor. It is always built with `pretrained=False`: weights
+            come from the GReFEL checkpoint, or for a fresh model from a local file (see
+            `grefel_hf.backbone_weights`). Any timm model with `forward_intermediates` works.
+        backbone_kwargs (`dict`, *optional*):
+            Extra architecture settings for `timm.create_model` (for example `{"drop_path_rate": 0.1}`); only the
+            keys of `ALLOWED_BACKBONE_KWARGS` are accepted. For backbones with a fixed input size (ViT, Swin, ...),
+            `img_size` is filled in from `image_size` unless given here.
+        image_size (`int`, *optional*, defaults to 224):
+            Side of the square input image in pixels.
+        num_channels (`int`, *optional*, defaults to 3):
+            Number of input channels. FER images are grayscale but are converted to RGB by the image processor, so
+            ImageNet backbones can be reused.
+        feature_levels (`list[int]`, *optional*):
+            Indices into the backbone's feature pyramid (timm `feature_info`, the index space of
+            `forward_intermediates`) of the intermediate maps that feed the multi-scale features, in addition to
+            the backbone's final pooled features. Each map is average-pooled and projected to `embed_dim`.
+            Defaults to two levels evenly spaced below the last one (for resnet/efficientnet: strides 8 and 16,
+            for ViT-B: blocks 6 and 9); `[]` uses the final features only.
+        embed_dim (`int`, *optional*, defaults to 512):
+            Size of the fused embedding and of the anchors.
+        anchors_per_class (`int`, *optional*, defaults to 10):
+            Number of learnable anchors per class (K).
+        anchor_init_std (`float`, *optional*, defaults to 0.1):
+            Standard deviation of the random anchor initialisation (the reference code used zeros, which makes all
+            anchors identical).
+        anchor_temperature (`float`, *optional*, defaults to 0.1):
+            Similarity temperature δ of the anchor path: s = softmax(-d / δ) over all anchors, with d the RMS
+            distance (‖x − a‖₂ / √embed_dim) between an embedding and an anchor.
+        primary_temperature (`float`, *optional*, defaults to 1.0):
+            Temperature T of the primary head: p = softmax(z / T).
+        num_attention_heads (`int`, *optional*, defaults to 8):
+            Heads of the attentive path's self-attention over the per-class tokens of one sample.
+        primary_hidden_sizes (`list[int]`, *optional*, defaults to `[256]`):
+            Hidden layer sizes of the primary head MLP (GELU + dropout between layers); `[]` makes it one linear
+            layer.
+        primary_input (`str`, *optional*, defaults to `"embedding"`):
+            What the primary head classifies: `"embedding"`, the fused GReFEL embedding x (the paper's design), or
+            `"backbone"`, the backbone's final pooled features, as a plain linear head would. With `"backbone"` the
+            anchors, the geometry attention and the reliability paths still work on x; only p reads the backbone
+            directly, so a narrow `embed_dim` no longer limits it.
+        dropout (`float`, *optional*, defaults to 0.1):
+            Dropout probability in the projections, the primary head and the attention blocks.
+        inference_mode (`str`, *optional*, defaults to `"corrected"`):
+            Distribution returned at inference: `"corrected"` (q, after reliability balancing) or `"primary"` (p).
+        geometry_variant (`str`, *optional*, defaults to `"basic"`):
+            `"basic"`: single-head attention from each level token to the class anchors, with a residual.
+            `"enhanced"`: `geometry_heads`-head attention, bounded per-sample anchor refinement, LayerNorm + GELU
+            feed-forward and residuals.
+        geometry_heads (`int`, *optional*, defaults to 8):
+            Attention heads of the enhanced geometry module.
+        anchor_refinement_scale (`float`, *optional*, defaults to 0.1):
+            Bound of the enhanced per-sample anchor refinement: a' = a + scale · tanh(Δ).
+        reliability_variant (`str`, *optional*, defaults to `"basic"`):
+            `"basic"`: the primary confidence is c = 1 − H(p)/log C. `"enhanced"`: c comes from an MLP over
+            entropy, max-probability, agreement and Monte Carlo dropout confidence measures.
+        reliability_hidden_sizes (`list[int]`, *optional*, defaults to `[32, 16]`):
+            Hidden sizes of the enhanced reliability MLP.
+        mc_dropout_samples (`int`, *optional*, defaults to 4):
+            Monte Carlo dropout samples of the enhanced reliability module. At inference the dropout masks are drawn
+            from a fixed seed and shared by every sample, so predictions stay deterministic and never depend on the
+            rest of the batch.
+        mc_dropout_rate (`float`, *optional*, defaults to 0.1):
+            Dropout probability of the Monte Carlo samples.
+        mc_dropout_seed (`int`, *optional*, defaults to 0):
+            Seed of the inference-time Monte Carlo dropout masks.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialisation of GReFEL's own linear layers (the timm backbone keeps its
+            own initialisation).
+
+    Example:
+
+    ```python
+    >>> from grefel_hf import GReFELConfig, GReFELForImageClassification
+
+    >>> config = GReFELConfig(backbone="resnet18", image_size=112)
+    >>> model = GReFELForImageClassification(config)
+    >>> model.config.id2label[3]
+    'happy'
+    ```
+    """
+
+    model_type = "grefel"
+
+    backbone: str = "tf_efficientnet_lite0"
+    backbone_kwargs: dict | None = None
+    image_size: int = 224
+    num_channels: int = 3
+    feature_levels: list[int] | None = None
+    embed_dim: int = 512
+    anchors_per_class: int = 10
+    anchor_init_std: float | int = 0.1
+    anchor_temperature: float | int = 0.1
+    primary_temperature: float | int = 1.0
+    num_attention_heads: int = 8
+    primary_hidden_sizes: list[int] | None = None
+    primary_input: str = "embedding"
+    dropout: float | int = 0.1
+    inference_mode: str = "corrected"
+    geometry_variant: str = "basic"
+    geometry_heads: int = 8
+    anchor_refinement_scale: float | int = 0.1
+    reliability_variant: str = "basic"
+    reliability_hidden_sizes: list[int] | None = None
+    mc_dropout_samples: int = 4
+    mc_dropout_rate: float | int = 0.1
+    mc_dropout_seed: int = 0
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if kwargs.get("primary_pool_grid", 1) not in (1, None):
+            raise ValueError(f"this config was saved with primary_pool_grid={kwargs['primary_pool_grid']}, whose "
+                             "primary head this version of GReFEL no longer builds; retrain with the default")
+        # A saved folder names its pipeline classes (pipeline_grefel.py) in `custom_pipelines` for machines without
+        # grefel_hf, where transformers reads them from the remote copy of this config. The package's own config
+        # drops them: with grefel_hf imported, `pipeline()` takes the registered classes, without
+        # `trust_remote_code`.
+        custom_pipelines = kwargs.pop("custom_pipelines", None)
+        drop_unknown_kwargs(type(self).__name__, kwargs, RETIRED_FIELDS)
+        if self.id2label is None and "num_labels" not in kwargs:
+            self.id2label = dict(enumerate(FER2013_EMOTIONS))
+        if self.primary_hidden_sizes is None:
+            self.primary_hidden_sizes = [256]
+        if self.reliability_hidden_sizes is None:
+            self.reliability_hidden_sizes = [32, 16]
+        if self.backbone_kwargs is None:
+            self.backbone_kwargs = {}
+        # Auxiliary outputs are not gathered by Trainer's evaluation loop: only logits and reliability are.
+        kwargs.setdefault(
+            "keys_to_ignore_at_inference",
+            ["primary_probs", "corrected_probs", "confidences", "embeddings", "loss_parts"],
+        )
+        super().__post_init__(**kwargs)
+        if custom_pipelines and _IS_REMOTE_COPY:
+            self.custom_pipelines = custom_pipelines
+        check_label_maps(self)
+        # transformers leaves label2id empty when only id2label (or num_labels) is given: always keep both.
+        self.label2id = {name: int(idx) for idx, name in self.id2label.items()}
+        self.validate_grefel()
+
+    def validate_grefel(self) -> None:
+        """Raise a `ValueError` naming the field when a GReFEL-specific field has an impossible value."""
+        choices = {
+            "geometry_variant": _GEOMETRY_VARIANTS,
+            "reliability_variant": _RELIABILITY_VARIANTS,
+            "inference_mode": INFERENCE_MODES,
+            "primary_input": _PRIMARY_INPUTS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"GReFELConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        positive = ("embed_dim", "anchors_per_class", "image_size", "num_channels", "num_attention_heads",
+                    "geometry_heads", "anchor_temperature", "primary_temperature")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"GReFELConfig.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("num_attention_heads", "geometry_heads"):
+            if self.embed_dim % getattr(self, name):
+                raise ValueError(f"GReFELConfig.embed_dim ({self.embed_dim}) must be divisible by {name} "
+                                 f"({getattr(self, name)})")
+        if self.num_labels < 2:
+            raise ValueError(f"GReFEL needs at least 2 labels, got num_labels={self.num_labels}")
+        for name in ("dropout", "mc_dropout_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"GReFELConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.reliability_variant == "enhanced" and self.mc_dropout_samples < 1:
+            raise ValueError("GReFELConfig.mc_dropout_samples must be >= 1 for the enhanced reliability variant, "
+                             f"got {self.mc_dropout_samples}")
+        check_backbone_kwargs(self)
+
+
+__all__ = ["ALLOWED_BACKBONE_KWARGS", "FER2013_EMOTIONS", "GReFELConfig", "INFERENCE_MODES", "RETIRED_FIELDS"]

@@ -1,0 +1,403 @@
+"""GReFEL: geometry-aware anchors plus reliability balancing on a timm backbone.
+
+The outputs, then the PreTrainedModels: `GReFELModel` (backbone → multi-scale levels → geometry-aware anchor
+attention → fusion) and `GReFELForImageClassification` (primary head and reliability balancing). The building blocks,
+in data-flow order, are in `layers_grefel.py`.
+
+This file is saved next to checkpoints as remote code: it imports only torch, timm, transformers and its flat
+siblings (`from .x import y`), never the `grefel_hf` package.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from safetensors import SafetensorError
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, logging
+
+from .configuration_grefel import GReFELConfig
+from .layers_grefel import (
+    GReFELFusion,
+    GReFELGeometryAttention,
+    GReFELLevelProjection,
+    GReFELPrimaryConfidence,
+    GReFELPrimaryHead,
+    GReFELReliabilityBalancing,
+    create_timm_backbone,
+    resolve_feature_levels,
+    scale_gradient,
+)
+from .losses import GReFELLoss, GReFELObjective, normalized_entropy
+
+logger = logging.get_logger(__name__)
+
+_LOG_EPS = 1e-12
+
+GREFEL_AUTO_MAP = {
+    "AutoConfig": "configuration_grefel.GReFELConfig",
+    "AutoModel": "modeling_grefel.GReFELModel",
+    "AutoModelForImageClassification": "modeling_grefel.GReFELForImageClassification",
+}
+"""The remote-code `auto_map` of a saved GReFEL folder."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GReFELModelOutput(ModelOutput):
+    """
+    Output of [`GReFELModel`].
+
+    Args:
+        embeddings (`torch.FloatTensor` of shape `(batch_size, embed_dim)`):
+            The fused multi-scale embedding x of each image.
+        level_embeddings (`torch.FloatTensor` of shape `(batch_size, num_levels, embed_dim)`):
+            The per-level embeddings after geometry-aware anchor attention, before fusion.
+        sample_anchors (`torch.FloatTensor` of shape `(batch_size, num_labels * anchors_per_class, embed_dim)`):
+            Per-sample refined anchors. Only returned by the enhanced geometry variant.
+        pooled_features (`torch.FloatTensor` of shape `(batch_size, backbone_num_features)`):
+            The backbone's final pooled features, before GReFEL's projections.
+        feature_map (`torch.FloatTensor`):
+            The backbone's final features before pooling: `(batch_size, backbone_num_features, height, width)` for
+            CNNs, the backbone's own token layout for others.
+    """
+
+    embeddings: torch.FloatTensor | None = None
+    level_embeddings: torch.FloatTensor | None = None
+    sample_anchors: torch.FloatTensor | None = None
+    pooled_features: torch.FloatTensor | None = None
+    feature_map: torch.FloatTensor | None = None
+
+
+@dataclass
+class GReFELImageClassifierOutput(ModelOutput):
+    """
+    Output of [`GReFELForImageClassification`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, returned when `labels` is given):
+            The weighted GReFEL objective (see `grefel_hf.losses.GReFELLoss`).
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            Log of the final distribution: `softmax(logits) == exp(logits)`. At inference the final distribution is
+            the corrected q (or the primary p when `config.inference_mode == "primary"`); in training it is the
+            trust-ramp blend (1 − τ)·p + τ·q.
+        reliability (`torch.FloatTensor` of shape `(batch_size,)`):
+            Per-sample reliability score in [0, 1]: one minus the normalised entropy of the final distribution.
+        primary_probs (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            The primary head's distribution p.
+        corrected_probs (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            The reliability-balanced distribution q = c·p + (1 − c)·r.
+        confidences (`torch.FloatTensor` of shape `(batch_size, 3)`):
+            The confidences (c, c_g, c_t) of the primary head, the anchor path and the attentive path, in [0, 1].
+        embeddings (`torch.FloatTensor` of shape `(batch_size, embed_dim)`):
+            The fused embedding x.
+        loss_parts (`dict[str, torch.FloatTensor]`, returned when `labels` is given):
+            The unweighted value of every active loss term, for logging.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    reliability: torch.FloatTensor | None = None
+    primary_probs: torch.FloatTensor | None = None
+    corrected_probs: torch.FloatTensor | None = None
+    confidences: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
+    loss_parts: dict[str, torch.FloatTensor] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PreTrainedModels
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_naming_the_weights(load, pretrained_model_name_or_path, *args, **kwargs):
+    """Call `load(pretrained_model_name_or_path, ...)`; a truncated or corrupt safetensors file becomes an `OSError`
+    naming it."""
+    try:
+        return load(pretrained_model_name_or_path, *args, **kwargs)
+    except SafetensorError as err:
+        where = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(where):
+            where = os.path.join(where, kwargs.get("subfolder") or "", "model.safetensors")
+        raise OSError(f"{where}: the weights file is truncated or corrupt ({err}); save or download it again") from err
+
+
+class GReFELPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and the shared class attributes of the GReFEL models."""
+
+    config_class = GReFELConfig
+    base_model_prefix = "grefel"
+    main_input_name = "pixel_values"
+    input_modalities = "image"
+    supports_gradient_checkpointing = True
+    _no_split_modules = []
+    # Our forward takes no **kwargs and our loss is a per-batch mean: Trainer must scale it for accumulation.
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise GReFEL's own layers; leave timm's backbone weights alone (HF_NOTES §1.3)."""
+        if getattr(module, "_grefel_backbone", False):
+            # Non-persistent buffers (e.g. Swin's relative position index) are not in checkpoints: rebuild them.
+            if hasattr(module, "init_non_persistent_buffers"):
+                module.init_non_persistent_buffers()
+            return
+        std = self.config.initializer_range
+        if isinstance(module, GReFELModel):
+            init.normal_(module.anchors, std=self.config.anchor_init_std)
+            init.normal_(module.level_embeddings, std=std)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with a truncated or corrupt weights file reported as an `OSError` that
+        names the file (safetensors' own error names none)."""
+        return load_naming_the_weights(super().from_pretrained, pretrained_model_name_or_path, *args, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as usual; when registered for remote code, record every GReFEL Auto class in `auto_map`.
+
+        transformers only records the class being saved, so `AutoModel.from_pretrained(..., trust_remote_code=True)`
+        would fail on a saved `GReFELForImageClassification` folder without this (HF_NOTES §2.1).
+        """
+        if self._auto_class is not None:
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **GREFEL_AUTO_MAP}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None,
+                                    every_n_layers: int = 1) -> None:
+        """Activation checkpointing is delegated to timm's own `set_grad_checkpointing` on the backbone."""
+        base = getattr(self, self.base_model_prefix, self)
+        base.backbone.set_grad_checkpointing(enable)
+
+
+class GReFELModel(GReFELPreTrainedModel):
+    """The GReFEL feature extractor: timm backbone → multi-scale levels → geometry-aware anchor attention → fusion.
+
+    It also owns the class anchors (num_labels, anchors_per_class, embed_dim), shared by the geometry attention and
+    the reliability balancing of [`GReFELForImageClassification`].
+    """
+
+    def __init__(self, config: GReFELConfig):
+        super().__init__(config)
+        self.backbone = create_timm_backbone(config)
+        for module in self.backbone.modules():
+            module._grefel_backbone = True  # a plain attribute, not part of the state dict
+        pyramid = self.backbone.feature_info
+        self.feature_levels = resolve_feature_levels(config, len(pyramid))
+        level_dims = [pyramid[i]["num_chs"] for i in self.feature_levels] + [self.backbone.num_features]
+        self.level_projections = nn.ModuleList(
+            GReFELLevelProjection(dim, config.embed_dim, config.dropout) for dim in level_dims
+        )
+        self.level_embeddings = nn.Parameter(torch.empty(len(level_dims), config.embed_dim))
+        self.anchors = nn.Parameter(torch.empty(config.num_labels, config.anchors_per_class, config.embed_dim))
+        self.geometry = GReFELGeometryAttention(config)
+        self.fusion = GReFELFusion(len(level_dims), config.embed_dim)
+        self.post_init()
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor | None) -> None:
+        if pixel_values is None:
+            raise ValueError("pixel_values is required")
+        expected = self.config.num_channels
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != expected or not pixel_values.is_floating_point():
+            raise ValueError(f"pixel_values must be a float tensor of shape (batch, {expected}, height, width); "
+                             f"got dtype {pixel_values.dtype} and shape {tuple(pixel_values.shape)}. Use "
+                             "GReFELImageProcessor to turn images into pixel_values.")
+
+    def extract_levels(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The backbone's final features before pooling, and the levels: its intermediate maps at `feature_levels`
+        plus its final pooled features."""
+        if self.feature_levels:
+            final, intermediates = self.backbone.forward_intermediates(pixel_values, indices=self.feature_levels)
+        else:
+            final, intermediates = self.backbone.forward_features(pixel_values), []
+        return final, [*intermediates, self.backbone.forward_head(final, pre_logits=True)]
+
+    def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None,
+                branch_gradient_scale: float = 1.0):
+        r"""
+        branch_gradient_scale (`float`, *optional*, defaults to 1.0): scale of the gradient the branch (level
+            projections, geometry attention, fusion) sends back into the backbone; the forward pass is the same for
+            every value (see `GReFELObjective.branch_gradient_scale`).
+        """
+        self._check_pixel_values(pixel_values)
+        feature_map, levels = self.extract_levels(pixel_values)
+        branch_levels = [scale_gradient(f, branch_gradient_scale) for f in levels]
+        tokens = torch.stack([proj(f) for proj, f in zip(self.level_projections, branch_levels, strict=True)], dim=1)
+        tokens = tokens + self.level_embeddings
+        tokens, sample_anchors = self.geometry(tokens, self.anchors.flatten(0, 1))
+        output = GReFELModelOutput(embeddings=self.fusion(tokens), pooled_features=levels[-1],
+                                   level_embeddings=tokens, sample_anchors=sample_anchors, feature_map=feature_map)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+
+class GReFELForImageClassification(GReFELPreTrainedModel):
+    """GReFEL with its primary head and reliability balancing: q = c·p + (1 − c)·r.
+
+    During training the final distribution follows the trust ramp (1 − τ)·p + τ·q; set τ with
+    `set_trust_ramp(step / total_steps)` (GReFELTrainer does it every step). τ defaults to 1. At inference the final
+    distribution is q, or p when `config.inference_mode == "primary"`.
+    """
+
+    def __init__(self, config: GReFELConfig):
+        super().__init__(config)
+        self.grefel = GReFELModel(config)
+        primary_dim = config.embed_dim if config.primary_input == "embedding" else self.grefel.backbone.num_features
+        self.primary_head = GReFELPrimaryHead(config, primary_dim)
+        self.reliability = GReFELReliabilityBalancing(config)
+        self.primary_confidence = GReFELPrimaryConfidence(config)
+        self.objective = GReFELObjective()
+        self.trust = 1.0
+        self.post_init()
+
+    def set_objective(self, objective: GReFELObjective) -> None:
+        """Train with `objective` (loss weights, smoothing, class weights, gradient routing) from now on.
+
+        Raises:
+            ValueError: a setting is impossible, or impossible for this model's config (the message names it).
+        """
+        objective.check(self.config)
+        self.objective = objective
+
+    def parameter_parts(self) -> dict[str, str]:
+        """Which part of GReFEL each parameter belongs to, by name: `"backbone"` (the timm backbone),
+        `"primary_head"` (the MLP that gives p), `"anchors"` (the class anchors) or `"branch"` (everything else of
+        GReFEL's geometry branch: level projections and embeddings, geometry attention, fusion, reliability balancing
+        and the primary confidence). The one map that parameter groups, freezing and clipping use."""
+        parts = {}
+        for name, _ in self.named_parameters():
+            if name.startswith("grefel.backbone."):
+                parts[name] = "backbone"
+            elif name.startswith("primary_head."):
+                parts[name] = "primary_head"
+            elif name == "grefel.anchors":
+                parts[name] = "anchors"
+            else:
+                parts[name] = "branch"
+        return parts
+
+    def get_backbone(self) -> nn.Module:
+        """The timm backbone module (its parameters are the `"backbone"` part of `parameter_parts`)."""
+        return self.grefel.backbone
+
+    def set_trust_ramp(self, progress: float) -> None:
+        """Set τ, the weight of the corrected distribution during training, clamped to [0, 1]."""
+        self.trust = float(min(1.0, max(0.0, progress)))
+
+    def _mc_dropout_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Monte Carlo dropout samples of p, shape (S, B, C).
+
+        In training the masks are random per sample. At inference they come from a fixed seed and are shared by the
+        whole batch, so a prediction is deterministic and never depends on the other samples in the batch.
+        """
+        cfg = self.config
+        rate = cfg.mc_dropout_rate
+        if self.training:
+            keep = torch.rand((cfg.mc_dropout_samples, *hidden.shape), device=hidden.device) >= rate
+        else:
+            keep = self._inference_dropout_masks(hidden)
+        dropped = hidden.unsqueeze(0) * keep.to(hidden.dtype) / (1.0 - rate)
+        return torch.softmax(self.primary_head.classifier(dropped) / cfg.primary_temperature, dim=-1)
+
+    def _inference_dropout_masks(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The inference-time keep masks (S, 1, H), drawn from the fixed seed once per device and setting,
+        then reused. Reuse also lets an export by tracing (ONNX) hold them as constants, since a seeded random
+        generator has no ONNX form: run the model once before tracing it."""
+        cfg = self.config
+        width = self.primary_head.classifier.in_features  # a plain int, also while tracing
+        key = (width, str(hidden.device), cfg.mc_dropout_samples, cfg.mc_dropout_rate, cfg.mc_dropout_seed)
+        masks = self.__dict__.setdefault("_dropout_mask_cache", {})  # a plain attribute: never in the state dict
+        if key not in masks:
+            generator = torch.Generator(device=hidden.device).manual_seed(cfg.mc_dropout_seed)
+            masks[key] = torch.rand((cfg.mc_dropout_samples, 1, width), generator=generator,
+                                    device=hidden.device) >= cfg.mc_dropout_rate
+        return masks[key]
+
+    def _primary_features(self, base: GReFELModelOutput) -> torch.Tensor:
+        """The primary head's input: the embedding x or the backbone's pooled features (`config.primary_input`)."""
+        return base.embeddings if self.config.primary_input == "embedding" else base.pooled_features
+
+    def _balance(self, p: torch.Tensor, r: torch.Tensor,
+                 hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The primary confidence c and q = c·p + (1 − c)·r, with the p they blend.
+
+        With `objective.blend_trains_primary` off, that p (and the Monte Carlo samples c is measured from) is
+        detached: the same values, but the loss on the blend no longer reaches the primary head.
+        """
+        mc_probs = self._mc_dropout_probs(hidden) if self.primary_confidence.enhanced else None
+        if not self.objective.blend_trains_primary:
+            p = p.detach()
+            mc_probs = None if mc_probs is None else mc_probs.detach()
+        c = self.primary_confidence(p, r, mc_probs)
+        weight = c.unsqueeze(-1)
+        return p, c, weight * p + (1.0 - weight) * r
+
+    def _final_distribution(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return (1.0 - self.trust) * p + self.trust * q
+        return q if self.config.inference_mode == "corrected" else p
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ):
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
+            `(batch_size, num_labels)`, *optional*): hard class ids, or soft label distributions (FER+ votes,
+            CutMix/Mixup targets). When given, the GReFEL loss and its named parts are returned.
+        """
+        base = self.grefel(pixel_values, return_dict=True,
+                           branch_gradient_scale=self.objective.branch_gradient_scale)
+        x = base.embeddings
+        hidden = self.primary_head.hidden(self._primary_features(base))
+        p = torch.softmax(self.primary_head.classifier(hidden) / self.config.primary_temperature, dim=-1)
+        anchors = base.sample_anchors if base.sample_anchors is not None else self.grefel.anchors.flatten(0, 1)
+        r, g, t, c_g, c_t = self.reliability(x, anchors)
+        p_blended, c, q = self._balance(p, r, hidden)
+        final = self._final_distribution(p_blended, q)
+        loss = loss_parts = None
+        if labels is not None:
+            loss, loss_parts = GReFELLoss(self.objective)(
+                labels=labels, final_probs=final, primary_probs=p, confidence=c, embeddings=x,
+                anchors=self.grefel.anchors, path_probs=(p, g, t),
+            )
+        output = GReFELImageClassifierOutput(
+            loss=loss,
+            logits=final.clamp_min(_LOG_EPS).log(),
+            reliability=1.0 - normalized_entropy(final),
+            primary_probs=p,
+            corrected_probs=q,
+            confidences=torch.stack([c, c_g, c_t], dim=-1),
+            embeddings=x,
+            loss_parts=loss_parts,
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "GREFEL_AUTO_MAP",
+    "load_naming_the_weights",
+    "GReFELForImageClassification",
+    "GReFELImageClassifierOutput",
+    "GReFELModel",
+    "GReFELModelOutput",
+    "GReFELPreTrainedModel",
+]

@@ -1,0 +1,97 @@
+"""The model that ships with the package: used by default, offline, with a card whose checksum and figures are the
+bundle's own, and present in a non-editable install."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+from huggingface_hub import ModelCard
+from PIL import Image
+
+import grefel_hf.pretrained as pretrained
+from grefel_hf.bundling import METRICS_FILE, PROVENANCE_FILE, WEIGHTS_FILE, sha256_of
+from grefel_hf.cli import main as cli_main
+from grefel_hf.pretrained import pretrained_model_path
+
+FERPLUS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return pretrained_model_path()
+
+
+def test_predict_without_a_model_uses_the_bundled_one_in_a_fresh_offline_process(tmp_path):
+    skimage_data = pytest.importorskip("skimage.data")
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.jpg")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    run = subprocess.run([sys.executable, "-m", "grefel_hf.cli", "predict", str(tmp_path / "astronaut.jpg"),
+                          "--output", str(tmp_path / "faces.jsonl"), "--no_progress"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (row,) = [json.loads(line) for line in (tmp_path / "faces.jsonl").read_text().splitlines()]
+    assert row["label"] in FERPLUS and row["box_w"] > 50
+    probabilities = [row[f"prob_{name}"] for name in FERPLUS]
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-5) and row["score"] == max(probabilities)
+
+
+def test_the_card_records_the_weights_checksum_and_the_validation_figures(bundle):
+    card = ModelCard.load(os.path.join(bundle, "README.md"))
+    checksum = sha256_of(os.path.join(bundle, WEIGHTS_FILE))
+    assert f"SHA-256 of `{WEIGHTS_FILE}` (float16): `{checksum}`" in card.text
+    with open(os.path.join(bundle, PROVENANCE_FILE)) as handle:
+        assert json.load(handle)["weights_sha256"] == checksum
+    with open(os.path.join(bundle, METRICS_FILE)) as handle:
+        metrics = json.load(handle)
+    assert metrics["split"] == "validation" and metrics["labels"] == FERPLUS
+    (result,) = card.data.to_dict()["model-index"][0]["results"]
+    assert result["dataset"]["split"] == "validation"
+    index = {(m["type"], (m.get("args") or {}).get("average")): m["value"] for m in result["metrics"]}
+    assert index == {("accuracy", None): metrics["accuracy"], ("f1", "macro"): metrics["macro_f1"],
+                     ("f1", "weighted"): metrics["weighted_f1"]}
+    assert f"{100 * metrics['accuracy']:.2f}" in card.text  # the results table shows the same number
+
+
+def test_the_weights_are_float16_and_small_but_load_as_float32(bundle):
+    from safetensors import safe_open
+    from transformers import AutoModelForImageClassification
+
+    assert os.path.getsize(os.path.join(bundle, WEIGHTS_FILE)) < 20 * 2**20
+    with safe_open(os.path.join(bundle, WEIGHTS_FILE), "pt") as weights:
+        names = weights.keys()  # noqa: SIM118 (a safetensors handle, not a dict: it has no __iter__)
+        dtypes = {str(weights.get_slice(name).get_dtype()) for name in names}
+    assert dtypes <= {"F16", "I64"} and "F16" in dtypes
+    model = AutoModelForImageClassification.from_pretrained(bundle)
+    assert {str(p.dtype) for p in model.parameters()} == {"torch.float32"}
+    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == FERPLUS
+
+
+def test_a_missing_bundle_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"bundled model 'grefel-ferplus' is missing .*reinstall grefel_hf"):
+        pretrained_model_path()
+    with pytest.raises(ValueError, match=r"no bundled model named 'nope'; the bundled models are \['grefel-ferplus'\]"):
+        pretrained_model_path("nope")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "a.png")
+    assert cli_main(["predict", str(tmp_path / "a.png"), "--output", str(tmp_path / "r.csv"), "--no_progress"]) == 2
+
+
+def test_a_non_editable_install_carries_the_weights(bundle, tmp_path):
+    """What `pip install .` installs is the wheel built here: it must hold the bundle, weights included."""
+    run = subprocess.run([sys.executable, "-m", "pip", "wheel", REPO_ROOT, "--no-deps", "--no-build-isolation",
+                          "--quiet", "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (wheel,) = tmp_path.glob("grefel_hf-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        weights = archive.read("grefel_hf/pretrained/grefel-ferplus/model.safetensors")
+    for name in ("config.json", "preprocessor_config.json", "README.md", METRICS_FILE, PROVENANCE_FILE):
+        assert f"grefel_hf/pretrained/grefel-ferplus/{name}" in names, name
+    assert re.fullmatch(r"[0-9a-f]{64}", sha256_of(os.path.join(bundle, WEIGHTS_FILE)))
+    assert len(weights) == os.path.getsize(os.path.join(bundle, WEIGHTS_FILE))
