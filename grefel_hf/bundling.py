@@ -1,7 +1,7 @@
 """Turning a trained model folder into the model that ships inside the package (`grefel_hf/pretrained/<name>/`).
 
-The bundle is a normal saved GReFEL folder (config, processor config, remote code) whose weights are stored in
-float16 (half the size; they load back as float32, so predictions use float32 arithmetic), plus:
+The bundle is a saved GReFEL folder (config, processor config; not the remote-code copies, since the installed
+package's own classes load it) whose weights are stored in float16 (half the size; they load back as float32, so predictions use float32 arithmetic), plus:
 
 - `validation_metrics.json`: the evaluation CLI's metrics of exactly these weights on the validation split;
 - `provenance.json`: how they were made (recipe, command, seed, commit, training data) and the SHA-256 of
@@ -144,6 +144,8 @@ def write_bundle_weights(model, processor, output_dir: str | Path) -> Path:
     folder = Path(output_dir)
     save_grefel_folder(model, processor, folder)
     store_weights_in_half_precision(folder)
+    for code in folder.glob("*.py"):  # the package's own classes load it; copies of the code would only go stale
+        code.unlink()
     return folder
 
 
