@@ -114,7 +114,7 @@ from transformers import pipeline
 import grefel_hf  # registers the facial-expression-recognition pipeline
 
 faces = pipeline("facial-expression-recognition")   # this model, unless model=... is given
-faces("photo.jpg")  # [{"box": (x, y, w, h), "label": ..., "score": ..., "reliability": ..., "top_k": [...]}]
+faces("photo.jpg")  # [{"box": {"x", "y", "w", "h"}, "label", "score", "reliability", "top_k"}, ...] per face
 ```
 
 On a face crop, through the Auto classes: `AutoModelForImageClassification.from_pretrained(grefel_hf.pretrained_model_path())`.
