@@ -6,11 +6,18 @@ Importing the package registers the GReFEL classes with the transformers Auto cl
 """
 
 from .auto_registration import register_auto_classes
+from .configuration_baseline import BaselineConfig
 from .configuration_grefel import FER2013_EMOTIONS, GReFELConfig
 from .factory import build_image_processor, create_model
 from .hub import save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
 from .inference.default_model import default_model_path
+from .modeling_baseline import (
+    BaselineForImageClassification,
+    BaselineImageClassifierOutput,
+    BaselineModel,
+    BaselineObjective,
+)
 from .modeling_grefel import (
     GReFELForImageClassification,
     GReFELImageClassifierOutput,
@@ -25,6 +32,11 @@ register_auto_classes()
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaselineConfig",
+    "BaselineForImageClassification",
+    "BaselineImageClassifierOutput",
+    "BaselineModel",
+    "BaselineObjective",
     "FER2013_EMOTIONS",
     "FacialExpressionRecognitionPipeline",
     "GReFELConfig",

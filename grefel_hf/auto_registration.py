@@ -13,8 +13,10 @@ from __future__ import annotations
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .configuration_baseline import BaselineConfig
 from .configuration_grefel import GReFELConfig
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
+from .modeling_baseline import BaselineForImageClassification, BaselineModel
 from .modeling_grefel import GReFELForImageClassification, GReFELModel
 from .pipeline_grefel import FacialExpressionRecognitionPipeline, GReFELImageClassificationPipeline
 
@@ -25,25 +27,32 @@ _registered = False
 
 
 def register_auto_classes() -> None:
-    """Register GReFEL with the Auto classes and for remote code. Idempotent: later calls do nothing."""
+    """Register GReFEL and the baseline with the Auto classes and for remote code. Idempotent."""
     global _registered
     if _registered:
         return
-    AutoConfig.register(GReFELConfig.model_type, GReFELConfig, exist_ok=True)
-    AutoModel.register(GReFELConfig, GReFELModel, exist_ok=True)
-    AutoModelForImageClassification.register(GReFELConfig, GReFELForImageClassification, exist_ok=True)
-    AutoImageProcessor.register(
-        GReFELConfig,
-        image_processor_classes={"torchvision": GReFELImageProcessor, "pil": GReFELImageProcessorPil},
-        exist_ok=True,
-    )
-    GReFELConfig.register_for_auto_class()
-    GReFELModel.register_for_auto_class("AutoModel")
-    GReFELForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+    _register_model(GReFELConfig, GReFELModel, GReFELForImageClassification)
+    _register_model(BaselineConfig, BaselineModel, BaselineForImageClassification)
     GReFELImageProcessor.register_for_auto_class("AutoImageProcessor")
     GReFELImageProcessorPil.register_for_auto_class("AutoImageProcessor")
     _register_pipelines()
     _registered = True
+
+
+def _register_model(config_class, base_class, classifier_class) -> None:
+    """A config with its base model, its classifier and GReFEL's image processor, in the Auto classes and for remote
+    code (GReFEL, and the baseline it is compared with)."""
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(config_class, base_class, exist_ok=True)
+    AutoModelForImageClassification.register(config_class, classifier_class, exist_ok=True)
+    AutoImageProcessor.register(
+        config_class,
+        image_processor_classes={"torchvision": GReFELImageProcessor, "pil": GReFELImageProcessorPil},
+        exist_ok=True,
+    )
+    config_class.register_for_auto_class()
+    base_class.register_for_auto_class("AutoModel")
+    classifier_class.register_for_auto_class("AutoModelForImageClassification")
 
 
 class _BundledModelDefault(dict):

@@ -1,4 +1,4 @@
-"""Creating fresh GReFEL models and their matching image processors.
+"""Creating fresh GReFEL and baseline models and their matching image processors.
 
 A fresh model's backbone can start from offline pretrained weights (a local file or a known source such as
 `"efficientnet-lite0"`, see `grefel_hf.backbone_weights`); timm's downloader is never used.
@@ -15,16 +15,25 @@ import torch
 from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 
 from .backbone_weights import get_backbone_weights_spec, load_backbone_weights
+from .configuration_baseline import BaselineConfig
 from .configuration_grefel import GReFELConfig
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
+from .modeling_baseline import BaselineForImageClassification
 from .modeling_grefel import GReFELForImageClassification
 
 logger = logging.getLogger(__name__)
 
 BackboneWeights = str | os.PathLike | Mapping[str, torch.Tensor]
+ModelConfig = GReFELConfig | BaselineConfig
+
+MODEL_CLASSES = {
+    GReFELConfig.model_type: GReFELForImageClassification,
+    BaselineConfig.model_type: BaselineForImageClassification,
+}
+"""The classifier class `create_model` builds for each config's `model_type`."""
 
 
-def backbone_normalization(config: GReFELConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def backbone_normalization(config: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The (mean, std) the backbone's pretrained weights expect, from timm's metadata (no download)."""
     pretrained_cfg = timm.models.get_pretrained_cfg(config.backbone)
     if pretrained_cfg is None or pretrained_cfg.mean is None:
@@ -32,7 +41,7 @@ def backbone_normalization(config: GReFELConfig) -> tuple[tuple[float, ...], tup
     return tuple(pretrained_cfg.mean), tuple(pretrained_cfg.std)
 
 
-def build_image_processor(config: GReFELConfig, backend: str = "torchvision"):
+def build_image_processor(config: ModelConfig, backend: str = "torchvision"):
     """An image processor for `config`: RGB conversion, resize to `image_size`, the backbone's normalisation.
 
     Args:
@@ -46,8 +55,9 @@ def build_image_processor(config: GReFELConfig, backend: str = "torchvision"):
     return classes[backend](size=size, image_mean=list(mean), image_std=list(std))
 
 
-def create_model(config: GReFELConfig, backbone_weights: BackboneWeights | None = None) -> GReFELForImageClassification:
-    """A fresh `GReFELForImageClassification`, its backbone optionally filled from offline pretrained weights.
+def create_model(config: ModelConfig, backbone_weights: BackboneWeights | None = None):
+    """A fresh classifier for `config` (`GReFELForImageClassification` or `BaselineForImageClassification`), its
+    backbone optionally filled from offline pretrained weights.
 
     Args:
         backbone_weights: a `.safetensors` or torch state-dict file, a state dict, or a known source name such
@@ -65,11 +75,13 @@ def create_model(config: GReFELConfig, backbone_weights: BackboneWeights | None 
         if spec is not None and spec.timm_name != config.backbone:
             raise ValueError(f"backbone weights {backbone_weights!r} belong to timm model {spec.timm_name!r}, "
                              f"but the config's backbone is {config.backbone!r}")
-    model = GReFELForImageClassification(config)
+    if config.model_type not in MODEL_CLASSES:
+        raise ValueError(f"no model class for model_type {config.model_type!r}; known: {sorted(MODEL_CLASSES)}")
+    model = MODEL_CLASSES[config.model_type](config)
     if backbone_weights is not None:
-        report = load_backbone_weights(model.grefel.backbone, backbone_weights)
+        report = load_backbone_weights(model.get_backbone(), backbone_weights)
         logger.info("started %s from %s (%d tensors)", config.backbone, report.source, report.loaded)
     return model
 
 
-__all__ = ["backbone_normalization", "build_image_processor", "create_model"]
+__all__ = ["MODEL_CLASSES", "backbone_normalization", "build_image_processor", "create_model"]

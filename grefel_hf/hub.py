@@ -46,7 +46,7 @@ def missing_files(folder: str | os.PathLike) -> list[str]:
 def _save_with_pipelines(model, folder: Path) -> None:
     """`model.save_pretrained(folder)`; a GReFEL model's config also names the pipeline classes, whose code is
     copied beside it. The in-memory config is left as it was."""
-    if model.config.model_type != "grefel":
+    if model.config.model_type not in ("grefel", "grefel_baseline"):  # the baseline gets the pipelines too
         model.save_pretrained(folder)
         return
     model.config.custom_pipelines = {task: dict(info) for task, info in CUSTOM_PIPELINES.items()}

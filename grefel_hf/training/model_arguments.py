@@ -15,10 +15,11 @@ import typing
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
+from ..configuration_baseline import BaselineConfig
 from ..configuration_grefel import GReFELConfig
 from .field_docs import docstring_field_docs
 
-MODEL_CONFIGS: dict[str, type] = {"grefel": GReFELConfig}
+MODEL_CONFIGS: dict[str, type] = {"grefel": GReFELConfig, "baseline": BaselineConfig}
 """`--model_type` → the config class whose fields the architecture arguments set."""
 
 QUICKSTART_MODEL = {"backbone": "resnet10t", "image_size": 48, "embed_dim": 128}
@@ -52,14 +53,18 @@ def _cli_type(annotation: Any) -> type:
 
 def _architecture_arguments() -> list[tuple[str, Any, Any]]:
     """One optional argument per field of every model config, documented by the config's own docstring."""
-    specs: dict[str, tuple[str, Any, Any]] = {}
+    owners: dict[str, list[str]] = {}  # field name -> the model types whose config has it
     for model_type, config_class in MODEL_CONFIGS.items():
+        for name in architecture_fields(config_class):
+            owners.setdefault(name, []).append(model_type)
+    specs: dict[str, tuple[str, Any, Any]] = {}
+    for config_class in MODEL_CONFIGS.values():
         docs = docstring_field_docs(config_class)
         for name, annotation in architecture_fields(config_class).items():
             if name in specs:
                 continue
             default = QUICKSTART_MODEL.get(name)
-            help_text = f"[{model_type} config] {docs.get(name, '')}"
+            help_text = f"[{', '.join(owners[name])} config] {docs.get(name, '')}"
             if _is_structured(annotation):
                 help_text += " JSON on the command line, e.g. '[]'."
             if default is not None:
@@ -88,6 +93,12 @@ class _ModelSelection:
                           "file, or a known source such as 'efficientnet-lite0' (needs --backbone "
                           "tf_efficientnet_lite0). timm's downloader is never used."},
     )
+    require_backbone_weights: bool = field(
+        default=False,
+        metadata={"help": "Refuse to build a fresh model without --backbone_weights. Recipes whose backbone must start "
+                          "from pretrained weights that only the user has, as a local file, set it (ViT-Base/16, "
+                          "ResNet-50): without the file such a run would train from random weights."},
+    )
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={"help": "When fine-tuning a saved folder on a different label set, re-initialise the heads."},
@@ -98,6 +109,10 @@ class _ModelSelection:
             raise ValueError(f"--model_type must be one of {sorted(MODEL_CONFIGS)}, got {self.model_type!r}")
         if self.image_size is not None and self.image_size < 16:
             raise ValueError(f"--image_size must be at least 16 pixels, got {self.image_size}")
+        if self.require_backbone_weights and not (self.backbone_weights or self.model_name_or_path):
+            raise ValueError(f"--require_backbone_weights: this run needs pretrained weights for its {self.backbone} "
+                             "backbone: pass --backbone_weights FILE, a local .safetensors or torch state-dict file "
+                             "with timm's parameter names (nothing is downloaded)")
         self.config_overrides()  # bad JSON or a field of another model type: refused before any work
 
     def config_overrides(self, fresh: bool = True) -> dict[str, Any]:
