@@ -4,8 +4,10 @@ The pipeline for one training batch:
 
 1. geometric and colour augmentation on each PIL image at its native resolution (48x48 for FER faces, so it
    is cheap): horizontal flip, a mild affine (rotation, translation, scale), a mild perspective warp, colour
-   jitter and Gaussian blur. Every magnitude is small, so eyes, brows and mouth stay in frame and keep their
-   shape: the expression label must remain true after augmentation;
+   jitter and Gaussian blur, and optionally torchvision's RandAugment. Every magnitude is small, so eyes, brows and
+   mouth stay in frame and keep their shape: the expression label must remain true after augmentation. An image
+   is augmented at all with probability `apply_prob`, or with its class's own probability (`class_apply_probs`,
+   e.g. more often for the rare fear and sad faces); an image that is not gets step 2 only;
 2. the Hugging Face image processor (RGB conversion, resize, rescale, normalise), called once for the batch;
 3. random erasing on the normalised tensor, erasing to 0 (the normalised mean).
 
@@ -68,6 +70,8 @@ def build_augmentation_pipeline(
     blur_kernel_size: int = 5,
     hflip_prob: float = 0.5,
     fill: float = 0.0,
+    randaugment_ops: int = 0,
+    randaugment_magnitude: int = 9,
 ) -> v2.Transform:
     """The native-resolution part of the training augmentation, with switched-off steps left out.
 
@@ -94,6 +98,8 @@ def build_augmentation_pipeline(
     if blur_sigma is not None and max(blur_sigma) > 0 and blur_prob > 0:
         blur = v2.GaussianBlur(kernel_size=blur_kernel_size, sigma=tuple(blur_sigma))
         steps.append(v2.RandomApply([blur], p=blur_prob))
+    if randaugment_ops > 0:
+        steps.append(v2.RandAugment(num_ops=randaugment_ops, magnitude=randaugment_magnitude, fill=fill))
     # v2.Compose refuses an empty list; with everything switched off the images pass through untouched.
     return v2.Compose(steps) if steps else v2.Identity()
 
@@ -123,6 +129,12 @@ class GReFELTrainAugmentation:
             fraction of the image area.
         hflip_prob (`float`, *optional*, defaults to 0.5): probability of a horizontal flip; 0 disables.
         fill (`float`, *optional*, defaults to 0.0): pixel value for areas uncovered by affine/perspective.
+        randaugment_ops (`int`, *optional*, defaults to 0): operations of torchvision's RandAugment per image;
+            0 disables it.
+        randaugment_magnitude (`int`, *optional*, defaults to 9): RandAugment's magnitude (0-30).
+        apply_prob (`float`, *optional*, defaults to 1.0): probability that an image is augmented at all.
+        class_apply_probs (`Sequence[float]`, *optional*): that probability per class id (replacing
+            `apply_prob`); the images' class ids must then be passed to `__call__`.
     """
 
     def __init__(
@@ -141,12 +153,18 @@ class GReFELTrainAugmentation:
         erasing_scale: tuple[float, float] = (0.02, 0.33),
         hflip_prob: float = 0.5,
         fill: float = 0.0,
+        randaugment_ops: int = 0,
+        randaugment_magnitude: int = 9,
+        apply_prob: float = 1.0,
+        class_apply_probs: Sequence[float] | None = None,
     ) -> None:
         for name, value in (
             ("perspective_prob", perspective_prob),
             ("blur_prob", blur_prob),
             ("erasing_prob", erasing_prob),
             ("hflip_prob", hflip_prob),
+            ("apply_prob", apply_prob),
+            *((f"class_apply_probs[{i}]", p) for i, p in enumerate(class_apply_probs or ())),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -170,20 +188,46 @@ class GReFELTrainAugmentation:
             blur_kernel_size=blur_kernel_size,
             hflip_prob=hflip_prob,
             fill=fill,
+            randaugment_ops=randaugment_ops,
+            randaugment_magnitude=randaugment_magnitude,
         )
+        self.apply_prob = apply_prob
+        self.class_apply_probs = None if class_apply_probs is None else torch.tensor(class_apply_probs)
+        # GReFELBatchTransform passes each image's class id when this is set
+        self.uses_labels = class_apply_probs is not None
         # value=0 erases to the dataset mean, because the tensor is already normalised.
         self.erasing = (
             v2.RandomErasing(p=erasing_prob, scale=erasing_scale, value=0) if erasing_prob > 0 else None
         )
 
-    def __call__(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
-        """Augment and process one image or a list of images; returns float ``(B, 3, H, W)``."""
-        augmented = [self.pipeline(image) for image in _as_image_list(images)]
+    def __call__(self, images: ImageInput | Sequence[ImageInput],
+                 labels: Sequence[int] | None = None) -> torch.Tensor:
+        """Augment and process one image or a list of images (with their class ids when the probability of
+        augmenting depends on the class); returns float ``(B, 3, H, W)``."""
+        images = _as_image_list(images)
+        chosen = self._chosen(len(images), labels)
+        augmented = [self.pipeline(image) if keep else image for image, keep in zip(images, chosen, strict=True)]
         pixel_values = self.image_processor(augmented, return_tensors="pt")["pixel_values"]
         if self.erasing is not None:
             # One call per image: on a batched tensor v2 would erase the same box in every image.
-            pixel_values = torch.stack([self.erasing(image) for image in pixel_values])
+            pixel_values = torch.stack([self.erasing(image) if keep else image
+                                        for image, keep in zip(pixel_values, chosen, strict=True)])
         return pixel_values
+
+    def _chosen(self, count: int, labels: Sequence[int] | None) -> list[bool]:
+        """Which images to augment. With every probability 1 no random number is drawn, so the augmentation's
+        random stream is the same as without the option."""
+        if self.class_apply_probs is None:
+            if self.apply_prob >= 1.0:
+                return [True] * count
+            return (torch.rand(count) < self.apply_prob).tolist()
+        if labels is None or len(labels) != count:
+            raise ValueError(f"class-specific augmentation probabilities need the class id of each of the {count} "
+                             f"images, got {labels!r}")
+        ids = torch.as_tensor([int(label) for label in labels])
+        if ids.min() < 0 or ids.max() >= len(self.class_apply_probs):
+            raise ValueError(f"class ids must be in [0, {len(self.class_apply_probs)}), got {ids.tolist()}")
+        return (torch.rand(count) < self.class_apply_probs[ids]).tolist()
 
 
 class GReFELEvalPreprocessing:
@@ -234,12 +278,30 @@ class GReFELBatchTransform:
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
         """Transform a batch dict of columns into ``{"pixel_values": [tensors], "labels": [...]}``."""
-        pixel_values = self.image_fn(self._column(batch, self.image_column))
+        images = self._column(batch, self.image_column)
+        if getattr(self.image_fn, "uses_labels", False) and self.label_column is not None:
+            pixel_values = self.image_fn(images, labels=self._column(batch, self.label_column))
+        else:
+            pixel_values = self.image_fn(images)
         output: dict[str, list[Any]] = {"pixel_values": list(pixel_values.unbind(0))}
         label_source = self.soft_label_column or self.label_column
         if label_source is not None:
             output["labels"] = self._column(batch, label_source)
         return output
+
+
+def class_apply_probabilities(by_name: Mapping[str, float], label_names: Sequence[str],
+                              default: float) -> list[float]:
+    """Per-class-id probabilities of augmenting an image: `by_name[class name]`, else `default`.
+
+    Raises:
+        ValueError: `by_name` names a class that `label_names` does not have.
+    """
+    unknown = sorted(set(by_name) - set(label_names))
+    if unknown:
+        raise ValueError(f"--aug_class_probs names {unknown}, which are not classes of the training set "
+                         f"{list(label_names)}")
+    return [float(by_name.get(name, default)) for name in label_names]
 
 
 def build_train_transform(
@@ -283,6 +345,7 @@ __all__ = [
     "GReFELEvalPreprocessing",
     "GReFELTrainAugmentation",
     "build_augmentation_pipeline",
+    "class_apply_probabilities",
     "build_eval_transform",
     "build_train_transform",
 ]

@@ -8,17 +8,21 @@ runs end to end on a 2-core CPU with nothing downloaded.
 
 from __future__ import annotations
 
+import json
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, ClassVar
 
 from transformers import TrainingArguments
 
+from ..data.tta import TTA_VIEWS, resolve_views
 from ..losses import GReFELObjective
 from .field_docs import docstring_field_docs
+from .unfreezing import parse_unfreeze_schedule
 
-_DATASET_NAMES = ("synthetic", "fer2013", "ferplus", "rafdb")
+_DATASET_NAMES = ("synthetic", "fer2013", "ferplus", "rafdb", "pixel_csv")
 _CLASS_BALANCE = ("none", "weights", "sampler")
 _DEFAULT_OBJECTIVE = GReFELObjective()
 
@@ -32,12 +36,14 @@ class DataArguments:
         metadata={"help": f"A dataset_scripts builder ({', '.join(_DATASET_NAMES)}), a save_to_disk folder, a "
                           "Parquet folder or an image folder (<split>/<class>/*.png)."},
     )
-    data_dir: str | None = field(default=None, metadata={"help": "Raw data folder for the fer2013/ferplus/rafdb "
-                                                                 "builders (docs/datasets.md gives the layouts)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Raw data folder for the fer2013/ferplus/rafdb/"
+                                                                 "pixel_csv builders (docs/datasets.md gives the "
+                                                                 "layouts)."})
     label_mode: str | None = field(
         default=None,
         metadata={"help": "FER+ training label mode: majority, probability, crossentropy or multi_target. "
-                          "Validation and test always use majority."},
+                          "Validation and test always use majority. A dataset without FER+ votes has no label "
+                          "modes: there it is ignored, with a warning."},
     )
     use_soft_labels: bool | None = field(
         default=None,
@@ -67,6 +73,23 @@ class DataArguments:
             raise ValueError(f"--label_mode must be majority, probability, crossentropy or multi_target, got "
                              f"{self.label_mode!r}")
 
+
+
+def parse_mapping_argument(name: str, value: str | Mapping | None, example: str) -> dict | None:
+    """A mapping argument's value: a mapping from a recipe, or JSON text from the command line (None stays None).
+
+    Raises:
+        ValueError: the text is not JSON, or the value is not a mapping (the message names the argument).
+    """
+    if value is None or isinstance(value, Mapping):
+        return None if value is None else dict(value)
+    try:
+        value = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--{name} must be a JSON mapping on the command line, e.g. '{example}', got {value!r}") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"--{name} must be a mapping, e.g. '{example}', got {value!r}")
+    return value
 
 
 class _ObjectiveBase:
@@ -143,6 +166,25 @@ class AugmentationArguments:
     cutmix_alpha: float = field(default=1.0, metadata={"help": "Face-aware CutMix Beta(α, α); 0 disables it."})
     mix_prob: float = field(default=0.5, metadata={"help": "Probability of mixing a training batch."})
     mix_switch_prob: float = field(default=0.5, metadata={"help": "Probability of CutMix instead of Mixup."})
+    aug_randaugment_ops: int = field(
+        default=0,
+        metadata={"help": "RandAugment (torchvision's): random operations applied to each augmented image; 0 "
+                          "disables it."},
+    )
+    aug_randaugment_magnitude: int = field(
+        default=9, metadata={"help": "RandAugment magnitude on torchvision's scale 0-30 (its default is 9)."}
+    )
+    aug_prob: float = field(
+        default=1.0,
+        metadata={"help": "Probability that a training image is augmented at all (flip, affine, perspective, colour, "
+                          "blur, RandAugment, erasing); the others get the image processor only."},
+    )
+    aug_class_probs: str | None = field(
+        default=None,
+        metadata={"help": "Class-specific --aug_prob, by class name: a mapping such as {fear: 0.95, sad: 0.9} in a "
+                          "recipe, JSON on the command line. Classes it does not name keep --aug_prob; a name the "
+                          "training set does not have is refused."},
+    )
 
     def _check_augmentation(self) -> None:
         """Refuse augmentation ranges that torchvision would only reject at the first training batch."""
@@ -152,9 +194,17 @@ class AugmentationArguments:
         if self.aug_blur_sigma_max != 0 and not 0 < self.aug_blur_sigma_min <= self.aug_blur_sigma_max:
             raise ValueError(f"--aug_blur_sigma_min and --aug_blur_sigma_max must satisfy 0 < min <= max (or max 0 "
                              f"to disable the blur), got {self.aug_blur_sigma_min} and {self.aug_blur_sigma_max}")
-        for name in ("aug_erasing_prob", "aug_hflip_prob", "mix_prob", "mix_switch_prob"):
+        for name in ("aug_erasing_prob", "aug_hflip_prob", "mix_prob", "mix_switch_prob", "aug_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if self.aug_randaugment_ops < 0 or not 0 <= self.aug_randaugment_magnitude <= 30:
+            raise ValueError(f"--aug_randaugment_ops must be >= 0 and --aug_randaugment_magnitude in 0..30, got "
+                             f"{self.aug_randaugment_ops} and {self.aug_randaugment_magnitude}")
+        self.aug_class_probs = parse_mapping_argument("aug_class_probs", self.aug_class_probs, '{"fear": 0.95}')
+        for name, probability in (self.aug_class_probs or {}).items():
+            if not isinstance(probability, int | float) or not 0.0 <= probability <= 1.0:
+                raise ValueError(f"--aug_class_probs: the probability of {name!r} must be in [0, 1], got "
+                                 f"{probability!r}")
         for name in ("aug_rotation", "aug_color_jitter", "aug_translate", "aug_perspective", "mixup_alpha",
                      "cutmix_alpha"):
             if getattr(self, name) < 0:
@@ -166,6 +216,8 @@ class AugmentationArguments:
             return dict(rotation=0.0, color_jitter=0.0, translate=0.0, scale=(1.0, 1.0), perspective=0.0,
                         blur_sigma=None, erasing_prob=0.0, hflip_prob=0.0)
         return dict(
+            randaugment_ops=self.aug_randaugment_ops, randaugment_magnitude=self.aug_randaugment_magnitude,
+            apply_prob=self.aug_prob, class_probs=self.aug_class_probs,
             rotation=self.aug_rotation, color_jitter=self.aug_color_jitter, translate=self.aug_translate,
             scale=(self.aug_scale_min, self.aug_scale_max), perspective=self.aug_perspective,
             blur_sigma=(self.aug_blur_sigma_min, self.aug_blur_sigma_max) if self.aug_blur_sigma_max > 0 else None,
@@ -178,7 +230,8 @@ class AugmentationArguments:
 class OptimizationArguments:
     """Optimisation: learning rates per part of the model and which backbone layers train."""
 
-    help_title: ClassVar[str] = "optimisation: learning rate per part, frozen backbone stages"
+    help_title: ClassVar[str] = ("optimisation: learning rate per part, frozen or progressively thawed backbone "
+                                 "stages, SAM, OneCycle")
 
     backbone_lr_multiplier: float | None = field(
         default=None,
@@ -194,15 +247,64 @@ class OptimizationArguments:
     )
     anchor_lr_multiplier: float = field(default=1.0, metadata={"help": "Anchor learning rate = lr × this."})
     anchor_weight_decay: float = field(default=0.0, metadata={"help": "Weight decay of the anchors."})
+    unfreeze_schedule: str | None = field(
+        default=None,
+        metadata={"help": "Progressive unfreezing: epoch → backbone stages that thaw at its start, named as the "
+                          "backbone names them (e.g. {10: [layer4], 20: [layer3], 40: [all]} in a recipe, JSON on "
+                          "the command line). The heads train from the start; the backbone is frozen until its "
+                          "first entry, and a thawed stage stays thawed. Not with --backbone_frozen_groups."},
+    )
+    sam_rho: float = field(
+        default=0.0,
+        metadata={"help": "Sharpness-aware minimisation: radius ρ of the weight perturbation (0.05 is the SAM paper's "
+                          "default); 0 trains without SAM. Each step then costs a second forward and backward pass."},
+    )
+    sam_adaptive: bool = field(
+        default=False, metadata={"help": "Adaptive SAM (ASAM): perturb each weight in proportion to its size."}
+    )
+    one_cycle: bool = field(
+        default=False,
+        metadata={"help": "PyTorch's OneCycleLR instead of --lr_scheduler_type and the warm-up (which must be 0): "
+                          "cosine warm-up from lr / --one_cycle_div_factor to lr over --one_cycle_pct_start of the "
+                          "steps, then cosine annealing; each parameter group peaks at its own learning rate."},
+    )
+    one_cycle_pct_start: float = field(default=0.3, metadata={"help": "OneCycle: fraction of steps warming up."})
+    one_cycle_div_factor: float = field(default=25.0, metadata={"help": "OneCycle: initial lr = lr / this."})
+    one_cycle_final_div_factor: float = field(
+        default=1e4, metadata={"help": "OneCycle: final lr = initial lr / this."}
+    )
+    one_cycle_momentum: bool = field(
+        default=True,
+        metadata={"help": "OneCycle: cycle the momentum (Adam's β1) between 0.95 and 0.85 against the learning rate, "
+                          "as PyTorch does by default."},
+    )
 
     def _check_optimization(self) -> None:
         if self.backbone_frozen_groups < 0:
             raise ValueError(f"--backbone_frozen_groups must be >= 0 (0 trains the whole backbone), got "
                              f"{self.backbone_frozen_groups}")
-        for name in ("backbone_lr_multiplier", "anchor_lr_multiplier", "anchor_weight_decay"):
+        for name in ("backbone_lr_multiplier", "anchor_lr_multiplier", "anchor_weight_decay", "sam_rho"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"--{name} must be >= 0, got {value}")
+        if self.sam_adaptive and not self.sam_rho:
+            raise ValueError("--sam_adaptive needs --sam_rho > 0")
+        self.unfreeze_schedule = parse_unfreeze_schedule(self.unfreeze_schedule)
+        if self.unfreeze_schedule and self.backbone_frozen_groups:
+            raise ValueError("--unfreeze_schedule and --backbone_frozen_groups both freeze the backbone: use one")
+        self._check_one_cycle()
+
+    def _check_one_cycle(self) -> None:
+        if not self.one_cycle:
+            return
+        if self.warmup_steps:
+            raise ValueError(f"--one_cycle brings its own warm-up (--one_cycle_pct_start): set --warmup_steps 0, got "
+                             f"{self.warmup_steps}")
+        if not 0.0 < self.one_cycle_pct_start < 1.0:
+            raise ValueError(f"--one_cycle_pct_start must be in (0, 1), got {self.one_cycle_pct_start}")
+        for name in ("one_cycle_div_factor", "one_cycle_final_div_factor"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -224,10 +326,20 @@ class SelectionArguments:
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement."}
     )
+    eval_tta_views: int = field(
+        default=1,
+        metadata={"help": f"Test-time augmentation of every evaluation (and so of the selection of weights and "
+                          f"inference mode): the model's distributions averaged over the first N views of "
+                          f"{list(TTA_VIEWS)} (5 % shifts). 1 evaluates the images as they are."},
+    )
 
     def _check_selection(self) -> None:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"--ema_decay must be in [0, 1), got {self.ema_decay}")
+        try:
+            resolve_views(self.eval_tta_views)
+        except ValueError as err:
+            raise ValueError(f"--eval_tta_views: {err}") from err
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience < 1:
                 raise ValueError(f"--early_stopping_patience must be >= 1, got {self.early_stopping_patience}")

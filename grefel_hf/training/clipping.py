@@ -14,13 +14,13 @@ from torch import nn
 
 from .parameter_parts import parameter_parts_of
 
-# Distributed types whose engine clips (or shards) gradients itself: per-part clipping is refused there.
-_OWN_CLIPPING = (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.XLA)
+# Distributed types whose engine clips, shards or owns the gradients: per-part clipping and SAM are refused there.
+OWN_GRADIENT_ENGINES = (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.XLA)
 
 
 def check_part_clipping_supported(distributed_type: DistributedType) -> None:
     """Refuse per-part clipping where the engine clips gradients itself (DeepSpeed, FSDP, XLA)."""
-    if distributed_type in _OWN_CLIPPING:
+    if distributed_type in OWN_GRADIENT_ENGINES:
         raise ValueError(f"clip_branch_separately is not supported under {distributed_type}, which clips or shards "
                          "gradients itself; use it with CPU, single-GPU or DDP training, or set it to False")
 

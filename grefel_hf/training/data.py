@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.augmentation import build_eval_transform, build_train_transform
+from ..data.augmentation import build_eval_transform, build_train_transform, class_apply_probabilities
 from ..data.labels import label_names_of
 from .arguments import DataArguments
 from .seeding import IndexSeededTransform, add_sample_index
@@ -35,12 +36,21 @@ class TrainingData:
 
 
 def load_dataset_dict(data_args: DataArguments) -> datasets.DatasetDict:
-    """Load the dataset named by `data_args` through `dataset_scripts` (builder name, or a folder)."""
-    from dataset_scripts import load_expression_dataset
+    """Load the dataset named by `data_args` through `dataset_scripts` (builder name, or a folder).
+
+    `--label_mode` goes to the builders that have label modes (FER+); any other dataset is loaded as it is, with a
+    warning, so a FER+ recipe also runs on another dataset (`--dataset synthetic`).
+    """
+    from dataset_scripts import DATASET_LOADERS, load_expression_dataset
 
     kwargs: dict[str, Any] = {}
     if data_args.label_mode is not None:
-        kwargs["label_mode"] = data_args.label_mode
+        loader = DATASET_LOADERS.get(data_args.dataset)
+        if loader is not None and "label_mode" in inspect.signature(loader).parameters:
+            kwargs["label_mode"] = data_args.label_mode
+        else:
+            logger.warning("--label_mode %s is an option of the FER+ builder; the dataset %r is not built with label "
+                           "modes, so its labels are used as they are", data_args.label_mode, data_args.dataset)
     return load_expression_dataset(
         data_args.dataset, data_dir=data_args.data_dir, cache_dir=data_args.dataset_cache_dir, **kwargs
     )
@@ -66,7 +76,8 @@ def prepare_training_data(dataset_dict: Mapping[str, datasets.Dataset], data_arg
     if label_names_of(evaluation) != names:
         raise ValueError(f"the training labels {names} differ from the evaluation labels "
                          f"{label_names_of(evaluation)}")
-    mode = data_args.label_mode
+    # label modes exist where the data has FER+ vote distributions (load_dataset_dict ignores them elsewhere)
+    mode = data_args.label_mode if "soft_label" in train.column_names else None
     use_soft = data_args.use_soft_labels
     if use_soft is None:
         use_soft = mode in ("crossentropy", "multi_target")
@@ -114,6 +125,11 @@ def attach_transforms(data: TrainingData, image_processor, augmentation_kwargs: 
     the same augmented batches as an uninterrupted one. Evaluation always uses hard (majority) labels, so metrics
     are comparable across label modes.
     """
+    augmentation_kwargs = dict(augmentation_kwargs)
+    class_probs = augmentation_kwargs.pop("class_probs", None)
+    if class_probs:
+        augmentation_kwargs["class_apply_probs"] = class_apply_probabilities(
+            class_probs, data.label_names, augmentation_kwargs.get("apply_prob", 1.0))
     train_transform = build_train_transform(image_processor, use_soft_labels=data.use_soft_labels,
                                             **augmentation_kwargs)
     if data.sample_hard_labels:

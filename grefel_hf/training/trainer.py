@@ -1,5 +1,6 @@
 """`GReFELTrainer`: transformers' Trainer with GReFEL's multi-term loss, trust ramp, parameter groups, training-only
-mixing, class balancing and EMA evaluation. Every option is read from `self.args` (`GReFELTrainingArguments`).
+mixing, class balancing, EMA evaluation, SAM, OneCycle, progressive unfreezing and test-time augmentation of its
+evaluations. Every option is read from `self.args` (`GReFELTrainingArguments`).
 
 Loss scale: GReFEL's loss is a per-batch mean and its forward takes no `**kwargs`, so Trainer divides it by the
 gradient-accumulation steps itself and DDP averages gradients over processes: the scale is the same with or without
@@ -15,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -25,13 +26,23 @@ from transformers import EarlyStoppingCallback, Trainer
 
 from ..configuration_grefel import INFERENCE_MODES
 from ..data.collators import GReFELEvalCollator, GReFELMixCollator
+from ..data.tta import predict_probabilities
 from .clipping import check_part_clipping_supported, clip_grad_norm_by_part, gradient_clip_parts
 from .cpu_memory import reuse_freed_memory
 from .depthwise import use_fast_depthwise_weight_grad
 from .ema import GReFELEMACallback, swap_weights
 from .freezing import freeze_backbone_groups
 from .parameter_parts import parameter_parts_of
+from .sam import (
+    SharpnessAwareStep,
+    batch_norm_statistics_kept,
+    check_sam_supported,
+    perturbed_weights,
+    sam_perturbation,
+)
+from .schedules import one_cycle_scheduler
 from .seeding import IndexSeededCollator
+from .unfreezing import ProgressiveUnfreezing
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +110,9 @@ def build_train_collator(num_labels: int, args) -> IndexSeededCollator:
 class GReFELTrainer(Trainer):
     """Trainer for GReFEL (and the baseline); every option comes from `self.args` (`GReFELTrainingArguments`).
 
-    It builds what the options ask for: the model's objective, the frozen backbone groups, channels-last layout, the
-    training-only mixing collator (evaluation keeps `GReFELEvalCollator`, so validation batches are never mixed), the
-    EMA callback and early stopping.
+    It builds what the options ask for: the model's objective, the frozen backbone groups (or the progressive
+    unfreezing callback), channels-last layout, the training-only mixing collator (evaluation keeps
+    `GReFELEvalCollator`, so validation batches are never mixed), the EMA callback, early stopping and SAM.
 
     Args (besides Trainer's own; `model` must be passed by keyword):
         class_weights: per-class loss weights derived from the training data (`--class_balance weights`).
@@ -122,6 +133,13 @@ class GReFELTrainer(Trainer):
             model.set_objective(build_objective(type(model.objective), options, class_weights))
         # before the optimiser is built, which then only holds the trainable parameters
         self.frozen_parameter_names = freeze_backbone_groups(model, options.backbone_frozen_groups)
+        if options.unfreeze_schedule:  # freezes at train begin, after the optimiser holds every parameter
+            self.add_callback(ProgressiveUnfreezing(model, options.unfreeze_schedule))
+        self.sam = None
+        if options.sam_rho > 0:
+            check_sam_supported(self.accelerator.distributed_type)
+            self.sam = SharpnessAwareStep(options.sam_rho, options.sam_adaptive)
+        self._sam_second_pass = False
         if options.channels_last:
             model.to(memory_format=torch.channels_last)
         if self.args.device.type == "cpu":
@@ -199,12 +217,43 @@ class GReFELTrainer(Trainer):
         """
         return self.state.global_step / max(1, self.state.max_steps)
 
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """Trainer's schedule, or with `one_cycle` PyTorch's OneCycleLR (see `schedules.py`)."""
+        if not self.args.one_cycle or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = one_cycle_scheduler(optimizer or self.optimizer, num_training_steps, self.args)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
+
     def training_step(self, model, inputs, num_items_in_batch=None):
-        """Advance the trust ramp τ to `training_progress()`, then run Trainer's step."""
+        """Advance the trust ramp τ to `training_progress()`, then run Trainer's step; with SAM, after the last
+        micro-batch of an accumulation window, the second pass at the perturbed weights (see `sam.py`)."""
         unwrapped = self.accelerator.unwrap_model(model)
         if hasattr(unwrapped, "set_trust_ramp"):
             unwrapped.set_trust_ramp(self.training_progress())
-        return super().training_step(model, inputs, num_items_in_batch)
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.sam is not None:
+            self.sam.remember(inputs, num_items_in_batch)
+            if self.accelerator.sync_gradients:  # the window's gradient is complete (and all-reduced)
+                self._sharpness_aware_second_pass(model, self.sam.take_window())
+        return loss
+
+    def _sharpness_aware_second_pass(self, model, window: list) -> None:
+        """Replace the window's gradient by the gradient at w + e over the same micro-batches; weights stay w."""
+        parameters = [p for p in self.accelerator.unwrap_model(model).parameters() if p.grad is not None]
+        perturbation = sam_perturbation(parameters, self.sam.rho, self.sam.adaptive)
+        if perturbation is None:  # zero or non-finite gradients (an fp16 overflow the scaler will skip)
+            return
+        with perturbed_weights(parameters, perturbation), batch_norm_statistics_kept(model):
+            model.zero_grad(set_to_none=True)
+            self._sam_second_pass = True
+            try:
+                for index, (inputs, num_items_in_batch) in enumerate(window):
+                    last = index == len(window) - 1
+                    with nullcontext() if last else self.accelerator.no_sync(model):
+                        super().training_step(model, inputs, num_items_in_batch)
+            finally:
+                self._sam_second_pass = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The model's own GReFEL loss; its named parts are accumulated for logging during training."""
@@ -212,7 +261,7 @@ class GReFELTrainer(Trainer):
         if outputs.get("loss") is None:
             raise ValueError(f"the model returned no loss; the batch has keys {sorted(inputs)} (labels missing?)")
         parts = outputs.get("loss_parts")
-        if model.training and parts:
+        if model.training and parts and not self._sam_second_pass:  # SAM's second pass: logged once already
             for name, value in parts.items():
                 self._loss_part_sums[name] = self._loss_part_sums.get(name, 0.0) + value.detach().float()
             self._loss_part_count += 1
@@ -228,6 +277,18 @@ class GReFELTrainer(Trainer):
             logs.update({f"loss_{n}": round(v, 4) for n, v in zip(names, means.tolist(), strict=True)})
             self._loss_part_sums, self._loss_part_count = {}, 0
         super().log(logs, start_time)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Trainer's evaluation step; with `eval_tta_views` > 1 the logits and reliability come from the mean of the
+        model's distributions over the test-time views (`grefel_hf.data.tta`), the loss from the images as they
+        are."""
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        if prediction_loss_only or self.args.eval_tta_views == 1:
+            return loss, logits, labels
+        pixel_values = self._prepare_inputs(inputs)["pixel_values"]
+        with torch.no_grad(), self.compute_loss_context_manager():
+            probs, reliability = predict_probabilities(model, pixel_values, self.args.eval_tta_views)
+        return loss, (probs.clamp_min(1e-12).log(), reliability), labels
 
     # -- EMA ------------------------------------------------------------------------------------------------
 
