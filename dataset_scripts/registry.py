@@ -12,6 +12,7 @@ from .common import FER2013_LABELS, FERPLUS_LABELS, RAFDB_LABELS
 from .fer2013 import load_fer2013
 from .ferplus import load_ferplus
 from .local import load_from_path
+from .pixel_csv import load_pixel_csv
 from .rafdb import load_rafdb
 from .synthetic import load_synthetic
 
@@ -20,12 +21,14 @@ DATASET_LOADERS: dict[str, Callable[..., datasets.DatasetDict]] = {
     "fer2013": load_fer2013,
     "ferplus": load_ferplus,
     "rafdb": load_rafdb,
+    "pixel_csv": load_pixel_csv,
 }
 DATASET_LABELS = {
     "synthetic": FER2013_LABELS,
     "fer2013": FER2013_LABELS,
     "ferplus": FERPLUS_LABELS,
     "rafdb": RAFDB_LABELS,
+    "pixel_csv": FERPLUS_LABELS,
 }
 
 
@@ -35,7 +38,7 @@ def load_expression_dataset(
     """Load an expression dataset by name, or a prepared dataset folder by path.
 
     Args:
-        name_or_path: one of `synthetic`, `fer2013`, `ferplus`, `rafdb`; or a `save_to_disk` folder,
+        name_or_path: one of `synthetic`, `fer2013`, `ferplus`, `rafdb`, `pixel_csv`; or a `save_to_disk` folder,
             a Parquet folder (`data/*.parquet`), or an image tree `<split>/<class>/*.{jpg,png}` with split
             folders `train`, `validation` (or `val` / `valid`) and `test`.
         data_dir: the raw files of a named dataset (required for all but `synthetic`).
