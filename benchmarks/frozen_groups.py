@@ -19,8 +19,8 @@ import statistics
 import sys
 
 import torch
-from fer_cpu_budget import BACKBONE, build, current_commit, write_report
-from head_cost import BASE_SETTINGS, BATCH, LABELS
+from fer_cpu_budget import current_commit, write_report
+from head_cost import BACKBONE, BASE_SETTINGS, BATCH, LABELS, build
 from model_overhead import time_train_steps
 
 from grefel_hf.training.freezing import freeze_backbone_groups
@@ -32,7 +32,7 @@ def build_models(image_size: int, counts: list[int]) -> dict[tuple[str, int], to
     for count in counts:
         for setup in ("plain", "grefel"):
             torch.manual_seed(0)
-            model = build(setup, LABELS, image_size, BASE_SETTINGS if setup == "grefel" else None)[0]
+            model = build(setup, LABELS, image_size, BASE_SETTINGS if setup == "grefel" else None)
             freeze_backbone_groups(model, count)
             models[(setup, count)] = model.to(memory_format=torch.channels_last)
     return models

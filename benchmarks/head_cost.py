@@ -1,10 +1,11 @@
-"""What GReFEL's head costs per training step, per config variant, against the plain linear head. (Benchmark, not a test.)
+"""What GReFEL's head costs per training step, per config variant, against the plain head. (Benchmark, not a test.)
 
 `fer_cpu_budget.py` gives both setups the same wall-clock budget, so every bit of GReFEL's head that slows a step
 costs it training steps. This times, interleaved in one run so that machine noise hits every model alike, the
 channels-last forward+backward+update step of the plain head and of GReFEL in each variant, on that benchmark's
 backbone and input size (EfficientNet-Lite0, 64 px, batch 64), and reports each variant's median step time over the
-plain head's. A variant is a JSON object of GReFELConfig fields on top of the benchmark's GReFEL settings. The update
+plain head's (the baseline model's default, `grefel_hf.modeling_baseline`). A variant is a JSON object of GReFELConfig
+and GReFEL objective fields on top of the benchmark's GReFEL settings. The update
 is SGD by default; `--optimizer adamw` times the optimiser the real-data benchmarks train with, whose per-tensor update
 makes GReFEL's extra parameter tensors cost more.
 
@@ -22,10 +23,17 @@ import platform
 import shlex
 import statistics
 import sys
+from dataclasses import fields
 
 import torch
-from fer_cpu_budget import BACKBONE, build, current_commit, parse_variant, write_report
+from fer_cpu_budget import current_commit, write_report
 from model_overhead import OPTIMIZERS, time_train_steps
+
+from grefel_hf import BaselineConfig, GReFELConfig, create_model
+from grefel_hf.losses import GReFELObjective
+
+BACKBONE = "tf_efficientnet_lite0"
+BACKBONE_WEIGHTS = "efficientnet-lite0"
 
 IMAGE_SIZE = 64
 BATCH = 64
@@ -34,14 +42,48 @@ BASE_SETTINGS = {"embed_dim": 256, "dropout": 0.0, "path_loss_weight": 3.0, "pri
                  "primary_input": "backbone"}
 """GReFEL as the latest `fer_cpu_budget.py` runs configure it; a variant's fields override these."""
 
+OBJECTIVE_FIELDS = {f.name for f in fields(GReFELObjective)} - {"label_smoothing", "class_weights"}
+"""GReFEL objective fields a variant may set besides its GReFELConfig fields."""
+
+
+def parse_variant(text: str) -> dict:
+    """A variant from the command line: a JSON object whose keys are GReFELConfig or GReFEL objective fields."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object of GReFELConfig or objective fields, got {text!r} "
+                                         f"({err})") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of GReFELConfig or objective fields, got {text!r}")
+    unknown = sorted(set(value) - set(GReFELConfig.__annotations__) - OBJECTIVE_FIELDS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{text!r} names unknown GReFELConfig or objective fields {unknown}")
+    return value
+
+
+def build(setup: str, labels: list[str], image_size: int, settings: dict | None = None) -> torch.nn.Module:
+    """A model the speed benchmarks time, over EfficientNet-Lite0 from the offline ImageNet weights: `"plain"`, the
+    baseline's plain head, or `"grefel"` with `settings` (GReFELConfig and GReFEL objective fields)."""
+    id2label = dict(enumerate(labels))
+    common = dict(backbone=BACKBONE, image_size=image_size, id2label=id2label,
+                  label2id={name: i for i, name in id2label.items()})
+    if setup == "plain":
+        return create_model(BaselineConfig(**common), backbone_weights=BACKBONE_WEIGHTS)
+    settings = settings or {}
+    architecture = {name: value for name, value in settings.items() if name not in OBJECTIVE_FIELDS}
+    model = create_model(GReFELConfig(**common, **architecture), backbone_weights=BACKBONE_WEIGHTS)
+    model.set_objective(GReFELObjective(**{name: value for name, value in settings.items()
+                                           if name in OBJECTIVE_FIELDS}))
+    return model
+
 
 def build_models(variants: list[dict]) -> dict[str, torch.nn.Module]:
     """The plain head and one GReFEL per variant, each named by its JSON and built as `fer_cpu_budget.py` builds
     them, in channels-last."""
     torch.manual_seed(0)
-    models = {"plain": build("plain", LABELS, IMAGE_SIZE)[0]}
+    models = {"plain": build("plain", LABELS, IMAGE_SIZE)}
     for variant in variants:
-        models[json.dumps(variant, sort_keys=True)] = build("grefel", LABELS, IMAGE_SIZE, {**BASE_SETTINGS, **variant})[0]
+        models[json.dumps(variant, sort_keys=True)] = build("grefel", LABELS, IMAGE_SIZE, {**BASE_SETTINGS, **variant})
     return {name: model.to(memory_format=torch.channels_last) for name, model in models.items()}
 
 

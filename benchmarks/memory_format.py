@@ -21,9 +21,13 @@ from pathlib import Path
 
 import torch
 from model_overhead import time_train_steps
-from plain_head import PlainHeadClassifier, PlainHeadConfig
 
-from grefel_hf import GReFELConfig, GReFELForImageClassification
+from grefel_hf import (
+    BaselineConfig,
+    BaselineForImageClassification,
+    GReFELConfig,
+    GReFELForImageClassification,
+)
 
 SETUPS = {
     "tf_efficientnet_lite0@64": {"backbone": "tf_efficientnet_lite0", "image_size": 64, "embed_dim": 256},
@@ -38,7 +42,7 @@ def build_models(backbone: str, image_size: int, embed_dim: int) -> dict[str, to
     """GReFEL and the plain head over the same backbone, each in both layouts (same initial weights)."""
     torch.manual_seed(0)
     grefel = GReFELForImageClassification(GReFELConfig(backbone=backbone, image_size=image_size, embed_dim=embed_dim))
-    plain = PlainHeadClassifier(PlainHeadConfig(backbone=backbone, image_size=image_size, num_labels=7))
+    plain = BaselineForImageClassification(BaselineConfig(backbone=backbone, image_size=image_size))
     models = {}
     for model_name, model in (("grefel", grefel), ("plain", plain)):
         for layout, memory_format in LAYOUTS.items():

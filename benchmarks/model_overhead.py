@@ -25,10 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from plain_head import PlainHeadClassifier, PlainHeadConfig
 from transformers import pipeline
 
-from grefel_hf import GReFELConfig, GReFELForImageClassification, build_image_processor
+from grefel_hf import (
+    BaselineConfig,
+    BaselineForImageClassification,
+    GReFELConfig,
+    GReFELForImageClassification,
+    build_image_processor,
+)
 
 SETUPS = {
     "resnet18@112": {"backbone": "resnet18", "image_size": 112},
@@ -41,7 +46,7 @@ def build_pair(backbone: str, image_size: int):
     """GReFEL and the plain-head baseline over the same (randomly initialised) backbone."""
     torch.manual_seed(0)
     grefel = GReFELForImageClassification(GReFELConfig(backbone=backbone, image_size=image_size))
-    plain = PlainHeadClassifier(PlainHeadConfig(backbone=backbone, image_size=image_size, num_labels=7))
+    plain = BaselineForImageClassification(BaselineConfig(backbone=backbone, image_size=image_size))
     return grefel, plain
 
 

@@ -47,3 +47,20 @@ def tiny_grefel_config(backbone: str = "test_resnet", **overrides):
 def make_config():
     """Factory fixture returning `tiny_grefel_config`."""
     return tiny_grefel_config
+
+
+def tiny_backbone_weights(folder, backbone: str, image_size: int = 32) -> str:
+    """A `.safetensors` file of a freshly initialised headless timm `backbone` (seeded), written into `folder`: the
+    local weights file a recipe's `--backbone_weights` names, for a tiny test backbone (`image_size` sets the input
+    size of backbones that fix it, as ViTs do)."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(123)
+    fixed = timm.models.get_pretrained_cfg(backbone).fixed_input_size
+    extra = {"img_size": image_size} if fixed else {}
+    state = timm.create_model(backbone, pretrained=False, num_classes=0, **extra).state_dict()
+    path = os.path.join(str(folder), f"{backbone}.safetensors")
+    save_file({name: tensor.contiguous() for name, tensor in state.items()}, path)
+    return path

@@ -37,21 +37,25 @@ def test_cpus_are_split_into_equal_disjoint_groups():
         split_cpus([0, 1], 3)
 
 
+RECIPE = os.path.join(REPO_ROOT, "recipes", "grefel_cpu_fer2013.yaml")
+
+
 def test_a_child_command_line_overrides_the_parents_options():
-    parent = ["--dataset", "ferplus", "--setups", "grefel", "plain", "--budget_minutes", "15", "--concurrent", "1",
-              "--output", "pair.json", "--seed", "3"]
+    parent = [RECIPE, "--dataset", "ferplus", "--setups", "grefel", "plain", "--budget_minutes", "15", "--concurrent",
+              "1", "--output", "pair.json", "--seed", "3"]
     data_args = DataArguments(dataset="/tmp/prepared", eval_split="validation")
     command = child_command("fer_cpu_budget.py", parent, "plain", [1], 30.0, "/tmp/plain.json", data_args)
     assert command[:2] == [sys.executable, "fer_cpu_budget.py"]
     args = parse_arguments(command[2:])
-    assert (args.dataset, args.setups, args.budget_minutes, args.seed) == ("ferplus", ["plain"], 30.0, 3)
+    assert (args.recipe_data_args.dataset, args.setups, args.budget_minutes) == ("ferplus", ["plain"], 30.0)
+    assert args.training_args.seed == 3 and args.recipe_argv[0] == RECIPE
     assert (args.concurrent, args.cpus, args.output) == (0, [1], "/tmp/plain.json")
     assert DataArguments(**args.data_args) == data_args
 
 
 def test_the_parent_refuses_a_single_setup_side_by_side_and_bad_cpu_lists():
     with pytest.raises(SystemExit):
-        parse_arguments(["--concurrent", "1", "--setups", "grefel"])
+        parse_arguments([RECIPE, "--concurrent", "1", "--setups", "grefel"])
     with pytest.raises(argparse.ArgumentTypeError, match="comma-separated CPU ids"):
         parse_cpu_list("0;1")
     assert parse_cpu_list("0,1") == [0, 1]

@@ -1,6 +1,7 @@
 """The head-cost benchmark (benchmarks/head_cost.py): each variant's model is built with its fields on top of the
 benchmark's GReFEL settings, and the report times every model."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -12,19 +13,36 @@ from conftest import REPO_ROOT
 from torch import nn
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
-from head_cost import BASE_SETTINGS, build_models  # noqa: E402
+from head_cost import BASE_SETTINGS, build_models, parse_variant  # noqa: E402
 from model_overhead import time_train_steps  # noqa: E402
+
+from grefel_hf import BaselineForImageClassification  # noqa: E402
 
 
 def test_each_variant_overrides_the_base_settings_and_the_plain_head_is_the_reference():
-    models = build_models([{}, {"embed_dim": 128, "feature_levels": []}])
-    assert list(models) == ["plain", "{}", '{"embed_dim": 128, "feature_levels": []}']
-    base, variant = models["{}"].config, models['{"embed_dim": 128, "feature_levels": []}'].config
-    assert base.embed_dim == BASE_SETTINGS["embed_dim"] and base.primary_input == "backbone"
-    assert variant.embed_dim == 128 and variant.feature_levels == [] and variant.primary_input == "backbone"
-    assert len(models['{"embed_dim": 128, "feature_levels": []}'].grefel.level_projections) == 1
-    conv = next(m for m in models["plain"].modules() if isinstance(m, nn.Conv2d))
+    models = build_models([{}, {"embed_dim": 128, "feature_levels": [], "branch_gradient_scale": 0.0}])
+    variant_name = '{"branch_gradient_scale": 0.0, "embed_dim": 128, "feature_levels": []}'
+    assert list(models) == ["plain", "{}", variant_name]
+    base, variant = models["{}"], models[variant_name]
+    assert base.config.embed_dim == BASE_SETTINGS["embed_dim"] and base.config.primary_input == "backbone"
+    assert base.objective.path_loss_weight == BASE_SETTINGS["path_loss_weight"]  # objective fields reach the loss
+    assert variant.config.embed_dim == 128 and variant.config.feature_levels == []
+    assert variant.objective.branch_gradient_scale == 0.0 and variant.objective.path_loss_weight == 3.0
+    assert len(variant.grefel.level_projections) == 1
+    plain = models["plain"]
+    assert isinstance(plain, BaselineForImageClassification) and len(plain.classifier) == 1  # one linear layer
+    conv = next(m for m in plain.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_variant_is_a_json_object_of_config_or_objective_fields():
+    assert parse_variant('{"path_loss_weight": 3.0, "primary_hidden_sizes": []}') == {
+        "path_loss_weight": 3.0, "primary_hidden_sizes": []}
+    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown GReFELConfig or objective fields \['detach_conf"):
+        parse_variant('{"detach_confidences": true}')  # retired: it measured to change nothing
+    for text in ("[1, 2]", "{path_loss_weight: 3}"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a JSON object of GReFELConfig or objective"):
+            parse_variant(text)
 
 
 def test_the_report_gives_a_ratio_per_variant(tmp_path):
