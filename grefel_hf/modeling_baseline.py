@@ -234,10 +234,11 @@ class BaselineModel(BaselinePreTrainedModel):
         return resolved
 
     def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None):
-        if pixel_values is None or pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels:
-            shape = None if pixel_values is None else tuple(pixel_values.shape)
+        if (pixel_values is None or pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels
+                or not pixel_values.is_floating_point()):
+            got = "None" if pixel_values is None else f"{pixel_values.dtype} of shape {tuple(pixel_values.shape)}"
             raise ValueError(f"pixel_values must be a float tensor of shape (batch, {self.config.num_channels}, "
-                             f"height, width), got {shape}; use GReFELImageProcessor to turn images into pixel_values")
+                             f"height, width), got {got}; use GReFELImageProcessor to turn images into pixel_values")
         backbone = self.backbone
         if self.fusion_levels:
             feature_map, maps = backbone.forward_intermediates(pixel_values, indices=self.fusion_levels)

@@ -148,6 +148,8 @@ def test_the_config_documents_every_field_and_refuses_impossible_values():
         _model("test_vit", attention_blocks=["se"])(_pixels())
     with pytest.raises(ValueError, match=r"pixel_values must be a float tensor of shape \(batch, 3"):
         _model("test_resnet")(torch.randn(2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"got torch.uint8 of shape \(2, 3, 32, 32\)"):
+        _model("test_resnet")(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
 
 
 @pytest.fixture(scope="module")
