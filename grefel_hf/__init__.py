@@ -26,6 +26,7 @@ from .modeling_grefel import (
     GReFELPreTrainedModel,
 )
 from .pipeline_grefel import FacialExpressionRecognitionPipeline, GReFELImageClassificationPipeline
+from .pretrained import pretrained_model_path
 
 register_auto_classes()
 
@@ -51,6 +52,7 @@ __all__ = [
     "build_image_processor",
     "create_model",
     "default_model_path",
+    "pretrained_model_path",
     "register_auto_classes",
     "save_grefel_folder",
 ]

@@ -13,8 +13,8 @@ from .pipeline_grefel import FacialExpressionRecognitionPipeline
 
 logger = logging.getLogger(__name__)
 
-REMOTE_CODE_FILES = ("configuration_grefel.py", "modeling_grefel.py", "losses.py", "image_processing_grefel.py",
-                     "pipeline_grefel.py", "face_detection_grefel.py")
+REMOTE_CODE_FILES = ("configuration_grefel.py", "modeling_grefel.py", "layers_grefel.py", "losses.py",
+                     "image_processing_grefel.py", "pipeline_grefel.py", "face_detection_grefel.py")
 """The flat modeling files a saved folder carries so that it loads with `trust_remote_code=True`."""
 
 CUSTOM_PIPELINES = {
