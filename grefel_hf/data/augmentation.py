@@ -76,7 +76,20 @@ def build_augmentation_pipeline(
     """The native-resolution part of the training augmentation, with switched-off steps left out.
 
     See :class:`GReFELTrainAugmentation` for the meaning of each argument.
+
+    Raises:
+        ValueError: a probability outside [0, 1], a negative strength, or an even blur kernel (naming it).
     """
+    for name, value in (("perspective_prob", perspective_prob), ("blur_prob", blur_prob), ("hflip_prob", hflip_prob)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    for name, value in (("rotation", rotation), ("color_jitter", color_jitter), ("translate", translate)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if not 0.0 <= perspective <= 1.0:
+        raise ValueError(f"perspective must be in [0, 1], got {perspective}")
+    if blur_kernel_size < 1 or blur_kernel_size % 2 == 0:
+        raise ValueError(f"blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
     steps: list[Callable] = []
     if hflip_prob > 0:
         steps.append(v2.RandomHorizontalFlip(p=hflip_prob))
@@ -140,57 +153,19 @@ class GReFELTrainAugmentation:
     def __init__(
         self,
         image_processor: Callable[..., Any],
-        rotation: float = 8.0,
-        color_jitter: float = 0.25,
-        translate: float = 0.08,
-        scale: tuple[float, float] | None = (0.92, 1.08),
-        perspective: float = 0.15,
-        perspective_prob: float = 0.5,
-        blur_sigma: tuple[float, float] | None = (0.1, 0.8),
-        blur_prob: float = 0.5,
-        blur_kernel_size: int = 5,
         erasing_prob: float = 0.15,
         erasing_scale: tuple[float, float] = (0.02, 0.33),
-        hflip_prob: float = 0.5,
-        fill: float = 0.0,
-        randaugment_ops: int = 0,
-        randaugment_magnitude: int = 9,
         apply_prob: float = 1.0,
         class_apply_probs: Sequence[float] | None = None,
+        **pipeline_settings: Any,
     ) -> None:
-        for name, value in (
-            ("perspective_prob", perspective_prob),
-            ("blur_prob", blur_prob),
-            ("erasing_prob", erasing_prob),
-            ("hflip_prob", hflip_prob),
-            ("apply_prob", apply_prob),
-            *((f"class_apply_probs[{i}]", p) for i, p in enumerate(class_apply_probs or ())),
-        ):
+        for name, value in (("erasing_prob", erasing_prob), ("apply_prob", apply_prob),
+                            *((f"class_apply_probs[{i}]", p) for i, p in enumerate(class_apply_probs or ()))):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        for name, value in (("rotation", rotation), ("color_jitter", color_jitter), ("translate", translate)):
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        if not 0.0 <= perspective <= 1.0:
-            raise ValueError(f"perspective must be in [0, 1], got {perspective}")
-        if blur_kernel_size < 1 or blur_kernel_size % 2 == 0:
-            raise ValueError(f"blur_kernel_size must be a positive odd integer, got {blur_kernel_size}")
         self.image_processor = image_processor
-        self.pipeline = build_augmentation_pipeline(
-            rotation=rotation,
-            color_jitter=color_jitter,
-            translate=translate,
-            scale=scale,
-            perspective=perspective,
-            perspective_prob=perspective_prob,
-            blur_sigma=blur_sigma,
-            blur_prob=blur_prob,
-            blur_kernel_size=blur_kernel_size,
-            hflip_prob=hflip_prob,
-            fill=fill,
-            randaugment_ops=randaugment_ops,
-            randaugment_magnitude=randaugment_magnitude,
-        )
+        # rotation, color_jitter, translate, scale, perspective(_prob), blur_*, hflip_prob, fill, randaugment_*
+        self.pipeline = build_augmentation_pipeline(**pipeline_settings)
         self.apply_prob = apply_prob
         self.class_apply_probs = None if class_apply_probs is None else torch.tensor(class_apply_probs)
         # GReFELBatchTransform passes each image's class id when this is set
