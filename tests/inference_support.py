@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from conftest import tiny_grefel_config
+from PIL import Image
 
 from grefel_hf import GReFELForImageClassification, build_image_processor, save_grefel_folder
 from grefel_hf.face_detection_grefel import FaceBox
@@ -44,3 +45,23 @@ def write_astronaut_video(path: Path, frames: int = 6, side: int = 256, fps: flo
         writer.write(np.roll(photo, 2 * i, axis=1))
     writer.release()
     return path
+
+
+def write_odd_format_files(folder: Path) -> list[Path]:
+    """Face-crop files in the modes photos come in (16-bit, RGBA, LA, palette, int32 and float TIFF)."""
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (40, 40), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    images = {
+        "gray16.png": Image.fromarray(gray.astype(np.uint16) * 257),
+        "rgba.png": Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (40, 40), dtype=np.uint8)]), "RGBA"),
+        "la.png": Image.fromarray(np.dstack([gray, rng.integers(0, 256, (40, 40), dtype=np.uint8)]), "LA"),
+        "palette.png": Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE),
+        "int32.tif": Image.fromarray((gray.astype(np.int32) * 200), "I"),
+        "float.tif": Image.fromarray(gray.astype(np.float32) / 255.0, "F"),
+    }
+    paths = []
+    for name, image in images.items():
+        image.save(folder / name)
+        paths.append(folder / name)
+    return paths

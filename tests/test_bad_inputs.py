@@ -1,8 +1,8 @@
 """The bad-input corpus: corrupt and odd images, broken CSV and label files, broken model folders and bad arguments,
 tried as a careful user would. Each case asserts the exact kind of outcome: the error type and that its message
 names the file, row, index or argument (one line and exit status 2 for a command), or the correct result. Every
-file is generated here; nothing is downloaded. Cases of the face pipeline and the prediction command are in
-tests/test_bad_inputs_inference.py."""
+file is generated here; nothing is downloaded. The prediction command's own option errors are tested with it, in
+tests/test_inference_predict.py."""
 
 import io
 import json
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT, tiny_grefel_config
+from inference_support import astronaut, write_odd_format_files
 from PIL import Image
+from transformers import pipeline
 
 from dataset_scripts.common import DatasetFormatError
 from dataset_scripts.fer2013 import load_fer2013
@@ -31,6 +33,7 @@ from dataset_scripts.rafdb import load_rafdb
 from grefel_hf import GReFELConfig, GReFELForImageClassification, GReFELImageProcessor, save_grefel_folder
 from grefel_hf.cli import main as grefel_cli
 from grefel_hf.factory import build_image_processor
+from grefel_hf.image_processing_grefel import read_image
 
 sys.path.insert(0, REPO_ROOT)
 import push_to_hub  # noqa: E402
@@ -208,6 +211,63 @@ def test_a_config_with_retired_training_fields_loads_and_says_so(model_dir, tmp_
     with caplog.at_level(logging.WARNING):
         config = GReFELConfig.from_pretrained(folder)
     assert "label_smoothing" in caplog.text and not hasattr(config, "class_weights")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pipelines: the same result as the processor for the same file, and clear errors
+# ----------------------------------------------------------------------------------------------------------------
+
+PIPELINES = {"facial-expression-recognition": {"face_detector": "none", "top_k": None},
+             "image-classification": {"top_k": 7}}
+
+
+def _scores(task, result):
+    entries = result[0]["top_k"] if task == "facial-expression-recognition" else result
+    return {entry["label"]: entry["score"] for entry in entries}
+
+
+@pytest.mark.parametrize("task", list(PIPELINES))
+def test_pipelines_read_odd_files_as_the_processor_does(task, model_dir, tmp_path):
+    model = GReFELForImageClassification.from_pretrained(model_dir).eval()
+    processor = GReFELImageProcessor.from_pretrained(model_dir)
+    pipe = pipeline(task, model=str(model_dir))
+    for path in write_odd_format_files(tmp_path):
+        with torch.no_grad():
+            expected = model(**processor(read_image(path), return_tensors="pt")).logits.exp()[0]
+        scores = _scores(task, pipe(str(path), **PIPELINES[task]))
+        got = torch.tensor([scores[model.config.id2label[i]] for i in range(model.config.num_labels)])
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=path.name)
+
+
+def _bad_pipeline_call(kind, tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(astronaut()).save(good)
+    if kind == "truncated-second":
+        (tmp_path / "cut.png").write_bytes(good.read_bytes()[:2000])
+        return [str(good), str(tmp_path / "cut.png")], {}
+    if kind == "empty-list":
+        return [], {}
+    if kind == "unreachable-url":
+        return "http://127.0.0.1:9/face.jpg", {"timeout": 5}
+    return str(good), {"top_k": {"top-k-minus-one": -1, "top-k-zero": 0, "top-k-float": 2.5}[kind]}
+
+
+PIPELINE_ERRORS = {
+    "truncated-second": r"image 1.*cut\.png",
+    "empty-list": "empty list",
+    "top-k-minus-one": "top_k must be a positive integer",
+    "top-k-zero": "top_k must be a positive integer",
+    "top-k-float": "top_k must be a positive integer",
+    "unreachable-url": r"http://127\.0\.0\.1:9/face\.jpg",
+}
+
+
+@pytest.mark.parametrize("task", list(PIPELINES))
+@pytest.mark.parametrize("kind", list(PIPELINE_ERRORS))
+def test_bad_pipeline_calls_are_a_value_error_naming_the_input(kind, task, model_dir, tmp_path):
+    images, options = _bad_pipeline_call(kind, tmp_path)
+    with pytest.raises(ValueError, match=PIPELINE_ERRORS[kind]):
+        pipeline(task, model=str(model_dir))(images, **options)
 
 
 # ----------------------------------------------------------------------------------------------------------------

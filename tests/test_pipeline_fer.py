@@ -10,14 +10,13 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from inference_support import ASTRONAUT_FACE, astronaut, chelsea, save_tiny_model
+from inference_support import ASTRONAUT_FACE, astronaut, chelsea, save_tiny_model, write_odd_format_files
 from PIL import Image
 from transformers import AutoConfig, ViTConfig, ViTForImageClassification, ViTImageProcessor, pipeline
 from transformers.pipelines.image_classification import ImageClassificationPipeline
 
 from grefel_hf import GReFELForImageClassification, GReFELImageProcessor
 from grefel_hf.face_detection_grefel import FaceBox, box_iou, face_crop_box
-from grefel_hf.image_processing_grefel import read_image
 from grefel_hf.pipeline_grefel import FacialExpressionRecognitionPipeline, GReFELImageClassificationPipeline
 
 TASK = "facial-expression-recognition"
@@ -70,77 +69,14 @@ def test_batches_span_images_and_give_the_same_results(fer):
             assert [x["score"] for x in a["top_k"]] == pytest.approx([x["score"] for x in b["top_k"]], abs=1e-5)
 
 
-def _odd_format_files(tmp_path):
-    """Face-crop files in the modes photos come in; each is read whole (no detection) by the pipeline."""
-    rng = np.random.default_rng(1)
-    gray = rng.integers(0, 256, (40, 40), dtype=np.uint8)
-    rgb = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
-    images = {
-        "gray16.png": Image.fromarray(gray.astype(np.uint16) * 257),
-        "rgba.png": Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (40, 40), dtype=np.uint8)]), "RGBA"),
-        "la.png": Image.fromarray(np.dstack([gray, rng.integers(0, 256, (40, 40), dtype=np.uint8)]), "LA"),
-        "palette.png": Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE),
-        "int32.tif": Image.fromarray((gray.astype(np.int32) * 200), "I"),
-        "float.tif": Image.fromarray(gray.astype(np.float32) / 255.0, "F"),
-    }
-    paths = []
-    for name, image in images.items():
-        image.save(tmp_path / name)
-        paths.append(tmp_path / name)
-    return paths
+def test_without_a_model_the_pipeline_uses_the_bundled_one(tmp_path, monkeypatch):
+    import grefel_hf.pretrained as pretrained
 
-
-def test_odd_formats_give_what_the_processor_gives_for_the_same_file(fer, folder, tmp_path):
-    paths = _odd_format_files(tmp_path)
-    results = fer([str(p) for p in paths], face_detector="none", top_k=None)
-    classifier = pipeline("image-classification", model=str(folder))
-    for path, result in zip(paths, results, strict=True):
-        expected = _expected_probs(folder, read_image(path))
-        scores = {e["label"]: e["score"] for e in result[0]["top_k"]}
-        got = np.array([scores[fer.model.config.id2label[i]] for i in range(len(expected))])
-        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=path.name)
-        ranked = classifier(str(path), top_k=fer.model.config.num_labels)
-        got = np.array([{e["label"]: e["score"] for e in ranked}[fer.model.config.id2label[i]]
-                        for i in range(len(expected))])
-        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"image-classification {path.name}")
-
-
-def test_bad_inputs_are_clear_errors(fer, tmp_path):
-    good = tmp_path / "good.jpg"
-    Image.fromarray(astronaut()).save(good)
-    data = good.read_bytes()
-    truncated = tmp_path / "truncated.jpg"
-    truncated.write_bytes(data[: len(data) // 3])
-    with pytest.raises(ValueError, match=r"image 1.*truncated\.jpg.*truncated or corrupt"):
-        fer([str(good), str(truncated)])
-    with pytest.raises(ValueError, match="empty list"):
-        fer([])
-    for top_k in (-1, 0, 2.5):
-        with pytest.raises(ValueError, match="top_k must be a positive integer"):
-            fer(str(good), top_k=top_k)
-    url = "http://127.0.0.1:9/face.jpg"
-    with pytest.raises(ValueError, match=r"image 0: could not read the image at http://127\.0\.0\.1:9/face\.jpg"):
-        fer(url, timeout=5)
-    with pytest.raises(ValueError, match="min_face_size"):
-        fer(str(good), min_face_size=2)
-
-
-def test_image_classification_on_grefel_names_bad_inputs(folder, tmp_path):
-    classifier = pipeline("image-classification", model=str(folder))
-    good = tmp_path / "good.png"
-    Image.fromarray(astronaut()).save(good)
-    truncated = tmp_path / "cut.png"
-    truncated.write_bytes(good.read_bytes()[:2000])
-    with pytest.raises(ValueError, match=r"image 1.*cut\.png"):
-        classifier([str(good), str(truncated)])
-    with pytest.raises(ValueError, match="empty list"):
-        classifier([])
-    with pytest.raises(ValueError, match="top_k must be a positive integer"):
-        classifier(str(good), top_k=0)
-
-
-def test_no_model_is_a_clear_error_until_one_is_bundled():
-    with pytest.raises(FileNotFoundError, match="no model is bundled"):
+    (face,) = pipeline(TASK)(astronaut())
+    assert face["label"] in ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+    assert box_iou(FaceBox(*face["box"].values()), ASTRONAUT_FACE) >= 0.5
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="bundled model 'grefel-ferplus' is missing"):
         pipeline(TASK)
 
 
@@ -168,7 +104,7 @@ def vit_folder(tmp_path_factory):
 
 
 def test_image_classification_is_unchanged_for_other_models(vit_folder, tmp_path):
-    paths = _odd_format_files(tmp_path)[:4]  # PNG modes transformers' own loader reads
+    paths = write_odd_format_files(tmp_path)[:4]  # PNG modes transformers' own loader reads
     registered = pipeline("image-classification", model=str(vit_folder))
     assert isinstance(registered, GReFELImageClassificationPipeline)
     plain = ImageClassificationPipeline(model=registered.model, image_processor=registered.image_processor)
