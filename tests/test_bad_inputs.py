@@ -415,6 +415,22 @@ def test_rafdb_duplicate_lines_are_dropped_before_validation_is_carved(tmp_path,
 # Commands: one line on stderr and exit status 2, before any work
 # ----------------------------------------------------------------------------------------------------------------
 
+@pytest.fixture
+def restored_log_levels():
+    """train_hf.main() sets the package loggers' levels as a process would; the next tests get them back."""
+    import datasets
+    import transformers
+
+    names = ("grefel_hf", "dataset_scripts", "grefel_hf.training.run")
+    levels = {name: logging.getLogger(name).level for name in names}
+    verbosity = (transformers.utils.logging.get_verbosity(), datasets.utils.logging.get_verbosity())
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    transformers.utils.logging.set_verbosity(verbosity[0])
+    datasets.utils.logging.set_verbosity(verbosity[1])
+
+
 def _train(monkeypatch, capsys, *argv):
     monkeypatch.setattr(sys, "argv", ["train_hf.py", *map(str, argv)])
     code = train_hf.main()
@@ -456,7 +472,7 @@ TRAIN_CASES = {
 
 
 @pytest.mark.parametrize("case", list(TRAIN_CASES))
-def test_train_hf_user_errors_are_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
+def test_train_hf_user_errors_are_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys, restored_log_levels):
     make_argv, message = TRAIN_CASES[case]
     argv = make_argv(tmp_path)
     recipe = argv[:1] if argv and str(argv[0]).endswith((".yaml", ".json")) else []
