@@ -545,3 +545,27 @@ def test_push_to_hub_user_errors_are_one_line_and_exit_2(case, model_dir, tmp_pa
         push_to_hub.main()
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and "\n" not in err and re.search(message, err), err
+
+
+INFERENCE_OUTPUT_CASES = {
+    "predict-output-is-a-folder": (["predict", "examples/astronaut.jpg", "--output", "{folder}", "--format", "csv"],
+                                   "--output .* is an existing folder"),
+    "predict-annotate-is-a-file": (["predict", "examples/astronaut.jpg", "--output", "{tmp}/r.csv", "--annotate",
+                                    "{file}"], "--annotate .* is an existing file"),
+    "export-output-is-a-folder": (["export-onnx", "--output", "{folder}"], "--output .* is an existing folder"),
+    "explain-output-is-a-file": (["explain", "examples/astronaut.jpg", "--output_dir", "{file}"],
+                                 "--output_dir .* is an existing file"),
+}
+
+
+@pytest.mark.parametrize("case", list(INFERENCE_OUTPUT_CASES))
+def test_inference_commands_check_their_output_paths_before_any_work(case, model_dir, tmp_path, caplog):
+    argv, message = INFERENCE_OUTPUT_CASES[case]
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("keep me")
+    names = {"folder": tmp_path / "folder", "file": tmp_path / "file", "tmp": tmp_path}
+    argv = [arg.format(**names).replace("examples/", f"{REPO_ROOT}/examples/") for arg in argv]
+    assert grefel_cli([*argv, "--model", str(model_dir)]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and re.search(message, errors[0]), errors
+    assert (tmp_path / "file").read_text() == "keep me" and not any((tmp_path / "folder").iterdir())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from ..face_detection_grefel import FACE_DETECTORS
 from .default_model import resolve_model_path
@@ -85,9 +86,21 @@ def add_inference_parsers(subparsers) -> None:
     _explain_parser(subparsers)
 
 
+def check_output_paths(files: dict[str, str | None] | None = None, folders: dict[str, str | None] | None = None) -> None:
+    """Refuse, before any work, an output file that is an existing folder or an output folder that is an existing
+    file (`{option: path}`; None is skipped)."""
+    for option, path in (files or {}).items():
+        if path is not None and os.path.isdir(path):
+            raise ValueError(f"{option} {path} is an existing folder; expected a file to write")
+    for option, path in (folders or {}).items():
+        if path is not None and os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"{option} {path} is an existing file; expected a folder to write into")
+
+
 def _predict(args) -> int:
     from .predict import PredictOptions, run_predict
 
+    check_output_paths({"--output": args.output}, {"--annotate": args.annotate, "--summary_dir": args.summary_dir})
     options = PredictOptions(
         inputs=args.inputs, output=args.output, model=args.model, format=args.format, backend=args.backend,
         device=args.device, batch_size=args.batch_size, frame_stride=args.frame_stride,
@@ -107,6 +120,7 @@ def _predict(args) -> int:
 def _export(args) -> int:
     from .onnx_export import export_onnx
 
+    check_output_paths({"--output": args.output})
     report = export_onnx(resolve_model_path(args.model), args.output, args.opset, args.tolerance)
     logger.info("%s", report.describe())
     logger.info("wrote %s", report.path)
@@ -116,6 +130,7 @@ def _export(args) -> int:
 def _explain(args) -> int:
     from .explain import explain_image
 
+    check_output_paths(folders={"--output_dir": args.output_dir})
     report = explain_image(args.image, resolve_model_path(args.model), args.output_dir, args.face_detector,
                            args.margin, args.align, args.min_face_size, args.anchors)
     if not report.faces:
