@@ -2,7 +2,8 @@
 
 Importing the package registers the GReFEL classes with the transformers Auto classes (once), so
 `AutoModel.from_pretrained(folder)`, `pipeline("image-classification", model=folder)` and
-`pipeline("facial-expression-recognition", model=folder)` work without `trust_remote_code`. Saved folders also carry the modeling code, for users who do not install this package.
+`pipeline("facial-expression-recognition", model=folder)` work without `trust_remote_code`.
+Saved folders also carry the modeling code, for users who do not install this package.
 """
 
 from .auto_registration import register_auto_classes

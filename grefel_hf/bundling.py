@@ -1,7 +1,8 @@
 """Turning a trained model folder into the model that ships inside the package (`grefel_hf/pretrained/<name>/`).
 
 The bundle is a saved GReFEL folder (config, processor config; not the remote-code copies, since the installed
-package's own classes load it) whose weights are stored in float16 (half the size; they load back as float32, so predictions use float32 arithmetic), plus:
+package's own classes load it) whose weights are stored in float16 (half the size; they load back as float32, so
+predictions use float32 arithmetic), plus:
 
 - `validation_metrics.json`: the evaluation CLI's metrics of exactly these weights on the validation split;
 - `provenance.json`: how they were made (recipe, command, seed, commit, training data) and the SHA-256 of

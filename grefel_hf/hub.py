@@ -80,4 +80,5 @@ def save_grefel_folder(model, image_processor, folder: str | os.PathLike) -> Pat
     return folder
 
 
-__all__ = ["CUSTOM_PIPELINES", "REMOTE_CODE_FILES", "REQUIRED_FILES", "RUN_CONFIG_FILE", "SELECTION_FILE", "missing_files", "save_grefel_folder"]
+__all__ = ["CUSTOM_PIPELINES", "REMOTE_CODE_FILES", "REQUIRED_FILES", "RUN_CONFIG_FILE", "SELECTION_FILE", "missing_files",
+           "save_grefel_folder"]

@@ -74,7 +74,6 @@ class DataArguments:
                              f"{self.label_mode!r}")
 
 
-
 def parse_mapping_argument(name: str, value: str | Mapping | None, example: str) -> dict | None:
     """A mapping argument's value: a mapping from a recipe, or JSON text from the command line (None stays None).
 
