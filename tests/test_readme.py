@@ -47,3 +47,28 @@ def test_a_runnable_readme_block_runs_as_written(index, workdir):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
     run = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"README block {index} ({language}) failed:\n{code}\n{run.stderr[-3000:]}"
+
+
+def test_the_quickstart_output_shown_is_what_the_bundled_model_gives(workdir):
+    """The README's first example shows real output: the row it prints is the one `grefel-hf predict` writes."""
+    import csv
+
+    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    shown = re.search(r"```text\n(source,frame,.*)\n(examples/astronaut\.jpg,.*)\n```", text)
+    assert shown is not None, "the README's quickstart output block was not found"
+    header, row = (line.rstrip(",.").split(",") for line in shown.groups())
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "grefel_hf.cli", "predict", "examples/astronaut.jpg", "--output",
+                          "quickstart.csv", "--no_progress"], cwd=workdir, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(workdir / "quickstart.csv", newline="") as handle:
+        (written,) = list(csv.DictReader(handle))
+    for name, value in zip(header, row, strict=False):
+        if name == "..." or value == "...":
+            continue
+        if name in ("score", "reliability") or name.startswith("prob_"):
+            assert float(written[name]) == pytest.approx(float(value), abs=2e-4), name
+        else:
+            assert written[name] == value, name
