@@ -3,10 +3,10 @@ bundle's own, and present in a non-editable install."""
 
 import json
 import os
-import re
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +17,19 @@ from PIL import Image
 import grefel_hf.pretrained as pretrained
 from grefel_hf.bundling import METRICS_FILE, PROVENANCE_FILE, WEIGHTS_FILE, sha256_of
 from grefel_hf.cli import main as cli_main
+from grefel_hf.inference.default_model import resolve_model_path
 from grefel_hf.pretrained import pretrained_model_path
 
 FERPLUS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+FER2013 = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+LABELS = {"grefel-ferplus": FERPLUS, "grefel-fer2013": FER2013}
+"""The classes of every model the package may bundle."""
+
+BUNDLES = sorted(pretrained.BUNDLED_MODELS)
 
 
-@pytest.fixture(scope="module")
-def bundle():
-    return pretrained_model_path()
+def test_every_bundled_model_is_known_here_and_the_default_is_one_of_them():
+    assert set(BUNDLES) <= set(LABELS) and pretrained.DEFAULT_MODEL == "grefel-ferplus" in BUNDLES
 
 
 def test_predict_without_a_model_uses_the_bundled_one_in_a_fresh_offline_process(tmp_path):
@@ -41,7 +46,9 @@ def test_predict_without_a_model_uses_the_bundled_one_in_a_fresh_offline_process
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-5) and row["score"] == max(probabilities)
 
 
-def test_the_card_records_the_weights_checksum_and_the_validation_figures(bundle):
+@pytest.mark.parametrize("name", BUNDLES)
+def test_the_card_records_the_weights_checksum_and_the_validation_figures(name):
+    bundle = pretrained_model_path(name)
     card = ModelCard.load(os.path.join(bundle, "README.md"))
     checksum = sha256_of(os.path.join(bundle, WEIGHTS_FILE))
     assert f"SHA-256 of `{WEIGHTS_FILE}` (float16): `{checksum}`" in card.text
@@ -49,7 +56,7 @@ def test_the_card_records_the_weights_checksum_and_the_validation_figures(bundle
         assert json.load(handle)["weights_sha256"] == checksum
     with open(os.path.join(bundle, METRICS_FILE)) as handle:
         metrics = json.load(handle)
-    assert metrics["split"] == "validation" and metrics["labels"] == FERPLUS
+    assert metrics["split"] == "validation" and metrics["labels"] == LABELS[name]
     (result,) = card.data.to_dict()["model-index"][0]["results"]
     assert result["dataset"]["split"] == "validation"
     index = {(m["type"], (m.get("args") or {}).get("average")): m["value"] for m in result["metrics"]}
@@ -58,10 +65,12 @@ def test_the_card_records_the_weights_checksum_and_the_validation_figures(bundle
     assert f"{100 * metrics['accuracy']:.2f}" in card.text  # the results table shows the same number
 
 
-def test_the_weights_are_float16_and_small_but_load_as_float32(bundle):
+@pytest.mark.parametrize("name", BUNDLES)
+def test_the_weights_are_float16_and_small_but_load_as_float32(name):
     from safetensors import safe_open
     from transformers import AutoModelForImageClassification
 
+    bundle = pretrained_model_path(name)
     assert os.path.getsize(os.path.join(bundle, WEIGHTS_FILE)) < 20 * 2**20
     with safe_open(os.path.join(bundle, WEIGHTS_FILE), "pt") as weights:
         names = weights.keys()  # noqa: SIM118 (a safetensors handle, not a dict: it has no __iter__)
@@ -69,7 +78,7 @@ def test_the_weights_are_float16_and_small_but_load_as_float32(bundle):
     assert dtypes <= {"F16", "I64"} and "F16" in dtypes
     model = AutoModelForImageClassification.from_pretrained(bundle)
     assert {str(p.dtype) for p in model.parameters()} == {"torch.float32"}
-    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == FERPLUS
+    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == LABELS[name]
 
 
 def test_a_missing_bundle_is_a_clear_error(tmp_path, monkeypatch):
@@ -82,7 +91,19 @@ def test_a_missing_bundle_is_a_clear_error(tmp_path, monkeypatch):
     assert cli_main(["predict", str(tmp_path / "a.png"), "--output", str(tmp_path / "r.csv"), "--no_progress"]) == 2
 
 
-def test_a_non_editable_install_carries_the_weights(bundle, tmp_path):
+def test_a_bundled_model_is_named_by_its_name_unless_a_path_of_that_name_exists(tmp_path, monkeypatch):
+    skimage_data = pytest.importorskip("skimage.data")
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.jpg")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_path("grefel-ferplus") == Path(pretrained_model_path("grefel-ferplus"))
+    assert cli_main(["predict", "astronaut.jpg", "--model", "grefel-ferplus", "--output", "named.jsonl",
+                     "--no_progress"]) == 0
+    assert json.loads((tmp_path / "named.jsonl").read_text())["label"] in FERPLUS
+    (tmp_path / "grefel-ferplus").mkdir()  # a folder of that name is what the user means
+    assert resolve_model_path("grefel-ferplus") == Path("grefel-ferplus")
+
+
+def test_a_non_editable_install_carries_the_weights(tmp_path):
     """What `pip install .` installs is the wheel built here: it must hold the bundle, weights included."""
     run = subprocess.run([sys.executable, "-m", "pip", "wheel", REPO_ROOT, "--no-deps", "--no-build-isolation",
                           "--quiet", "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
@@ -90,8 +111,9 @@ def test_a_non_editable_install_carries_the_weights(bundle, tmp_path):
     (wheel,) = tmp_path.glob("grefel_hf-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        weights = archive.read("grefel_hf/pretrained/grefel-ferplus/model.safetensors")
-    for name in ("config.json", "preprocessor_config.json", "README.md", METRICS_FILE, PROVENANCE_FILE):
-        assert f"grefel_hf/pretrained/grefel-ferplus/{name}" in names, name
-    assert re.fullmatch(r"[0-9a-f]{64}", sha256_of(os.path.join(bundle, WEIGHTS_FILE)))
-    assert len(weights) == os.path.getsize(os.path.join(bundle, WEIGHTS_FILE))
+        weights = {bundle: archive.read(f"grefel_hf/pretrained/{bundle}/{WEIGHTS_FILE}") for bundle in BUNDLES}
+    for bundle in BUNDLES:
+        for name in ("config.json", "preprocessor_config.json", "README.md", METRICS_FILE, PROVENANCE_FILE):
+            assert f"grefel_hf/pretrained/{bundle}/{name}" in names, (bundle, name)
+        with open(os.path.join(pretrained_model_path(bundle), WEIGHTS_FILE), "rb") as handle:
+            assert weights[bundle] == handle.read(), bundle

@@ -11,14 +11,15 @@ import logging
 import os
 
 from ..face_detection_grefel import FACE_DETECTORS
+from ..pretrained import BUNDLED_MODELS, DEFAULT_MODEL
 from .default_model import resolve_model_path
 
 logger = logging.getLogger("grefel_hf")
 
 USER_ERRORS = (FileNotFoundError, ValueError, ImportError)
 
-_MODEL_HELP = ("saved model folder (train_hf.py or save_grefel_folder output){}; default: the model bundled with "
-               "grefel_hf, when there is one")
+_MODEL_HELP = ("saved model folder (train_hf.py or save_grefel_folder output){}, or the name of a model bundled with "
+               "grefel_hf (" + ", ".join(BUNDLED_MODELS) + "); default: " + DEFAULT_MODEL)
 
 
 def _face_options(p: argparse.ArgumentParser) -> None:

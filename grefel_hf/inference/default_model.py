@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..pretrained import pretrained_model_path
+from ..pretrained import BUNDLED_MODELS, pretrained_model_path
 
 
 def default_model_path() -> Path:
@@ -18,8 +18,13 @@ def default_model_path() -> Path:
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
-    """`model` as a path, or the bundled default when it is None."""
-    return default_model_path() if model is None else Path(model)
+    """`model` as a path; the bundled default when it is None; a bundled model's folder when it is the name of one
+    (`grefel_hf.pretrained.BUNDLED_MODELS`) and no file or folder of that name exists."""
+    if model is None:
+        return default_model_path()
+    if isinstance(model, str) and model in BUNDLED_MODELS and not Path(model).exists():
+        return Path(pretrained_model_path(model))
+    return Path(model)
 
 
 __all__ = ["default_model_path", "resolve_model_path"]
