@@ -85,22 +85,24 @@ def test_a_missing_bundle_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"bundled model 'grefel-ferplus' is missing .*reinstall grefel_hf"):
         pretrained_model_path()
-    with pytest.raises(ValueError, match=r"no bundled model named 'nope'; the bundled models are \['grefel-ferplus'\]"):
+    with pytest.raises(ValueError, match=r"no bundled model named 'nope'; the bundled models are "
+                                         r"\['grefel-fer2013', 'grefel-ferplus'\]"):
         pretrained_model_path("nope")
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "a.png")
     assert cli_main(["predict", str(tmp_path / "a.png"), "--output", str(tmp_path / "r.csv"), "--no_progress"]) == 2
 
 
-def test_a_bundled_model_is_named_by_its_name_unless_a_path_of_that_name_exists(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", BUNDLES)
+def test_a_bundled_model_is_named_by_its_name_unless_a_path_of_that_name_exists(name, tmp_path, monkeypatch):
     skimage_data = pytest.importorskip("skimage.data")
     Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.jpg")
     monkeypatch.chdir(tmp_path)
-    assert resolve_model_path("grefel-ferplus") == Path(pretrained_model_path("grefel-ferplus"))
-    assert cli_main(["predict", "astronaut.jpg", "--model", "grefel-ferplus", "--output", "named.jsonl",
-                     "--no_progress"]) == 0
-    assert json.loads((tmp_path / "named.jsonl").read_text())["label"] in FERPLUS
-    (tmp_path / "grefel-ferplus").mkdir()  # a folder of that name is what the user means
-    assert resolve_model_path("grefel-ferplus") == Path("grefel-ferplus")
+    assert resolve_model_path(name) == Path(pretrained_model_path(name))
+    assert cli_main(["predict", "astronaut.jpg", "--model", name, "--output", "named.jsonl", "--no_progress"]) == 0
+    row = json.loads((tmp_path / "named.jsonl").read_text())
+    assert row["label"] in LABELS[name] and [key[5:] for key in row if key.startswith("prob_")] == LABELS[name]
+    (tmp_path / name).mkdir()  # a folder of that name is what the user means
+    assert resolve_model_path(name) == Path(name)
 
 
 def test_a_non_editable_install_carries_the_weights(tmp_path):

@@ -11,6 +11,8 @@ from pathlib import Path
 BUNDLED_MODELS = {
     "grefel-ferplus": "GReFEL on EfficientNet-Lite0 at 112 px, trained on FER+ (8 classes: neutral, happiness, "
                       "surprise, sadness, anger, disgust, fear, contempt)",
+    "grefel-fer2013": "GReFEL on EfficientNet-Lite0 at 112 px, trained on FER2013 (7 classes: angry, disgust, fear, "
+                      "happy, sad, surprise, neutral)",
 }
 """The bundled models by name, with what each is."""
 
