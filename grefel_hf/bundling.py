@@ -101,26 +101,39 @@ def _provenance_section(provenance: Provenance, checksum: str) -> str:
     ])
 
 
-_BUNDLE_USAGE = """## How to use
+def bundle_usage(name: str) -> str:
+    """The card's "How to use" section for the bundled model `name`: used by default when it is
+    `grefel_hf.pretrained.DEFAULT_MODEL`, named otherwise."""
+    from .pretrained import DEFAULT_MODEL
 
-This model ships inside the `grefel_hf` package and is its default, so nothing is downloaded. On a photo or a video
-(faces are detected, cropped and classified, one row per face):
+    default = name == DEFAULT_MODEL
+    how = ("it is the package's default model" if default
+           else f"the package's default is `{DEFAULT_MODEL}`, so name this one to use it")
+    cli = "" if default else f" --model {name}"
+    path_call = "" if default else f'"{name}"'
+    model = "" if default else f", model=grefel_hf.pretrained_model_path({path_call})"
+    comment = "this model, unless model=... is given" if default else "this model"
+    return f"""## How to use
+
+This model ships inside the `grefel_hf` package, so nothing is downloaded; {how}. On a photo or a video (faces are
+detected, cropped and classified, one row per face):
 
 ```bash
-grefel-hf predict photo.jpg --output results.csv
+grefel-hf predict photo.jpg{cli} --output results.csv
 ```
 
 ```python
 from transformers import pipeline
 import grefel_hf  # registers the facial-expression-recognition pipeline
 
-faces = pipeline("facial-expression-recognition")   # this model, unless model=... is given
-faces("photo.jpg")  # [{"box": {"x", "y", "w", "h"}, "label", "score", "reliability", "top_k"}, ...] per face
+faces = pipeline("facial-expression-recognition"{model})   # {comment}
+faces("photo.jpg")  # [{{"box": {{"x", "y", "w", "h"}}, "label", "score", "reliability", "top_k"}}, ...] per face
 ```
 
-On a face crop, through the Auto classes: `AutoModelForImageClassification.from_pretrained(grefel_hf.pretrained_model_path())`.
-The model's `logits` are the **log** of its final class distribution (`logits.exp()` are the probabilities), and every
-output carries a `reliability` score in [0, 1]."""
+On a face crop, through the Auto classes:
+`AutoModelForImageClassification.from_pretrained(grefel_hf.pretrained_model_path({path_call}))`. The model's `logits`
+are the **log** of its final class distribution (`logits.exp()` are the probabilities), and every output carries a
+`reliability` score in [0, 1]."""
 
 
 def write_bundle_card(folder: Path, model, metrics: Mapping[str, Any], provenance: Provenance,
@@ -134,7 +147,7 @@ def write_bundle_card(folder: Path, model, metrics: Mapping[str, Any], provenanc
         dataset_split="validation", license="apache-2.0", record=record, model_config=model.config.to_dict(),
         extra_sections={"Training data and licences": f"Trained on {provenance.dataset}.\n\n{provenance.licences}",
                         "Provenance": _provenance_section(provenance, checksum)},
-        usage=_BUNDLE_USAGE,
+        usage=bundle_usage(provenance.name),
     )
     card.save(folder / "README.md")
 

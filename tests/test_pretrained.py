@@ -63,6 +63,9 @@ def test_the_card_records_the_weights_checksum_and_the_validation_figures(name):
     assert index == {("accuracy", None): metrics["accuracy"], ("f1", "macro"): metrics["macro_f1"],
                      ("f1", "weighted"): metrics["weighted_f1"]}
     assert f"{100 * metrics['accuracy']:.2f}" in card.text  # the results table shows the same number
+    is_default = name == pretrained.DEFAULT_MODEL  # the card says how to use it: by default, or by its name
+    assert ("it is the package's default model" in card.text) == is_default
+    assert (f"grefel-hf predict photo.jpg --model {name} " in card.text) == (not is_default)
 
 
 @pytest.mark.parametrize("name", BUNDLES)
