@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from .hub import save_grefel_folder
 from .metrics.classification import check_metrics_dict
 from .model_card import TrainingRecord, build_model_card
+from .pretrained import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,6 @@ def _provenance_section(provenance: Provenance, checksum: str) -> str:
 def bundle_usage(name: str) -> str:
     """The card's "How to use" section for the bundled model `name`: used by default when it is
     `grefel_hf.pretrained.DEFAULT_MODEL`, named otherwise."""
-    from .pretrained import DEFAULT_MODEL
-
     default = name == DEFAULT_MODEL
     how = ("it is the package's default model" if default
            else f"the package's default is `{DEFAULT_MODEL}`, so name this one to use it")
@@ -191,5 +190,5 @@ def finish_bundle(folder: str | Path, metrics: Mapping[str, Any], provenance: Pr
     return checksum
 
 
-__all__ = ["METRICS_FILE", "PROVENANCE_FILE", "Provenance", "WEIGHTS_FILE", "finish_bundle", "sha256_of",
+__all__ = ["METRICS_FILE", "PROVENANCE_FILE", "Provenance", "WEIGHTS_FILE", "bundle_usage", "finish_bundle", "sha256_of",
            "store_weights_in_half_precision", "write_bundle_weights"]
