@@ -22,6 +22,7 @@ _EXPORTS = {
     "DATASET_LABELS": "registry",
     "DATASET_LOADERS": "registry",
     "load_expression_dataset": "registry",
+    "loader_options": "registry",
     "FER2013_LABELS": "common",
     "FERPLUS_LABELS": "common",
     "RAFDB_LABELS": "common",

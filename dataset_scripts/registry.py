@@ -32,6 +32,15 @@ DATASET_LABELS = {
 }
 
 
+def loader_options(name: str) -> list[str]:
+    """The options the loader of the named dataset takes besides `data_dir` and `cache_dir` (e.g. `label_mode` for
+    ferplus); [] for a name that is not a loader's (a path)."""
+    loader = DATASET_LOADERS.get(name)
+    if loader is None:
+        return []
+    return [p for p in inspect.signature(loader).parameters if p not in ("data_dir", "cache_dir")]
+
+
 def load_expression_dataset(
     name_or_path: str, data_dir: str | None = None, cache_dir: str | None = None, **builder_kwargs: Any
 ) -> datasets.DatasetDict:
@@ -53,14 +62,13 @@ def load_expression_dataset(
     if name_or_path in DATASET_LOADERS:
         if name_or_path != "synthetic" and data_dir is None:
             raise ValueError(f"dataset {name_or_path!r} needs data_dir= (the folder with its raw files)")
-        loader = DATASET_LOADERS[name_or_path]
-        accepted = [p for p in inspect.signature(loader).parameters if p not in ("data_dir", "cache_dir")]
+        accepted = loader_options(name_or_path)
         unknown = sorted(set(builder_kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"dataset {name_or_path!r} does not take {unknown}; its options are {accepted}")
         if data_dir is not None:
             builder_kwargs["data_dir"] = data_dir
-        return loader(cache_dir=cache_dir, **builder_kwargs)
+        return DATASET_LOADERS[name_or_path](cache_dir=cache_dir, **builder_kwargs)
     if data_dir is not None:
         raise ValueError(
             f"data_dir is only used with a dataset name {sorted(DATASET_LOADERS)}, not with a path"

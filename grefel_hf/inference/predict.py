@@ -221,8 +221,8 @@ def run_predict(options: PredictOptions) -> PredictReport:
         FileNotFoundError, ValueError, ImportError: the model, an option or a needed package is missing or wrong.
     """
     sources = expand_inputs(options.inputs)
-    classifier = load_classifier(resolve_model_path(options.model), options.backend, options.device,
-                                 options.tta_views, options.tta_shift)
+    model_path = resolve_model_path(options.model)
+    classifier = load_classifier(model_path, options.backend, options.device, options.tta_views, options.tta_shift)
     run = _Run(options, classifier)
     run.summary.unsupported = [str(p) for p in sources.unsupported]
     run.summary.missing = list(sources.missing)
@@ -239,7 +239,7 @@ def run_predict(options: PredictOptions) -> PredictReport:
         run.finish_video()
     output = Path(options.output)
     summary_file = write_json(output.with_name(f"{output.stem}.summary.json"), {
-        "model": str(resolve_model_path(options.model)), "backend": classifier.backend, "output": str(output),
+        "model": str(model_path), "backend": classifier.backend, "output": str(output),
         **run.summary.as_dict(), "video_summaries": [asdict(v) for v in run.videos],
     })
     logger.info("%s", run.summary.describe())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,12 +40,11 @@ def load_dataset_dict(data_args: DataArguments) -> datasets.DatasetDict:
     `--label_mode` goes to the builders that have label modes (FER+); any other dataset is loaded as it is, with a
     warning, so a FER+ recipe also runs on another dataset (`--dataset synthetic`).
     """
-    from dataset_scripts import DATASET_LOADERS, load_expression_dataset
+    from dataset_scripts import load_expression_dataset, loader_options
 
     kwargs: dict[str, Any] = {}
     if data_args.label_mode is not None:
-        loader = DATASET_LOADERS.get(data_args.dataset)
-        if loader is not None and "label_mode" in inspect.signature(loader).parameters:
+        if "label_mode" in loader_options(data_args.dataset):
             kwargs["label_mode"] = data_args.label_mode
         else:
             logger.warning("--label_mode %s is an option of the FER+ builder; the dataset %r is not built with label "
