@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 
 from grefel_hf.data.augmentation import build_eval_transform
 from grefel_hf.data.collators import GReFELEvalCollator
-from grefel_hf.data.tta import predict_probabilities
+from grefel_hf.tta_grefel import predict_probabilities
 from grefel_hf.training.argument_parser import parse_training_arguments, read_recipe
 from grefel_hf.training.data import load_dataset_dict, prepare_training_data
 from grefel_hf.training.run import run_training

@@ -1,4 +1,4 @@
-"""Test-time augmentation of the Trainer's evaluations (`--eval_tta_views`), with grefel_hf.data.tta's views:
+"""Test-time augmentation of the Trainer's evaluations (`--eval_tta_views`), with grefel_hf.tta_grefel's views:
 one view is plain evaluation; identity and flip give the mean of the two distributions."""
 
 import pytest

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.tta import check_shift, predict_probabilities, resolve_views
+from ..tta_grefel import check_shift, predict_probabilities, resolve_views
 from ..hub import SELECTION_FILE
 from ..json_files import read_json_file
 from ..metrics.classification import compute_classification_metrics, write_metrics_json
@@ -115,7 +115,7 @@ def predict(model, loader: DataLoader, tta_views: int | Sequence[str] = 1, tta_s
             progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels (N,), final distributions (N, C) and reliability (N,) of `model` over `loader`.
 
-    With more than one TTA view (see `grefel_hf.data.tta`), the final distributions of the views are averaged and the
+    With more than one TTA view (see `grefel_hf.tta_grefel`), the final distributions of the views are averaged and the
     reliability is recomputed from the mean.
     """
     device = next(model.parameters()).device

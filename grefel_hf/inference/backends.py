@@ -1,7 +1,7 @@
 """Where faces are classified: the PyTorch model of a saved folder, or an exported ONNX file (onnxruntime).
 
 Both take face crops through the model's own image processor and return class probabilities and reliability,
-optionally averaged over test-time-augmentation views (`grefel_hf.data.tta`).
+optionally averaged over test-time-augmentation views (`grefel_hf.tta_grefel`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 from transformers.utils import ModelOutput
 
-from ..data.tta import predict_probabilities
+from ..tta_grefel import predict_probabilities
 from ..image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class FaceClassifier:
         processor: the model's image processor.
         id2label: class names by id.
         device: where the pixel values go.
-        tta_views, tta_shift: test-time augmentation (see `grefel_hf.data.tta`); 1 view is none.
+        tta_views, tta_shift: test-time augmentation (see `grefel_hf.tta_grefel`); 1 view is none.
     """
 
     def __init__(self, model, processor, id2label: dict[int, str], device: torch.device, tta_views: int = 1,

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from transformers import TrainingArguments
 
-from ..data.tta import TTA_VIEWS, resolve_views
+from ..tta_grefel import TTA_VIEWS, resolve_views
 from ..losses import GReFELObjective
 from .field_docs import docstring_field_docs
 from .unfreezing import parse_unfreeze_schedule

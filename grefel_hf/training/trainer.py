@@ -26,7 +26,7 @@ from transformers import EarlyStoppingCallback, Trainer
 
 from ..configuration_grefel import INFERENCE_MODES
 from ..data.collators import GReFELEvalCollator, GReFELMixCollator
-from ..data.tta import predict_probabilities
+from ..tta_grefel import predict_probabilities
 from .clipping import check_part_clipping_supported, clip_grad_norm_by_part, gradient_clip_parts
 from .cpu_memory import reuse_freed_memory
 from .depthwise import use_fast_depthwise_weight_grad
@@ -280,7 +280,7 @@ class GReFELTrainer(Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Trainer's evaluation step; with `eval_tta_views` > 1 the logits and reliability come from the mean of the
-        model's distributions over the test-time views (`grefel_hf.data.tta`), the loss from the images as they
+        model's distributions over the test-time views (`grefel_hf.tta_grefel`), the loss from the images as they
         are."""
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         if prediction_loss_only or self.args.eval_tta_views == 1:

@@ -1,8 +1,10 @@
-"""Test-time augmentation (TTA): one implementation for evaluation, the benchmarks and prediction.
+"""Test-time augmentation (TTA): one implementation for evaluation, training, the pipeline and prediction.
 
 A view is a cheap, label-preserving change of an already processed batch (`pixel_values`, shape (B, C, H, W)): the
 image itself, its mirror, or a shift by a small fraction of its size (edges replicated). The model's final
 distributions over the views are averaged; the reliability is recomputed from the mean.
+
+This file is saved next to checkpoints as remote code (the pipeline uses it): it imports only torch.
 """
 
 from __future__ import annotations
