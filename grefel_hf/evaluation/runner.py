@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..tta_grefel import check_shift, predict_probabilities, resolve_views
 from ..hub import SELECTION_FILE
 from ..json_files import read_json_file
 from ..metrics.classification import compute_classification_metrics, write_metrics_json
+from ..tta_grefel import check_shift, predict_probabilities, resolve_views
 from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves
 from .report import write_latex_report, write_markdown_report
 

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from transformers import TrainingArguments
 
-from ..tta_grefel import TTA_VIEWS, resolve_views
 from ..losses import GReFELObjective
+from ..tta_grefel import TTA_VIEWS, resolve_views
 from .field_docs import docstring_field_docs
 from .unfreezing import parse_unfreeze_schedule
 
