@@ -1,5 +1,5 @@
 """The `grefel-hf` command: `grefel-hf evaluate --model_dir M --dataset NAME_OR_PATH --output_dir OUT [...]`, and
-`predict`, `export-onnx` and `explain` (`grefel_hf.inference.commands`)."""
+`predict`, `export-onnx` and `explain` (`grefel_hf.inference.commands`), and `demo` (`grefel_hf.demo.command`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
+from .demo.command import add_demo_parser, run_demo_command
 from .evaluation.runner import EvaluationOptions, run_evaluation
 from .inference.commands import COMMANDS as INFERENCE_COMMANDS
 from .inference.commands import add_inference_parsers, run_inference_command
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _evaluate_parser(subparsers)
     add_inference_parsers(subparsers)
+    add_demo_parser(subparsers)
     return parser
 
 
@@ -55,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     if args.command in INFERENCE_COMMANDS:
         return run_inference_command(args)
+    if args.command == "demo":
+        return run_demo_command(args)
     try:
         options = EvaluationOptions(
             model_dir=args.model_dir, dataset=args.dataset, output_dir=args.output_dir, data_dir=args.data_dir,
