@@ -92,17 +92,12 @@ def load_split(options: EvaluationOptions, label_names: list[str]):
     from dataset_scripts import load_expression_dataset
 
     from ..data.labels import label_names_of
+    from ..data.splits import select_split
 
     kwargs = {"label_mode": options.label_mode} if options.label_mode else {}
     dataset_dict = load_expression_dataset(options.dataset, data_dir=options.data_dir,
                                            cache_dir=options.cache_dir, **kwargs)
-    if options.split not in dataset_dict:
-        raise ValueError(f"dataset {options.dataset!r} has no {options.split!r} split; it has {sorted(dataset_dict)}")
-    dataset = dataset_dict[options.split]
-    if options.max_samples is not None:
-        dataset = dataset.select(range(min(options.max_samples, len(dataset))))
-    if len(dataset) == 0:
-        raise ValueError(f"the {options.split!r} split of {options.dataset!r} is empty: nothing to evaluate")
+    dataset = select_split(dataset_dict, options.split, "evaluation", options.max_samples, options.dataset)
     names = label_names_of(dataset)
     if names != list(label_names):
         raise ValueError(f"the dataset's labels {names} do not match the model's labels {list(label_names)}; "

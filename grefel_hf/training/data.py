@@ -13,6 +13,7 @@ import torch
 
 from ..data.augmentation import build_eval_transform, build_train_transform, class_apply_probabilities
 from ..data.labels import label_names_of
+from ..data.splits import select_split
 from .arguments import DataArguments
 from .seeding import IndexSeededTransform, add_sample_index
 from .split_checks import SplitSharpness, check_split_sharpness
@@ -54,22 +55,13 @@ def load_dataset_dict(data_args: DataArguments) -> datasets.DatasetDict:
     )
 
 
-def _take_split(dataset_dict: Mapping[str, datasets.Dataset], split: str, limit: int | None, role: str):
-    if split not in dataset_dict:
-        raise ValueError(f"the dataset has no {split!r} split for {role} (it has {sorted(dataset_dict)}); a "
-                         "validation split is needed for model selection and test splits are never used for it")
-    dataset = dataset_dict[split]
-    if limit is not None:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    if len(dataset) == 0:
-        raise ValueError(f"the {split!r} split used for {role} is empty")
-    return dataset
-
-
 def prepare_training_data(dataset_dict: Mapping[str, datasets.Dataset], data_args: DataArguments) -> TrainingData:
     """Select and check the train / evaluation splits and decide how labels are fed to the loss."""
-    train = _take_split(dataset_dict, data_args.train_split, data_args.max_train_samples, "training")
-    evaluation = _take_split(dataset_dict, data_args.eval_split, data_args.max_eval_samples, "evaluation")
+    train = select_split(dataset_dict, data_args.train_split, "training", data_args.max_train_samples,
+                         data_args.dataset)
+    evaluation = select_split(dataset_dict, data_args.eval_split,
+                              "evaluation (model selection needs a validation split; test splits are never used)",
+                              data_args.max_eval_samples, data_args.dataset)
     names = label_names_of(train)
     if label_names_of(evaluation) != names:
         raise ValueError(f"the training labels {names} differ from the evaluation labels "
