@@ -10,11 +10,11 @@ from PIL import Image
 
 from grefel_hf import FER2013_EMOTIONS, GReFELForImageClassification, GReFELImageProcessor
 from grefel_hf.cli import main as cli_main
-from grefel_hf.tta_grefel import predict_probabilities, tta_views
 from grefel_hf.evaluation.runner import EvaluationOptions, model_variants, run_evaluation
 from grefel_hf.training.arguments import DataArguments, GReFELTrainingArguments
 from grefel_hf.training.model_arguments import ModelArguments
 from grefel_hf.training.run import run_training
+from grefel_hf.tta_grefel import predict_probabilities, tta_views
 
 EVAL_IMAGES = 40
 
