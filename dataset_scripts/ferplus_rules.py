@@ -10,7 +10,7 @@ Expression Recognition with Crowd-Sourced Label Distribution", ICMI 2016):
 3. images whose kept counts peak on `unknown` or `NF` are dropped, and the rest is renormalised over the
    8 emotions.
 
-DATA.md summarises the probability rule as "drop the image if unknown/NF ties for the top"; Microsoft's loop,
+The probability rule is easily read as "drop the image if unknown/NF ties for the top"; Microsoft's loop,
 followed here exactly, only stops taking emotions at such a tie, so an image whose emotions taken before the
 tie already hold more than half of the votes survives (e.g. neutral 3, happiness 3, unknown 3). On the shared
 FER+ data this gives the published majority counts exactly (train 25,045, valid 3,191).
