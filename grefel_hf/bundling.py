@@ -1,8 +1,8 @@
 """Turning a trained model folder into the model that ships inside the package (`grefel_hf/pretrained/<name>/`).
 
-The bundle is a saved GReFEL folder (config, processor config; not the remote-code copies, since the installed
-package's own classes load it) whose weights are stored in float16 (half the size; they load back as float32, so
-predictions use float32 arithmetic), plus:
+The bundle is a saved GReFEL folder (config, processor config) whose weights are stored in float16 (half the size;
+they load back as float32, so predictions use float32 arithmetic). It carries no remote code, since the installed
+package's own classes load it, and so its configs name none (no `auto_map`, no `custom_pipelines`). Besides:
 
 - `validation_metrics.json`: the evaluation CLI's metrics of exactly these weights on the validation split;
 - `provenance.json`: how they were made (recipe, command, seed, commit, training data) and the SHA-256 of
@@ -151,14 +151,24 @@ def write_bundle_card(folder: Path, model, metrics: Mapping[str, Any], provenanc
     card.save(folder / "README.md")
 
 
+def drop_remote_code(folder: Path) -> None:
+    """Remove the remote-code files of a saved folder and the config entries that name them (`auto_map`,
+    `custom_pipelines`): the package's own classes load a bundle, and copies of the code would only go stale."""
+    for code in folder.glob("*.py"):
+        code.unlink()
+    for name, keys in (("config.json", ("auto_map", "custom_pipelines")), ("preprocessor_config.json", ("auto_map",))):
+        path = folder / name
+        values = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in values.items() if k not in keys}, indent=2, sort_keys=True) + "\n")
+
+
 def write_bundle_weights(model, processor, output_dir: str | Path) -> Path:
     """Save `model` (its selected weights and inference mode) and `processor` into `output_dir`, the weights in
-    float16. Evaluate that folder next, then call `finish_bundle`."""
+    float16 and without remote code. Evaluate that folder next, then call `finish_bundle`."""
     folder = Path(output_dir)
     save_grefel_folder(model, processor, folder)
     store_weights_in_half_precision(folder)
-    for code in folder.glob("*.py"):  # the package's own classes load it; copies of the code would only go stale
-        code.unlink()
+    drop_remote_code(folder)
     return folder
 
 
@@ -190,5 +200,5 @@ def finish_bundle(folder: str | Path, metrics: Mapping[str, Any], provenance: Pr
     return checksum
 
 
-__all__ = ["METRICS_FILE", "PROVENANCE_FILE", "Provenance", "WEIGHTS_FILE", "bundle_usage", "finish_bundle", "sha256_of",
-           "store_weights_in_half_precision", "write_bundle_weights"]
+__all__ = ["METRICS_FILE", "PROVENANCE_FILE", "Provenance", "WEIGHTS_FILE", "bundle_usage", "drop_remote_code",
+           "finish_bundle", "sha256_of", "store_weights_in_half_precision", "write_bundle_weights"]

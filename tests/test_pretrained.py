@@ -32,18 +32,31 @@ def test_every_bundled_model_is_known_here_and_the_default_is_one_of_them():
     assert set(BUNDLES) <= set(LABELS) and pretrained.DEFAULT_MODEL == "grefel-ferplus" in BUNDLES
 
 
-def test_predict_without_a_model_uses_the_bundled_one_in_a_fresh_offline_process(tmp_path):
-    skimage_data = pytest.importorskip("skimage.data")
-    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.jpg")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    run = subprocess.run([sys.executable, "-m", "grefel_hf.cli", "predict", str(tmp_path / "astronaut.jpg"),
-                          "--output", str(tmp_path / "faces.jsonl"), "--no_progress"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    (row,) = [json.loads(line) for line in (tmp_path / "faces.jsonl").read_text().splitlines()]
-    assert row["label"] in FERPLUS and row["box_w"] > 50
-    probabilities = [row[f"prob_{name}"] for name in FERPLUS]
-    assert sum(probabilities) == pytest.approx(1.0, abs=1e-5) and row["score"] == max(probabilities)
+def _names_no_code(folder: Path) -> bool:
+    """Whether a saved folder carries no modeling code and its configs name none."""
+    config = json.loads((folder / "config.json").read_text())
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    return not list(folder.glob("*.py")) and not {"auto_map", "custom_pipelines"} & set(config) \
+        and "auto_map" not in processor
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_a_bundle_names_no_code_it_does_not_carry(name):
+    assert _names_no_code(Path(pretrained_model_path(name)))
+
+
+def test_bundling_drops_the_remote_code_and_the_entries_naming_it(tmp_path):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from grefel_hf import GReFELConfig, GReFELForImageClassification, build_image_processor
+    from grefel_hf.bundling import write_bundle_weights
+
+    model = GReFELForImageClassification(GReFELConfig(backbone="test_resnet", image_size=32)).eval()
+    folder = write_bundle_weights(model, build_image_processor(model.config), tmp_path / "bundle")
+    assert _names_no_code(folder)
+    reloaded = AutoModelForImageClassification.from_pretrained(folder)  # the package's own classes load it
+    assert type(reloaded) is GReFELForImageClassification
+    assert type(AutoImageProcessor.from_pretrained(folder)).__module__ == "grefel_hf.image_processing_grefel"
 
 
 @pytest.mark.parametrize("name", BUNDLES)
@@ -108,6 +121,7 @@ def test_a_bundled_model_is_named_by_its_name_unless_a_path_of_that_name_exists(
     assert resolve_model_path(name) == Path(name)
 
 
+@pytest.mark.slow
 def test_a_non_editable_install_carries_the_weights(tmp_path):
     """What `pip install .` installs is the wheel built here: it must hold the bundle, weights included."""
     run = subprocess.run([sys.executable, "-m", "pip", "wheel", REPO_ROOT, "--no-deps", "--no-build-isolation",

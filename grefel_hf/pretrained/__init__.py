@@ -1,7 +1,8 @@
 """The trained models that ship inside the package, so that prediction works the moment it is installed.
 
-Each is a saved model folder (config, float16 weights, processor config, remote code) with its validation metrics,
-provenance and model card (`README.md`); `grefel_hf/bundling.py` writes them. Nothing is read at import.
+Each is a saved model folder (config, float16 weights, processor config) with its validation metrics, provenance and
+model card (`README.md`); `grefel_hf/bundling.py` writes them. A bundle carries no remote code and its configs name
+none: the installed package's own classes load it. Nothing is read at import.
 """
 
 from __future__ import annotations
