@@ -25,7 +25,7 @@ import time
 
 import torch
 from fer_cpu_budget import cpu_model_name, current_commit, write_report
-from head_cost import BACKBONE, BASE_SETTINGS, BATCH, LABELS, build
+from head_cost import BACKBONE, BASE_SETTINGS, BATCH, LABELS, build, objective
 from model_overhead import time_train_steps
 
 from grefel_hf.training.cpu_memory import reuse_freed_memory
@@ -52,8 +52,10 @@ def build_models(image_size: int, frozen_groups: int) -> dict[str, torch.nn.Modu
 def time_phase(image_size: int, frozen_groups: int, steps: int) -> dict[str, float]:
     """Median step seconds of every `<setup>/<variant>` model."""
     models = build_models(image_size, frozen_groups)
+    objectives = {name: objective(name.split("/")[0], BASE_SETTINGS) for name in models}
     times = time_train_steps(models, image_size, steps, batch=BATCH,
-                             memory_formats=dict.fromkeys(models, torch.channels_last), optimizer="adamw")
+                             memory_formats=dict.fromkeys(models, torch.channels_last), optimizer="adamw",
+                             objectives=objectives)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -65,6 +65,7 @@ from grefel_hf.training.data import (  # noqa: E402
 from grefel_hf.training.ema import swap_weights  # noqa: E402
 from grefel_hf.training.model_arguments import MODEL_CONFIGS, architecture_fields  # noqa: E402
 from grefel_hf.training.run import build_model, build_trainer, class_balance_weights  # noqa: E402
+from grefel_hf.training.trainer import objective_loss  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -95,7 +96,7 @@ def measure_step_seconds(trainer, steps: int = 30, warmup: int = 5) -> float:
     for _ in range(steps):
         start = time.perf_counter()
         batch = trainer._prepare_inputs(next(loader))  # the layout (channels-last) training uses
-        model(**batch).loss.backward()
+        objective_loss(trainer.objective, model, batch, trust=1.0)[0].backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)

@@ -20,7 +20,7 @@ import sys
 
 import torch
 from fer_cpu_budget import current_commit, write_report
-from head_cost import BACKBONE, BASE_SETTINGS, BATCH, LABELS, build
+from head_cost import BACKBONE, BASE_SETTINGS, BATCH, LABELS, build, objective
 from model_overhead import time_train_steps
 
 from grefel_hf.training.freezing import freeze_backbone_groups
@@ -53,8 +53,9 @@ def main() -> None:
     counts = sorted({0, *args.counts})
     models = build_models(args.image_size, counts)
     layouts = dict.fromkeys(models, torch.channels_last)
+    objectives = {(setup, count): objective(setup, BASE_SETTINGS) for setup, count in models}
     times = time_train_steps(models, args.image_size, args.steps, batch=BATCH, memory_formats=layouts,
-                             optimizer="adamw")
+                             optimizer="adamw", objectives=objectives)
     median = {key: statistics.median(values) for key, values in times.items()}
     results = []
     for count in counts:

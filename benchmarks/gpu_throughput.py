@@ -41,7 +41,7 @@ from grefel_hf.training.argument_parser import parse_training_arguments  # noqa:
 from grefel_hf.training.freezing import freeze_backbone_groups  # noqa: E402
 from grefel_hf.training.model_arguments import MODEL_CONFIGS  # noqa: E402
 from grefel_hf.training.run import finish, prepare_run  # noqa: E402
-from grefel_hf.training.trainer import build_objective  # noqa: E402
+from grefel_hf.training.trainer import build_objective, objective_loss  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE = REPO_ROOT / "recipes" / "grefel_cpu_ferplus.yaml"
@@ -49,19 +49,18 @@ LABELS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fe
 
 
 def recipe_model(overrides: list[str]):
-    """The recipe's model (random weights: throughput does not depend on them) with its objective and frozen
-    groups, and its input size."""
+    """The recipe's model (random weights: throughput does not depend on them) with its frozen groups, the objective
+    it trains with, and its input size."""
     model_args, _, training_args = parse_training_arguments([str(RECIPE), *overrides])
     id2label = dict(enumerate(LABELS))
     config = MODEL_CONFIGS[model_args.model_type](id2label=id2label, label2id={n: i for i, n in id2label.items()},
                                                   **model_args.config_overrides())
     model = create_model(config)
-    model.set_objective(build_objective(type(model.objective), training_args, None))
     freeze_backbone_groups(model, training_args.backbone_frozen_groups)
-    return model, config.image_size
+    return model, build_objective(config, training_args), config.image_size
 
 
-def images_per_second(model, image_size: int, batch: int, windows: int = 5, steps: int = 10) -> float:
+def images_per_second(model, objective, image_size: int, batch: int, windows: int = 5, steps: int = 10) -> float:
     """Median images/s of bf16-autocast training steps over `windows` timed windows of `steps` steps."""
     model = model.cuda().train().to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
@@ -71,7 +70,7 @@ def images_per_second(model, image_size: int, batch: int, windows: int = 5, step
 
     def step():
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(pixel_values=pixels, labels=labels).loss
+            loss = objective_loss(objective, model, {"pixel_values": pixels, "labels": labels}, trust=1.0)[0]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -153,8 +152,8 @@ def main() -> None:
     ):
         for batch in batches:
             torch.manual_seed(0)
-            model, image_size = recipe_model(overrides)
-            rate = images_per_second(model, image_size, batch)
+            model, objective, image_size = recipe_model(overrides)
+            rate = images_per_second(model, objective, image_size, batch)
             throughput.append({"model": name, "image_size": image_size, "batch": batch, "images_per_second": rate})
             print(f"{gpu}: {name}, batch {batch}: {rate:.0f} images/s (bf16 training step)", flush=True)
             del model

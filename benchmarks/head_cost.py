@@ -63,28 +63,36 @@ def parse_variant(text: str) -> dict:
 
 def build(setup: str, labels: list[str], image_size: int, settings: dict | None = None) -> torch.nn.Module:
     """A model the speed benchmarks time, over EfficientNet-Lite0 from the offline ImageNet weights: `"plain"`, the
-    baseline's plain head, or `"grefel"` with `settings` (GReFELConfig and GReFEL objective fields)."""
+    baseline's plain head, or `"grefel"` with the GReFELConfig fields of `settings` (its objective fields are
+    `objective`'s)."""
     id2label = dict(enumerate(labels))
     common = dict(backbone=BACKBONE, image_size=image_size, id2label=id2label,
                   label2id={name: i for i, name in id2label.items()})
     if setup == "plain":
         return create_model(BaselineConfig(**common), backbone_weights=BACKBONE_WEIGHTS)
-    settings = settings or {}
-    architecture = {name: value for name, value in settings.items() if name not in OBJECTIVE_FIELDS}
-    model = create_model(GReFELConfig(**common, **architecture), backbone_weights=BACKBONE_WEIGHTS)
-    model.set_objective(GReFELObjective(**{name: value for name, value in settings.items()
-                                           if name in OBJECTIVE_FIELDS}))
-    return model
+    architecture = {name: value for name, value in (settings or {}).items() if name not in OBJECTIVE_FIELDS}
+    return create_model(GReFELConfig(**common, **architecture), backbone_weights=BACKBONE_WEIGHTS)
 
 
-def build_models(variants: list[dict]) -> dict[str, torch.nn.Module]:
+def objective(setup: str, settings: dict | None = None) -> GReFELObjective | None:
+    """The objective a `build(setup, ..., settings)` model trains with: GReFEL's from the objective fields of
+    `settings`, None (the model's own default loss) for the plain head."""
+    if setup == "plain":
+        return None
+    return GReFELObjective(**{name: value for name, value in (settings or {}).items() if name in OBJECTIVE_FIELDS})
+
+
+def build_models(variants: list[dict]) -> tuple[dict[str, torch.nn.Module], dict[str, GReFELObjective | None]]:
     """The plain head and one GReFEL per variant, each named by its JSON and built as `fer_cpu_budget.py` builds
-    them, in channels-last."""
+    them, in channels-last; and the objective each trains with."""
     torch.manual_seed(0)
-    models = {"plain": build("plain", LABELS, IMAGE_SIZE)}
-    for variant in variants:
-        models[json.dumps(variant, sort_keys=True)] = build("grefel", LABELS, IMAGE_SIZE, {**BASE_SETTINGS, **variant})
-    return {name: model.to(memory_format=torch.channels_last) for name, model in models.items()}
+    settings = {"plain": None, **{json.dumps(v, sort_keys=True): {**BASE_SETTINGS, **v} for v in variants}}
+    models, objectives = {}, {}
+    for name, variant_settings in settings.items():
+        setup = "plain" if variant_settings is None else "grefel"
+        models[name] = build(setup, LABELS, IMAGE_SIZE, variant_settings).to(memory_format=torch.channels_last)
+        objectives[name] = objective(setup, variant_settings)
+    return models, objectives
 
 
 def main() -> None:
@@ -98,10 +106,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     commit = current_commit()
-    models = build_models(args.variants)
+    models, objectives = build_models(args.variants)
     layouts = dict.fromkeys(models, torch.channels_last)
     times = time_train_steps(models, IMAGE_SIZE, args.steps, batch=BATCH, memory_formats=layouts,
-                             optimizer=args.optimizer)
+                             optimizer=args.optimizer, objectives=objectives)
     median = {name: statistics.median(values) for name, values in times.items()}
     results = [{"variant": json.loads(name), "median_step_seconds": median[name],
                 "over_plain": median[name] / median["plain"],

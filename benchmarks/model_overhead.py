@@ -34,6 +34,7 @@ from grefel_hf import (
     GReFELForImageClassification,
     build_image_processor,
 )
+from grefel_hf.training.trainer import objective_loss
 
 SETUPS = {
     "resnet18@112": {"backbone": "resnet18", "image_size": 112},
@@ -55,11 +56,13 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
 def time_train_steps(models: dict, image_size: int, steps: int, batch: int = BATCH,
                      memory_formats: dict[str, torch.memory_format] | None = None,
-                     optimizer: str = "sgd") -> dict[str, list[float]]:
+                     optimizer: str = "sgd", objectives: dict | None = None) -> dict[str, list[float]]:
     """Interleaved forward+backward+update step times (seconds) per model.
 
     `memory_formats` maps a model's name to the layout its input batch gets (default: contiguous NCHW). `optimizer`
-    is "sgd" or "adamw" (what the real-data benchmarks train with; its per-tensor update costs more).
+    is "sgd" or "adamw" (what the real-data benchmarks train with; its per-tensor update costs more). `objectives`
+    maps a model's name to the objective it trains with, as `GReFELTrainer` computes it; a model without one trains
+    on the default loss its forward pass returns.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
@@ -74,7 +77,12 @@ def time_train_steps(models: dict, image_size: int, steps: int, batch: int = BAT
             model.train()
             start = time.perf_counter()
             optimizers[name].zero_grad(set_to_none=True)
-            model(pixel_values=inputs[name], labels=labels).loss.backward()
+            objective = (objectives or {}).get(name)
+            if objective is None:
+                model(pixel_values=inputs[name], labels=labels).loss.backward()
+            else:
+                batch_inputs = {"pixel_values": inputs[name], "labels": labels}
+                objective_loss(objective, model, batch_inputs, trust=1.0)[0].backward()
             optimizers[name].step()
             if step >= 2:  # the first two steps warm up allocators and kernels
                 times[name].append(time.perf_counter() - start)

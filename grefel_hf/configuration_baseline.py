@@ -12,10 +12,11 @@ flat siblings, never the `grefel_hf` package itself.
 from transformers import PreTrainedConfig
 
 from .configuration_grefel import (
-    FER2013_EMOTIONS,
     check_backbone_kwargs,
-    check_label_maps,
-    drop_unknown_kwargs,
+    complete_label_maps,
+    drop_retired_kwargs,
+    remote_custom_pipelines,
+    set_label_maps,
 )
 
 ATTENTION_BLOCKS = ("se", "cbam", "eca", "coord")
@@ -87,18 +88,18 @@ class BaselineConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        drop_unknown_kwargs(type(self).__name__, kwargs, {})
-        if self.id2label is None and "num_labels" not in kwargs:
-            self.id2label = dict(enumerate(FER2013_EMOTIONS))
+        custom_pipelines = remote_custom_pipelines(kwargs)
+        drop_retired_kwargs(type(self).__name__, kwargs, {})
+        set_label_maps(self, kwargs)
         for name in ("attention_blocks", "fusion_levels", "classifier_hidden_sizes"):
             if getattr(self, name) is None:
                 setattr(self, name, [])
         if self.backbone_kwargs is None:
             self.backbone_kwargs = {}
         super().__post_init__(**kwargs)
-        check_label_maps(self)
-        # transformers leaves label2id empty when only id2label (or num_labels) is given: always keep both.
-        self.label2id = {name: int(idx) for idx, name in self.id2label.items()}
+        if custom_pipelines:
+            self.custom_pipelines = custom_pipelines
+        complete_label_maps(self)
         self.validate_baseline()
 
     def validate_baseline(self) -> None:

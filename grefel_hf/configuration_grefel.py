@@ -85,23 +85,51 @@ def check_backbone_kwargs(config) -> None:
                          f"{sorted(ALLOWED_BACKBONE_KWARGS)}; refused {refused}")
 
 
-def drop_unknown_kwargs(config_name: str, kwargs: dict, retired: dict[str, str]) -> None:
-    """Remove retired and unknown keys from a config's extra `kwargs` in place, with one warning naming them."""
+def drop_retired_kwargs(config_name: str, kwargs: dict, retired: dict[str, str]) -> None:
+    """Remove the `retired` keys from a config's extra `kwargs` in place, each with a warning saying where its setting
+    went. Any other unknown key stays, as `PreTrainedConfig` keeps it (an attribute, saved again with the config),
+    with one warning naming them, since a misspelt field would otherwise go unnoticed."""
     for name in [key for key in kwargs if key in retired]:
         kwargs.pop(name)
         logger.warning("%s: ignoring the field %r, which is no longer part of the model config (see %s)",
                        config_name, name, retired[name])
     unknown = sorted(key for key in kwargs if key not in _CONFIG_KWARGS)
-    for name in unknown:
-        kwargs.pop(name)
     if unknown:
-        logger.warning("%s: ignoring unknown fields %s", config_name, unknown)
+        logger.warning("%s: keeping fields it does not use: %s", config_name, unknown)
+
+
+def remote_custom_pipelines(kwargs: dict) -> dict | None:
+    """Remove `custom_pipelines` from a config's extra `kwargs`; return it only in the remote copy of this file.
+
+    A saved folder names its pipeline classes (pipeline_grefel.py) in `custom_pipelines` for machines without
+    grefel_hf, where transformers reads them from the remote copy of the config. The package's own configs drop them:
+    with grefel_hf imported, `pipeline()` takes the registered classes, without `trust_remote_code`.
+    """
+    custom_pipelines = kwargs.pop("custom_pipelines", None)
+    return custom_pipelines if _IS_REMOTE_COPY else None
+
+
+def set_label_maps(config, kwargs: dict) -> None:
+    """Give `config` the FER2013 classes when neither `id2label` nor `num_labels` was passed (before
+    `PreTrainedConfig.__post_init__`)."""
+    if config.id2label is None and "num_labels" not in kwargs:
+        config.id2label = dict(enumerate(FER2013_EMOTIONS))
+
+
+def complete_label_maps(config) -> None:
+    """Check `id2label` and derive `label2id` from it (after `PreTrainedConfig.__post_init__`): transformers leaves
+    `label2id` empty when only `id2label` or `num_labels` is given, so a saved config would lack it."""
+    check_label_maps(config)
+    config.label2id = {name: int(idx) for idx, name in config.id2label.items()}
 
 
 class GReFELConfig(PreTrainedConfig):
     r"""
     Configuration of a GReFEL model (geometry-aware anchors plus reliability balancing on a timm backbone). It
-    describes the network and how it predicts; how it is trained is set by the training arguments.
+    describes the network and how it predicts; how it is trained is set by the training arguments. The defaults
+    describe the model that ships with the package (`grefel_hf/pretrained/grefel-ferplus`): EfficientNet-Lite0 at
+    112 px, a 256-d embedding, the primary head one linear layer on the backbone's pooled features, no dropout.
+    Configs saved by earlier versions hold every field, so they load as they were saved whatever the defaults.
 
     Args:
         backbone (`str`, *optional*, defaults to `"tf_efficientnet_lite0"`):
@@ -112,7 +140,7 @@ class GReFELConfig(PreTrainedConfig):
             Extra architecture settings for `timm.create_model` (for example `{"drop_path_rate": 0.1}`); only the
             keys of `ALLOWED_BACKBONE_KWARGS` are accepted. For backbones with a fixed input size (ViT, Swin, ...),
             `img_size` is filled in from `image_size` unless given here.
-        image_size (`int`, *optional*, defaults to 224):
+        image_size (`int`, *optional*, defaults to 112):
             Side of the square input image in pixels.
         num_channels (`int`, *optional*, defaults to 3):
             Number of input channels. FER images are grayscale but are converted to RGB by the image processor, so
@@ -123,7 +151,7 @@ class GReFELConfig(PreTrainedConfig):
             the backbone's final pooled features. Each map is average-pooled and projected to `embed_dim`.
             Defaults to two levels evenly spaced below the last one (for resnet/efficientnet: strides 8 and 16,
             for ViT-B: blocks 6 and 9); `[]` uses the final features only.
-        embed_dim (`int`, *optional*, defaults to 512):
+        embed_dim (`int`, *optional*, defaults to 256):
             Size of the fused embedding and of the anchors.
         anchors_per_class (`int`, *optional*, defaults to 10):
             Number of learnable anchors per class (K).
@@ -137,15 +165,15 @@ class GReFELConfig(PreTrainedConfig):
             Temperature T of the primary head: p = softmax(z / T).
         num_attention_heads (`int`, *optional*, defaults to 8):
             Heads of the attentive path's self-attention over the per-class tokens of one sample.
-        primary_hidden_sizes (`list[int]`, *optional*, defaults to `[256]`):
+        primary_hidden_sizes (`list[int]`, *optional*, defaults to `[]`):
             Hidden layer sizes of the primary head MLP (GELU + dropout between layers); `[]` makes it one linear
-            layer.
-        primary_input (`str`, *optional*, defaults to `"embedding"`):
+            layer (the paper's head has one hidden layer of 256).
+        primary_input (`str`, *optional*, defaults to `"backbone"`):
             What the primary head classifies: `"embedding"`, the fused GReFEL embedding x (the paper's design), or
             `"backbone"`, the backbone's final pooled features, as a plain linear head would. With `"backbone"` the
             anchors, the geometry attention and the reliability paths still work on x; only p reads the backbone
             directly, so a narrow `embed_dim` no longer limits it.
-        dropout (`float`, *optional*, defaults to 0.1):
+        dropout (`float`, *optional*, defaults to 0.0):
             Dropout probability in the projections, the primary head and the attention blocks.
         inference_mode (`str`, *optional*, defaults to `"corrected"`):
             Distribution returned at inference: `"corrected"` (q, after reliability balancing) or `"primary"` (p).
@@ -179,10 +207,10 @@ class GReFELConfig(PreTrainedConfig):
     ```python
     >>> from grefel_hf import GReFELConfig, GReFELForImageClassification
 
-    >>> config = GReFELConfig(backbone="resnet18", image_size=112)
+    >>> config = GReFELConfig()  # the bundled model's architecture, FER2013's 7 classes
     >>> model = GReFELForImageClassification(config)
-    >>> model.config.id2label[3]
-    'happy'
+    >>> (config.backbone, config.image_size, model.config.id2label[3])
+    ('tf_efficientnet_lite0', 112, 'happy')
     ```
     """
 
@@ -190,18 +218,18 @@ class GReFELConfig(PreTrainedConfig):
 
     backbone: str = "tf_efficientnet_lite0"
     backbone_kwargs: dict | None = None
-    image_size: int = 224
+    image_size: int = 112
     num_channels: int = 3
     feature_levels: list[int] | None = None
-    embed_dim: int = 512
+    embed_dim: int = 256
     anchors_per_class: int = 10
     anchor_init_std: float | int = 0.1
     anchor_temperature: float | int = 0.1
     primary_temperature: float | int = 1.0
     num_attention_heads: int = 8
     primary_hidden_sizes: list[int] | None = None
-    primary_input: str = "embedding"
-    dropout: float | int = 0.1
+    primary_input: str = "backbone"
+    dropout: float | int = 0.0
     inference_mode: str = "corrected"
     geometry_variant: str = "basic"
     geometry_heads: int = 8
@@ -217,31 +245,24 @@ class GReFELConfig(PreTrainedConfig):
         if kwargs.get("primary_pool_grid", 1) not in (1, None):
             raise ValueError(f"this config was saved with primary_pool_grid={kwargs['primary_pool_grid']}, whose "
                              "primary head this version of GReFEL no longer builds; retrain with the default")
-        # A saved folder names its pipeline classes (pipeline_grefel.py) in `custom_pipelines` for machines without
-        # grefel_hf, where transformers reads them from the remote copy of this config. The package's own config
-        # drops them: with grefel_hf imported, `pipeline()` takes the registered classes, without
-        # `trust_remote_code`.
-        custom_pipelines = kwargs.pop("custom_pipelines", None)
-        drop_unknown_kwargs(type(self).__name__, kwargs, RETIRED_FIELDS)
-        if self.id2label is None and "num_labels" not in kwargs:
-            self.id2label = dict(enumerate(FER2013_EMOTIONS))
+        custom_pipelines = remote_custom_pipelines(kwargs)
+        drop_retired_kwargs(type(self).__name__, kwargs, RETIRED_FIELDS)
+        set_label_maps(self, kwargs)
         if self.primary_hidden_sizes is None:
-            self.primary_hidden_sizes = [256]
+            self.primary_hidden_sizes = []
         if self.reliability_hidden_sizes is None:
             self.reliability_hidden_sizes = [32, 16]
         if self.backbone_kwargs is None:
             self.backbone_kwargs = {}
-        # Auxiliary outputs are not gathered by Trainer's evaluation loop: only logits and reliability are.
-        kwargs.setdefault(
-            "keys_to_ignore_at_inference",
-            ["primary_probs", "corrected_probs", "confidences", "embeddings", "loss_parts"],
-        )
+        # Auxiliary outputs are not gathered by a plain Trainer's evaluation loop: only logits and reliability are.
+        kwargs.setdefault("keys_to_ignore_at_inference", [
+            "primary_probs", "corrected_probs", "anchor_probs", "attentive_probs", "confidences", "embeddings",
+            "hidden_states", "loss_parts",
+        ])
         super().__post_init__(**kwargs)
-        if custom_pipelines and _IS_REMOTE_COPY:
+        if custom_pipelines:
             self.custom_pipelines = custom_pipelines
-        check_label_maps(self)
-        # transformers leaves label2id empty when only id2label (or num_labels) is given: always keep both.
-        self.label2id = {name: int(idx) for idx, name in self.id2label.items()}
+        complete_label_maps(self)
         self.validate_grefel()
 
     def validate_grefel(self) -> None:

@@ -6,9 +6,10 @@ import logging
 import os
 from pathlib import Path
 
-from transformers.dynamic_module_utils import custom_object_save
+from transformers.dynamic_module_utils import custom_object_save, get_relative_imports
 
 from .auto_registration import FER_TASK, register_auto_classes
+from .json_files import read_json_file
 from .pipeline_grefel import FacialExpressionRecognitionPipeline
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,11 @@ CUSTOM_PIPELINES = {
 """The `custom_pipelines` of a saved GReFEL config: where `grefel_hf` is not installed, `pipeline(task, model=folder,
 trust_remote_code=True)` takes these classes from the folder's pipeline_grefel.py."""
 
-REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES)
+FOLDER_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+"""The files every saved model folder has, besides the code its configs name."""
+
+REQUIRED_FILES = (*FOLDER_FILES, *REMOTE_CODE_FILES)
+"""The files of a saved GReFEL folder."""
 
 SELECTION_FILE = "weights_selection.json"
 """Written by train_hf.py next to the final model: whether the raw or the EMA weights were kept, and why."""
@@ -34,13 +39,38 @@ RUN_CONFIG_FILE = "training_config.json"
 """Written by train_hf.py next to the final model: the model, data and training arguments of the run."""
 
 
+def _class_references(value) -> list[str]:
+    """The `module.Class` references of an `auto_map` entry (a string, a list, or a mapping by backend)."""
+    if isinstance(value, str):
+        return [value]
+    values = value.values() if isinstance(value, dict) else value or []
+    return [reference for item in values for reference in _class_references(item)]
+
+
+def named_code_files(folder: str | os.PathLike) -> list[str]:
+    """The code files a saved folder needs: the modules its configs name (`auto_map`, `custom_pipelines`) and,
+    for those it holds, the siblings they import (as transformers follows them for `trust_remote_code`)."""
+    folder = Path(folder)
+    references = []
+    for name in ("config.json", "preprocessor_config.json"):
+        values = read_json_file(folder / name) if (folder / name).is_file() else {}
+        references += _class_references(values.get("auto_map") or {})
+        references += [task["impl"] for task in (values.get("custom_pipelines") or {}).values()]
+    needed = sorted({f"{reference.split('.')[0]}.py" for reference in references})
+    for name in needed:  # grows while it is walked: each file's relative imports join the list
+        if (folder / name).is_file():
+            needed += [f"{module}.py" for module in get_relative_imports(folder / name) if f"{module}.py" not in needed]
+    return needed
+
+
 def missing_files(folder: str | os.PathLike) -> list[str]:
-    """The files of `REQUIRED_FILES` absent from `folder` (sharded weights count as `model.safetensors`)."""
+    """The files of `FOLDER_FILES`, and the code files its configs name (`named_code_files`), absent from `folder`
+    (sharded weights count as `model.safetensors`)."""
     folder = Path(folder)
     present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     if "model.safetensors.index.json" in present:
         present.add("model.safetensors")
-    return [name for name in REQUIRED_FILES if name not in present]
+    return [name for name in (*FOLDER_FILES, *named_code_files(folder)) if name not in present]
 
 
 def _save_with_pipelines(model, folder: Path) -> None:
@@ -80,5 +110,5 @@ def save_grefel_folder(model, image_processor, folder: str | os.PathLike) -> Pat
     return folder
 
 
-__all__ = ["CUSTOM_PIPELINES", "REMOTE_CODE_FILES", "REQUIRED_FILES", "RUN_CONFIG_FILE", "SELECTION_FILE", "missing_files",
-           "save_grefel_folder"]
+__all__ = ["CUSTOM_PIPELINES", "FOLDER_FILES", "REMOTE_CODE_FILES", "REQUIRED_FILES", "RUN_CONFIG_FILE", "SELECTION_FILE",
+           "missing_files", "named_code_files", "save_grefel_folder"]

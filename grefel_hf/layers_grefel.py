@@ -31,6 +31,21 @@ def scale_gradient(tensor: torch.Tensor, scale: float) -> torch.Tensor:
     return tensor.detach() + scale * (tensor - tensor.detach())
 
 
+def prepare_pixel_values(pixel_values: torch.Tensor | None, num_channels: int, dtype: torch.dtype) -> torch.Tensor:
+    """`pixel_values` checked to be a float (batch, `num_channels`, height, width) tensor, and cast to `dtype` (the
+    weights' dtype) when it has another float dtype, as transformers' ViT does.
+
+    Raises:
+        ValueError: `pixel_values` is missing, not a float tensor, or of another shape (the message says what it got).
+    """
+    if (pixel_values is None or pixel_values.dim() != 4 or pixel_values.shape[1] != num_channels
+            or not pixel_values.is_floating_point()):
+        got = "None" if pixel_values is None else f"{pixel_values.dtype} of shape {tuple(pixel_values.shape)}"
+        raise ValueError(f"pixel_values must be a float tensor of shape (batch, {num_channels}, height, width), got "
+                         f"{got}; use GReFELImageProcessor to turn images into pixel_values")
+    return pixel_values if pixel_values.dtype == dtype else pixel_values.to(dtype)
+
+
 def create_timm_backbone(config) -> nn.Module:
     """Build the timm backbone named by `config.backbone`, headless and with `pretrained=False`.
 
@@ -54,6 +69,20 @@ def create_timm_backbone(config) -> nn.Module:
         raise ValueError(f"timm backbone {name!r} has no `forward_intermediates`, which GReFEL needs for its "
                          "multi-scale features; choose another backbone")
     return backbone
+
+
+def backbone_features(backbone: nn.Module, pixel_values: torch.Tensor, indices: list[int],
+                      output_hidden_states: bool = False):
+    """The timm `backbone`'s final features before pooling, its intermediate maps at `indices` (timm's
+    `feature_info` index space), and with `output_hidden_states` every map of its feature pyramid as a tuple (else
+    None)."""
+    if output_hidden_states:
+        final, maps = backbone.forward_intermediates(pixel_values)
+        return final, [maps[i] for i in indices], tuple(maps)
+    if indices:
+        final, maps = backbone.forward_intermediates(pixel_values, indices=indices)
+        return final, maps, None
+    return backbone.forward_features(pixel_values), [], None
 
 
 def resolve_feature_levels(config, num_levels: int) -> list[int]:
@@ -321,8 +350,10 @@ __all__ = [
     "GReFELPrimaryConfidence",
     "GReFELPrimaryHead",
     "GReFELReliabilityBalancing",
+    "backbone_features",
     "create_timm_backbone",
     "distribution_agreement",
+    "prepare_pixel_values",
     "resolve_feature_levels",
     "scale_gradient",
 ]

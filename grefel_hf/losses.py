@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -135,8 +136,10 @@ def reliability_target_loss(
 class GReFELObjective:
     r"""
     How a GReFEL model is trained: the weights of its loss terms, label smoothing, class weights and how the
-    gradients are routed. None of it is saved with the model; `GReFELTrainer` fills it from the training arguments of
-    the same names (`label_smoothing` from `--label_smoothing_factor`, `class_weights` from `--class_balance`).
+    gradients are routed. None of it is saved with the model: `GReFELTrainer` holds one, filled from the training
+    arguments of the same names (`label_smoothing` from `--label_smoothing_factor`, `class_weights` from
+    `--class_balance`), and computes the loss with it from the model's outputs. With every setting at its default it
+    is the model's own default loss (the `loss` its forward pass returns given `labels`).
 
     Args:
         classification_loss_weight (`float`, *optional*, defaults to 1.0):
@@ -184,6 +187,31 @@ class GReFELObjective:
     class_weights: list[float] | None = None
     branch_gradient_scale: float = 1.0
     blend_trains_primary: bool = True
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The settings that route gradients inside the model's forward pass, as its keyword arguments."""
+        return {"branch_gradient_scale": self.branch_gradient_scale, "blend_trains_primary": self.blend_trains_primary}
+
+    def loss(self, model, outputs, labels: torch.Tensor,
+             trust: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`(total, parts)` of this objective for a GReFEL model's `outputs` (a `GReFELImageClassifierOutput`,
+        from a forward pass given `model_kwargs()`) on `labels`; `model` supplies the class anchors.
+
+        Args:
+            trust: τ of the training blend (1 − τ)·p + τ·q that the classification term scores (the trust ramp,
+                which the trainer raises from 0 to 1 over training). None scores the model's own final distribution,
+                `exp(logits)`, as at inference.
+        """
+        p, q = outputs.primary_probs, outputs.corrected_probs
+        if trust is None:
+            final = outputs.logits.exp()
+        else:  # the blend reaches p only when blend_trains_primary, as q does
+            final = (1.0 - trust) * (p if self.blend_trains_primary else p.detach()) + trust * q
+        return GReFELLoss(self)(
+            labels=labels, final_probs=final, primary_probs=p, confidence=outputs.confidences[:, 0],
+            embeddings=outputs.embeddings, anchors=model.grefel.anchors,
+            path_probs=(p, outputs.anchor_probs, outputs.attentive_probs),
+        )
 
     def check(self, config) -> None:
         """Raise a `ValueError` naming the setting when it is impossible, or impossible for `config`'s model."""

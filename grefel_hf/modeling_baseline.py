@@ -14,6 +14,7 @@ siblings (`from .x import y`), never the `grefel_hf` package.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from timm.layers import get_attn
@@ -23,10 +24,8 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_baseline import BaselineConfig
+from .layers_grefel import backbone_features, create_timm_backbone, prepare_pixel_values
 from .losses import check_class_weights, normalized_entropy, target_distribution
-
-# through modeling_grefel, so that a saved folder carries GReFEL's modeling files too (hub.REQUIRED_FILES)
-from .modeling_grefel import create_timm_backbone
 
 BASELINE_AUTO_MAP = {
     "AutoConfig": "configuration_baseline.BaselineConfig",
@@ -44,9 +43,10 @@ BASELINE_AUTO_MAP = {
 @dataclass
 class BaselineObjective:
     r"""
-    How a baseline model is trained. None of it is saved with the model; `GReFELTrainer` fills it from the training
-    arguments of the same names (`label_smoothing` from `--label_smoothing_factor`, `class_weights` from
-    `--class_balance weights`).
+    How a baseline model is trained. None of it is saved with the model: `GReFELTrainer` holds one, filled from the
+    training arguments of the same names (`label_smoothing` from `--label_smoothing_factor`, `class_weights` from
+    `--class_balance weights`), and computes the loss with it from the model's outputs. With every setting at its
+    default it is the model's own default loss, a plain cross-entropy.
 
     Args:
         label_smoothing (`float`, *optional*, defaults to 0.0):
@@ -57,6 +57,16 @@ class BaselineObjective:
 
     label_smoothing: float = 0.0
     class_weights: list[float] | None = None
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The settings the model's forward pass takes: none (the baseline routes no gradients)."""
+        return {}
+
+    def loss(self, model, outputs, labels: torch.Tensor,
+             trust: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`(cross-entropy, {})` of a baseline model's `outputs` on `labels`; `model` and `trust` (GReFEL's trust
+        ramp) are not used, so that every objective is called alike."""
+        return baseline_loss(outputs.logits, labels, self), {}
 
     def check(self, config) -> None:
         """Raise a `ValueError` naming the setting when it is impossible for `config`'s model."""
@@ -84,28 +94,41 @@ def baseline_loss(log_probs: torch.Tensor, labels: torch.Tensor, objective: Base
 @dataclass
 class BaselineImageClassifierOutput(ModelOutput):
     """
-    Output of [`BaselineForImageClassification`]: `loss` (shape `()`, the cross-entropy with the model's
-    `objective`, returned when `labels` is given), `logits` (shape `(batch_size, num_labels)`, log-probabilities:
-    `softmax(logits) == exp(logits)`) and `reliability` (shape `(batch_size,)`, one minus the normalised entropy of
-    the distribution, in [0, 1]).
+    Output of [`BaselineForImageClassification`]: `loss` (shape `()`, the plain cross-entropy, returned when `labels`
+    is given), `logits` (shape `(batch_size, num_labels)`, log-probabilities: `softmax(logits) == exp(logits)`),
+    `reliability` (shape `(batch_size,)`, one minus the normalised entropy of the distribution, in [0, 1]) and, when
+    `output_hidden_states=True`, `hidden_states` (the backbone's feature maps, one per level of its feature pyramid).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     reliability: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
 class BaselineModelOutput(ModelOutput):
     """
-    Output of [`BaselineModel`]: `feature_map`, the backbone's final features before the neck and pooling
-    (`(batch_size, channels, height, width)` for CNNs, the backbone's own token layout for others), and
-    `pooled_features` (`(batch_size, num_features)`), what the classifier reads: the final map's pooled features
-    after the attention neck, after those of the `fusion_levels` maps.
+    Output of [`BaselineModel`], under the names transformers' vision models use: `last_hidden_state`, the backbone's
+    final features before the neck and pooling (`(batch_size, channels, height, width)` for CNNs, the backbone's own
+    token layout for others); `pooler_output` (`(batch_size, num_features)`), what the classifier reads: the final
+    map's pooled features after the attention neck, after those of the `fusion_levels` maps; and, when
+    `output_hidden_states=True`, `hidden_states`, the backbone's feature maps, one per level of its feature pyramid.
     """
 
-    feature_map: torch.FloatTensor | None = None
-    pooled_features: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+    @property
+    def feature_map(self) -> torch.FloatTensor | None:
+        """`last_hidden_state` under the name earlier versions gave it."""
+        return self.last_hidden_state
+
+    @property
+    def pooled_features(self) -> torch.FloatTensor | None:
+        """`pooler_output` under the name earlier versions gave it."""
+        return self.pooler_output
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -233,41 +256,35 @@ class BaselineModel(BaselinePreTrainedModel):
                              f"{self.config.backbone!r} has {count} feature levels (valid: {-count}..{count - 1})")
         return resolved
 
-    def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None):
-        if (pixel_values is None or pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels
-                or not pixel_values.is_floating_point()):
-            got = "None" if pixel_values is None else f"{pixel_values.dtype} of shape {tuple(pixel_values.shape)}"
-            raise ValueError(f"pixel_values must be a float tensor of shape (batch, {self.config.num_channels}, "
-                             f"height, width), got {got}; use GReFELImageProcessor to turn images into pixel_values")
-        backbone = self.backbone
-        if self.fusion_levels:
-            feature_map, maps = backbone.forward_intermediates(pixel_values, indices=self.fusion_levels)
-        else:
-            feature_map, maps = backbone.forward_features(pixel_values), []
+    def forward(self, pixel_values: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None):
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`): the images, from
+            `GReFELImageProcessor`; any float dtype, cast to the weights' dtype.
+        output_hidden_states (`bool`, *optional*): also return every map of the backbone's feature pyramid
+            (defaults to `config.output_hidden_states`).
+        """
+        pixel_values = prepare_pixel_values(pixel_values, self.config.num_channels, self.dtype)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        feature_map, maps, hidden_states = backbone_features(self.backbone, pixel_values, self.fusion_levels,
+                                                             output_hidden_states)
         pooled = [neck(level_map).mean(dim=(2, 3)) for neck, level_map in zip(self.level_necks, maps, strict=True)]
-        pooled.append(backbone.forward_head(self.final_neck(feature_map), pre_logits=True))
-        output = BaselineModelOutput(feature_map=feature_map, pooled_features=torch.cat(pooled, dim=1))
+        pooled.append(self.backbone.forward_head(self.final_neck(feature_map), pre_logits=True))
+        output = BaselineModelOutput(last_hidden_state=feature_map, pooler_output=torch.cat(pooled, dim=1),
+                                     hidden_states=hidden_states)
         return _as_requested(output, return_dict, self.config)
 
 
 class BaselineForImageClassification(BaselinePreTrainedModel):
-    """The baseline with its classifier: log-probabilities, a reliability score and (given labels) the loss."""
+    """The baseline with its classifier: log-probabilities, a reliability score and (given labels) the plain
+    cross-entropy; `GReFELTrainer` trains with the objective its arguments set (`BaselineObjective`) instead."""
 
     def __init__(self, config: BaselineConfig):
         super().__init__(config)
         self.baseline = BaselineModel(config)
         self.classifier = BaselineClassifier(config, self.baseline.num_features)
-        self.objective = BaselineObjective()
         self.post_init()
-
-    def set_objective(self, objective: BaselineObjective) -> None:
-        """Train with `objective` (label smoothing, class weights) from now on.
-
-        Raises:
-            ValueError: a setting is impossible for this model (the message names it).
-        """
-        objective.check(self.config)
-        self.objective = objective
 
     def parameter_parts(self) -> dict[str, str]:
         """Which part each parameter belongs to: `"backbone"` (the timm backbone) or `"primary_head"` (the attention
@@ -280,19 +297,20 @@ class BaselineForImageClassification(BaselinePreTrainedModel):
         return self.baseline.backbone
 
     def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                return_dict: bool | None = None):
+                output_hidden_states: bool | None = None, return_dict: bool | None = None):
         r"""
         labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
             `(batch_size, num_labels)`, *optional*): hard class ids, or soft label distributions (FER+ votes,
-            CutMix/Mixup targets). When given, the loss is returned.
+            CutMix/Mixup targets). When given, the plain cross-entropy is returned as the loss.
         """
-        features = self.baseline(pixel_values, return_dict=True).pooled_features
-        log_probs = torch.log_softmax(self.classifier(features), dim=-1)
-        loss = None if labels is None else baseline_loss(log_probs, labels, self.objective)
+        base = self.baseline(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        log_probs = torch.log_softmax(self.classifier(base.pooler_output), dim=-1)
         # the reliability is a by-product for evaluation: no gradient flows through it
         reliability = 1.0 - normalized_entropy(log_probs.detach().exp())
-        return _as_requested(BaselineImageClassifierOutput(loss=loss, logits=log_probs, reliability=reliability),
-                             return_dict, self.config)
+        loss = None if labels is None else baseline_loss(log_probs, labels, BaselineObjective())
+        output = BaselineImageClassifierOutput(loss=loss, logits=log_probs, reliability=reliability,
+                                               hidden_states=base.hidden_states)
+        return _as_requested(output, return_dict, self.config)
 
 
 __all__ = [

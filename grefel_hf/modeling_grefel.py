@@ -28,11 +28,13 @@ from .layers_grefel import (
     GReFELPrimaryConfidence,
     GReFELPrimaryHead,
     GReFELReliabilityBalancing,
+    backbone_features,
     create_timm_backbone,
+    prepare_pixel_values,
     resolve_feature_levels,
     scale_gradient,
 )
-from .losses import GReFELLoss, GReFELObjective, normalized_entropy
+from .losses import GReFELObjective, normalized_entropy
 
 logger = logging.get_logger(__name__)
 
@@ -54,27 +56,42 @@ GREFEL_AUTO_MAP = {
 @dataclass
 class GReFELModelOutput(ModelOutput):
     """
-    Output of [`GReFELModel`].
+    Output of [`GReFELModel`]: the backbone's features under the names transformers' vision models use, then GReFEL's
+    own.
 
     Args:
+        last_hidden_state (`torch.FloatTensor`):
+            The backbone's final features before pooling: `(batch_size, backbone_num_features, height, width)` for
+            CNNs, the backbone's own token layout for others.
+        pooler_output (`torch.FloatTensor` of shape `(batch_size, backbone_num_features)`):
+            The backbone's final pooled features, before GReFEL's projections.
+        hidden_states (`tuple(torch.FloatTensor)`, returned when `output_hidden_states=True`):
+            The backbone's feature maps, one per level of its feature pyramid (timm's `feature_info`, the index space
+            of `config.feature_levels`).
         embeddings (`torch.FloatTensor` of shape `(batch_size, embed_dim)`):
             The fused multi-scale embedding x of each image.
         level_embeddings (`torch.FloatTensor` of shape `(batch_size, num_levels, embed_dim)`):
             The per-level embeddings after geometry-aware anchor attention, before fusion.
         sample_anchors (`torch.FloatTensor` of shape `(batch_size, num_labels * anchors_per_class, embed_dim)`):
             Per-sample refined anchors. Only returned by the enhanced geometry variant.
-        pooled_features (`torch.FloatTensor` of shape `(batch_size, backbone_num_features)`):
-            The backbone's final pooled features, before GReFEL's projections.
-        feature_map (`torch.FloatTensor`):
-            The backbone's final features before pooling: `(batch_size, backbone_num_features, height, width)` for
-            CNNs, the backbone's own token layout for others.
     """
 
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
     embeddings: torch.FloatTensor | None = None
     level_embeddings: torch.FloatTensor | None = None
     sample_anchors: torch.FloatTensor | None = None
-    pooled_features: torch.FloatTensor | None = None
-    feature_map: torch.FloatTensor | None = None
+
+    @property
+    def feature_map(self) -> torch.FloatTensor | None:
+        """`last_hidden_state` under the name earlier versions gave it."""
+        return self.last_hidden_state
+
+    @property
+    def pooled_features(self) -> torch.FloatTensor | None:
+        """`pooler_output` under the name earlier versions gave it."""
+        return self.pooler_output
 
 
 @dataclass
@@ -84,23 +101,29 @@ class GReFELImageClassifierOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, returned when `labels` is given):
-            The weighted GReFEL objective (see `grefel_hf.losses.GReFELLoss`).
+            The default GReFEL loss, `GReFELObjective()` with every setting at its default, on the final
+            distribution (see `grefel_hf.losses`). A trainer with other settings computes its own from these outputs.
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            Log of the final distribution: `softmax(logits) == exp(logits)`. At inference the final distribution is
-            the corrected q (or the primary p when `config.inference_mode == "primary"`); in training it is the
-            trust-ramp blend (1 − τ)·p + τ·q.
+            Log of the final distribution: `softmax(logits) == exp(logits)`. The final distribution is the corrected
+            q, or the primary p when `config.inference_mode == "primary"`.
         reliability (`torch.FloatTensor` of shape `(batch_size,)`):
             Per-sample reliability score in [0, 1]: one minus the normalised entropy of the final distribution.
         primary_probs (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
             The primary head's distribution p.
         corrected_probs (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
             The reliability-balanced distribution q = c·p + (1 − c)·r.
+        anchor_probs (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            The anchor path's distribution g.
+        attentive_probs (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            The attentive path's distribution t.
         confidences (`torch.FloatTensor` of shape `(batch_size, 3)`):
             The confidences (c, c_g, c_t) of the primary head, the anchor path and the attentive path, in [0, 1].
         embeddings (`torch.FloatTensor` of shape `(batch_size, embed_dim)`):
             The fused embedding x.
+        hidden_states (`tuple(torch.FloatTensor)`, returned when `output_hidden_states=True`):
+            The backbone's feature maps, one per level of its feature pyramid (see [`GReFELModelOutput`]).
         loss_parts (`dict[str, torch.FloatTensor]`, returned when `labels` is given):
-            The unweighted value of every active loss term, for logging.
+            The unweighted value of every active term of `loss`, for logging.
     """
 
     loss: torch.FloatTensor | None = None
@@ -108,8 +131,11 @@ class GReFELImageClassifierOutput(ModelOutput):
     reliability: torch.FloatTensor | None = None
     primary_probs: torch.FloatTensor | None = None
     corrected_probs: torch.FloatTensor | None = None
+    anchor_probs: torch.FloatTensor | None = None
+    attentive_probs: torch.FloatTensor | None = None
     confidences: torch.FloatTensor | None = None
     embeddings: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
     loss_parts: dict[str, torch.FloatTensor] | None = None
 
 
@@ -144,7 +170,9 @@ class GReFELPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialise GReFEL's own layers; leave timm's backbone weights alone (HF_NOTES §1.3)."""
+        """Initialise GReFEL's own layers; leave timm's backbone with timm's own initialisation (or its loaded
+        weights), as transformers' `TimmWrapperModel` does. transformers calls this per leaf module, so the raw
+        parameters of `GReFELModel` (anchors, level embeddings) are initialised when the model itself comes by."""
         if getattr(module, "_grefel_backbone", False):
             # Non-persistent buffers (e.g. Swin's relative position index) are not in checkpoints: rebuild them.
             if hasattr(module, "init_non_persistent_buffers"):
@@ -172,7 +200,7 @@ class GReFELPreTrainedModel(PreTrainedModel):
         """Save as usual; when registered for remote code, record every GReFEL Auto class in `auto_map`.
 
         transformers only records the class being saved, so `AutoModel.from_pretrained(..., trust_remote_code=True)`
-        would fail on a saved `GReFELForImageClassification` folder without this (HF_NOTES §2.1).
+        would fail on a saved `GReFELForImageClassification` folder without this.
         """
         if self._auto_class is not None:
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **GREFEL_AUTO_MAP}
@@ -209,39 +237,40 @@ class GReFELModel(GReFELPreTrainedModel):
         self.fusion = GReFELFusion(len(level_dims), config.embed_dim)
         self.post_init()
 
-    def _check_pixel_values(self, pixel_values: torch.Tensor | None) -> None:
-        if pixel_values is None:
-            raise ValueError("pixel_values is required")
-        expected = self.config.num_channels
-        if pixel_values.dim() != 4 or pixel_values.shape[1] != expected or not pixel_values.is_floating_point():
-            raise ValueError(f"pixel_values must be a float tensor of shape (batch, {expected}, height, width); "
-                             f"got dtype {pixel_values.dtype} and shape {tuple(pixel_values.shape)}. Use "
-                             "GReFELImageProcessor to turn images into pixel_values.")
+    def extract_levels(self, pixel_values: torch.Tensor, output_hidden_states: bool = False):
+        """The backbone's final features before pooling; the levels (its intermediate maps at `feature_levels`, then
+        its final pooled features); and, with `output_hidden_states`, every map of its feature pyramid (else None)."""
+        final, maps, hidden_states = backbone_features(self.backbone, pixel_values, self.feature_levels,
+                                                       output_hidden_states)
+        return final, [*maps, self.backbone.forward_head(final, pre_logits=True)], hidden_states
 
-    def extract_levels(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The backbone's final features before pooling, and the levels: its intermediate maps at `feature_levels`
-        plus its final pooled features."""
-        if self.feature_levels:
-            final, intermediates = self.backbone.forward_intermediates(pixel_values, indices=self.feature_levels)
-        else:
-            final, intermediates = self.backbone.forward_features(pixel_values), []
-        return final, [*intermediates, self.backbone.forward_head(final, pre_logits=True)]
-
-    def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None,
-                branch_gradient_scale: float = 1.0):
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        branch_gradient_scale: float = 1.0,
+    ):
         r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`): the images, from
+            `GReFELImageProcessor`; any float dtype, cast to the weights' dtype.
+        output_hidden_states (`bool`, *optional*): also return every map of the backbone's feature pyramid
+            (defaults to `config.output_hidden_states`).
         branch_gradient_scale (`float`, *optional*, defaults to 1.0): scale of the gradient the branch (level
             projections, geometry attention, fusion) sends back into the backbone; the forward pass is the same for
             every value (see `GReFELObjective.branch_gradient_scale`).
         """
-        self._check_pixel_values(pixel_values)
-        feature_map, levels = self.extract_levels(pixel_values)
+        pixel_values = prepare_pixel_values(pixel_values, self.config.num_channels, self.dtype)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        feature_map, levels, hidden_states = self.extract_levels(pixel_values, output_hidden_states)
         branch_levels = [scale_gradient(f, branch_gradient_scale) for f in levels]
         tokens = torch.stack([proj(f) for proj, f in zip(self.level_projections, branch_levels, strict=True)], dim=1)
         tokens = tokens + self.level_embeddings
         tokens, sample_anchors = self.geometry(tokens, self.anchors.flatten(0, 1))
-        output = GReFELModelOutput(embeddings=self.fusion(tokens), pooled_features=levels[-1],
-                                   level_embeddings=tokens, sample_anchors=sample_anchors, feature_map=feature_map)
+        output = GReFELModelOutput(last_hidden_state=feature_map, pooler_output=levels[-1], hidden_states=hidden_states,
+                                   embeddings=self.fusion(tokens), level_embeddings=tokens,
+                                   sample_anchors=sample_anchors)
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
 
@@ -249,9 +278,9 @@ class GReFELModel(GReFELPreTrainedModel):
 class GReFELForImageClassification(GReFELPreTrainedModel):
     """GReFEL with its primary head and reliability balancing: q = c·p + (1 − c)·r.
 
-    During training the final distribution follows the trust ramp (1 − τ)·p + τ·q; set τ with
-    `set_trust_ramp(step / total_steps)` (GReFELTrainer does it every step). τ defaults to 1. At inference the final
-    distribution is q, or p when `config.inference_mode == "primary"`.
+    The final distribution is q, or p when `config.inference_mode == "primary"`. Given `labels`, the forward pass
+    returns the default loss (`GReFELObjective()`); `GReFELTrainer` trains with the objective its arguments set, and
+    the trust ramp (1 − τ)·p + τ·q, from these outputs instead.
     """
 
     def __init__(self, config: GReFELConfig):
@@ -261,18 +290,7 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
         self.primary_head = GReFELPrimaryHead(config, primary_dim)
         self.reliability = GReFELReliabilityBalancing(config)
         self.primary_confidence = GReFELPrimaryConfidence(config)
-        self.objective = GReFELObjective()
-        self.trust = 1.0
         self.post_init()
-
-    def set_objective(self, objective: GReFELObjective) -> None:
-        """Train with `objective` (loss weights, smoothing, class weights, gradient routing) from now on.
-
-        Raises:
-            ValueError: a setting is impossible, or impossible for this model's config (the message names it).
-        """
-        objective.check(self.config)
-        self.objective = objective
 
     def parameter_parts(self) -> dict[str, str]:
         """Which part of GReFEL each parameter belongs to, by name: `"backbone"` (the timm backbone),
@@ -294,10 +312,6 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
     def get_backbone(self) -> nn.Module:
         """The timm backbone module (its parameters are the `"backbone"` part of `parameter_parts`)."""
         return self.grefel.backbone
-
-    def set_trust_ramp(self, progress: float) -> None:
-        """Set τ, the weight of the corrected distribution during training, clamped to [0, 1]."""
-        self.trust = float(min(1.0, max(0.0, progress)))
 
     def _mc_dropout_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         """Monte Carlo dropout samples of p, shape (S, B, C).
@@ -330,64 +344,57 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
 
     def _primary_features(self, base: GReFELModelOutput) -> torch.Tensor:
         """The primary head's input: the embedding x or the backbone's pooled features (`config.primary_input`)."""
-        return base.embeddings if self.config.primary_input == "embedding" else base.pooled_features
+        return base.embeddings if self.config.primary_input == "embedding" else base.pooler_output
 
-    def _balance(self, p: torch.Tensor, r: torch.Tensor,
-                 hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The primary confidence c and q = c·p + (1 − c)·r, with the p they blend.
+    def _balance(self, p: torch.Tensor, r: torch.Tensor, hidden: torch.Tensor,
+                 blend_trains_primary: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The primary confidence c and q = c·p + (1 − c)·r.
 
-        With `objective.blend_trains_primary` off, that p (and the Monte Carlo samples c is measured from) is
-        detached: the same values, but the loss on the blend no longer reaches the primary head.
+        Without `blend_trains_primary`, the p that q blends (and the Monte Carlo samples c is measured from) is
+        detached: the same values, but a loss on q no longer reaches the primary head.
         """
         mc_probs = self._mc_dropout_probs(hidden) if self.primary_confidence.enhanced else None
-        if not self.objective.blend_trains_primary:
+        if not blend_trains_primary:
             p = p.detach()
             mc_probs = None if mc_probs is None else mc_probs.detach()
         c = self.primary_confidence(p, r, mc_probs)
         weight = c.unsqueeze(-1)
-        return p, c, weight * p + (1.0 - weight) * r
-
-    def _final_distribution(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return (1.0 - self.trust) * p + self.trust * q
-        return q if self.config.inference_mode == "corrected" else p
+        return c, weight * p + (1.0 - weight) * r
 
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        branch_gradient_scale: float = 1.0,
+        blend_trains_primary: bool = True,
     ):
         r"""
         labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
             `(batch_size, num_labels)`, *optional*): hard class ids, or soft label distributions (FER+ votes,
-            CutMix/Mixup targets). When given, the GReFEL loss and its named parts are returned.
+            CutMix/Mixup targets). When given, the default loss and its named parts are returned.
+        branch_gradient_scale (`float`, *optional*, defaults to 1.0), blend_trains_primary (`bool`, *optional*,
+            defaults to `True`): how the gradients are routed in training (the `GReFELObjective` settings of the same
+            names, which the trainer passes); the outputs are the same for every value.
         """
-        base = self.grefel(pixel_values, return_dict=True,
-                           branch_gradient_scale=self.objective.branch_gradient_scale)
+        base = self.grefel(pixel_values, output_hidden_states=output_hidden_states, return_dict=True,
+                           branch_gradient_scale=branch_gradient_scale)
         x = base.embeddings
         hidden = self.primary_head.hidden(self._primary_features(base))
         p = torch.softmax(self.primary_head.classifier(hidden) / self.config.primary_temperature, dim=-1)
         anchors = base.sample_anchors if base.sample_anchors is not None else self.grefel.anchors.flatten(0, 1)
         r, g, t, c_g, c_t = self.reliability(x, anchors)
-        p_blended, c, q = self._balance(p, r, hidden)
-        final = self._final_distribution(p_blended, q)
-        loss = loss_parts = None
-        if labels is not None:
-            loss, loss_parts = GReFELLoss(self.objective)(
-                labels=labels, final_probs=final, primary_probs=p, confidence=c, embeddings=x,
-                anchors=self.grefel.anchors, path_probs=(p, g, t),
-            )
+        c, q = self._balance(p, r, hidden, blend_trains_primary)
+        final = q if self.config.inference_mode == "corrected" else p
         output = GReFELImageClassifierOutput(
-            loss=loss,
-            logits=final.clamp_min(_LOG_EPS).log(),
-            reliability=1.0 - normalized_entropy(final),
-            primary_probs=p,
-            corrected_probs=q,
-            confidences=torch.stack([c, c_g, c_t], dim=-1),
-            embeddings=x,
-            loss_parts=loss_parts,
+            logits=final.clamp_min(_LOG_EPS).log(), reliability=1.0 - normalized_entropy(final), primary_probs=p,
+            corrected_probs=q, anchor_probs=g, attentive_probs=t, confidences=torch.stack([c, c_g, c_t], dim=-1),
+            embeddings=x, hidden_states=base.hidden_states,
         )
+        if labels is not None:
+            loss, loss_parts = GReFELObjective().loss(self, output, labels)
+            output = GReFELImageClassifierOutput(loss=loss, loss_parts=loss_parts, **output)
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
 

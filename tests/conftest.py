@@ -32,12 +32,15 @@ def shared_data_dir() -> str:
 
 
 def tiny_grefel_config(backbone: str = "test_resnet", **overrides):
-    """A GReFEL config small enough for CPU unit tests (48 px input, 32-d embeddings, 2 anchors per class)."""
+    """A GReFEL config small enough for CPU unit tests (48 px input, 32-d embeddings, 2 anchors per class), with the
+    paper's primary head (an MLP on the fused embedding) and dropout, which the defaults (the bundled model's) leave
+    out."""
     from grefel_hf import GReFELConfig
 
     settings = dict(
         backbone=backbone, image_size=48, embed_dim=32, anchors_per_class=2, num_attention_heads=4,
-        geometry_heads=4, primary_hidden_sizes=[32], reliability_hidden_sizes=[8], mc_dropout_samples=3,
+        geometry_heads=4, primary_input="embedding", primary_hidden_sizes=[32], dropout=0.1,
+        reliability_hidden_sizes=[8], mc_dropout_samples=3,
     )
     settings.update(overrides)
     return GReFELConfig(**settings)

@@ -72,7 +72,7 @@ def test_the_options_build_timm_attention_blocks_fusion_and_a_batchnorm_mlp():
     assert [type(m) for m in model.classifier] == [nn.Dropout, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout,
                                                    nn.Linear]
     with torch.no_grad():
-        features = model.baseline(_pixels()).pooled_features
+        features = model.baseline(_pixels()).pooler_output
     assert features.shape == (4, sum(widths))
     parts = model.parameter_parts()
     assert all(parts[name] == "primary_head" for name, _ in model.named_parameters() if "neck" in name)
@@ -106,20 +106,20 @@ def test_the_loss_is_cross_entropy_with_smoothing_soft_labels_and_class_weights(
     model = _model("test_resnet")
     x, labels = _pixels(), torch.tensor([0, 1, 2, 3])
     with torch.no_grad():
-        log_probs = model(x).logits
+        outputs = model(x)
+        log_probs = outputs.logits
         assert model(x, labels=labels).loss == pytest.approx(nn.functional.nll_loss(log_probs, labels).item())
-        model.set_objective(BaselineObjective(label_smoothing=0.1))
         smoothed = nn.functional.cross_entropy(log_probs, labels, label_smoothing=0.1)
-        assert model(x, labels=labels).loss == pytest.approx(smoothed.item(), rel=1e-5)
+        loss, parts = BaselineObjective(label_smoothing=0.1).loss(model, outputs, labels)
+        assert loss.item() == pytest.approx(smoothed.item(), rel=1e-5) and parts == {}
         soft = nn.functional.one_hot(labels, 7).float()
-        model.set_objective(BaselineObjective())
         assert model(x, labels=soft).loss == pytest.approx(model(x, labels=labels).loss.item(), rel=1e-6)
     weights = [1.0, 2.0, 0.5, 3.0, 1.0, 1.0, 1.0]
     expected = nn.functional.nll_loss(log_probs, labels, weight=torch.tensor(weights))
     actual = baseline_loss(log_probs, labels, BaselineObjective(class_weights=weights))
     assert actual.item() == pytest.approx(expected.item(), rel=1e-6)
     with pytest.raises(ValueError, match="class_weights has 2 entries but the model has 7 labels"):
-        model.set_objective(BaselineObjective(class_weights=[1.0, 2.0]))
+        BaselineObjective(class_weights=[1.0, 2.0]).check(model.config)
 
 
 def test_timm_modules_keep_their_own_initialisation():
@@ -193,7 +193,7 @@ _REMOTE_SCRIPT = textwrap.dedent(
     pixels = processor(face, return_tensors="pt")["pixel_values"]
     output = classifier(pixels)
     save_file({"pixels": pixels, "logits": output.logits.detach(), "reliability": output.reliability,
-               "pooled": base(pixels).pooled_features.detach()}, f"{out_dir}/remote.safetensors")
+               "pooled": base(pixels).pooler_output.detach()}, f"{out_dir}/remote.safetensors")
     scores = pipeline("image-classification", model=folder, trust_remote_code=True)(face, top_k=config.num_labels)
     info = {"config_module": type(config).__module__, "model_module": type(classifier).__module__,
             "base_class": type(base).__name__, "pipeline": scores, "grefel_hf": sys.modules["grefel_hf"] is not None}
@@ -217,7 +217,7 @@ def test_the_folder_loads_through_remote_code_without_grefel_hf(saved_folder, tm
     assert info["model_module"].startswith("transformers_modules.")
     with torch.no_grad():
         expected = model(remote["pixels"])
-        pooled = model.baseline(remote["pixels"]).pooled_features
+        pooled = model.baseline(remote["pixels"]).pooler_output
     torch.testing.assert_close(remote["logits"], expected.logits)
     torch.testing.assert_close(remote["reliability"], expected.reliability)
     torch.testing.assert_close(remote["pooled"], pooled)

@@ -20,14 +20,15 @@ from grefel_hf import BaselineForImageClassification  # noqa: E402
 
 
 def test_each_variant_overrides_the_base_settings_and_the_plain_head_is_the_reference():
-    models = build_models([{}, {"embed_dim": 128, "feature_levels": [], "branch_gradient_scale": 0.0}])
+    models, objectives = build_models([{}, {"embed_dim": 128, "feature_levels": [], "branch_gradient_scale": 0.0}])
     variant_name = '{"branch_gradient_scale": 0.0, "embed_dim": 128, "feature_levels": []}'
-    assert list(models) == ["plain", "{}", variant_name]
+    assert list(models) == list(objectives) == ["plain", "{}", variant_name]
     base, variant = models["{}"], models[variant_name]
     assert base.config.embed_dim == BASE_SETTINGS["embed_dim"] and base.config.primary_input == "backbone"
-    assert base.objective.path_loss_weight == BASE_SETTINGS["path_loss_weight"]  # objective fields reach the loss
+    # objective fields reach the loss the step is timed with
+    assert objectives["{}"].path_loss_weight == BASE_SETTINGS["path_loss_weight"] and objectives["plain"] is None
     assert variant.config.embed_dim == 128 and variant.config.feature_levels == []
-    assert variant.objective.branch_gradient_scale == 0.0 and variant.objective.path_loss_weight == 3.0
+    assert objectives[variant_name].branch_gradient_scale == 0.0 and objectives[variant_name].path_loss_weight == 3.0
     assert len(variant.grefel.level_projections) == 1
     plain = models["plain"]
     assert isinstance(plain, BaselineForImageClassification) and len(plain.classifier) == 1  # one linear layer

@@ -29,16 +29,16 @@ def test_warmup_cosine_rises_then_falls_to_zero():
 
 
 class _Recorder(TrainerCallback):
-    """The learning rate each step runs with, and τ after it."""
+    """The learning rate each step of `trainer` runs with, and its τ after it."""
 
-    def __init__(self):
-        self.learning_rates, self.trust = [], []
+    def __init__(self, trainer):
+        self.trainer, self.learning_rates, self.trust = trainer, [], []
 
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
         self.learning_rates.append(optimizer.param_groups[0]["lr"])
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.trust.append(model.trust)
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trust.append(self.trainer.trust)
 
 
 def _budget_trainer(tmp_path, budget_seconds, clock, **training):
@@ -62,7 +62,7 @@ def test_schedule_and_trust_ramp_follow_the_clock_and_training_stops_when_the_bu
     trainer = _budget_trainer(tmp_path, 8.0, clock=lambda: float(holder["trainer"].state.global_step),
                               warmup_steps=0.25)
     holder["trainer"] = trainer
-    recorder = _Recorder()
+    recorder = _Recorder(trainer)
     trainer.add_callback(recorder)
     trainer.train()
     assert trainer.state.global_step == 8  # the budget, not max_steps=50, ended the run

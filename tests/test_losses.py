@@ -99,7 +99,7 @@ def test_grefel_loss_returns_the_weighted_total_and_named_parts():
 
 
 def test_objective_is_checked_against_the_model_config():
-    config = GReFELConfig(num_labels=3)
+    config = GReFELConfig(num_labels=3, primary_input="embedding")
     GReFELObjective().check(config)
     cases = [
         (GReFELObjective(class_weights=[1.0, 2.0]), "class_weights has 2 entries but the model has 3 labels"),

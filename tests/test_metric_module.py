@@ -25,7 +25,7 @@ def test_module_loads_offline_by_path(metric):
     assert (FER_ACCURACY_DIR / "fer_accuracy.py").is_file()
     assert type(metric).__name__ == "FerAccuracy"
     assert isinstance(metric, evaluate.EvaluationModule)
-    assert len(metric) == 0  # empty: `if metric:` would be False (HF_NOTES §8), so callers test `is not None`
+    assert len(metric) == 0 and not metric  # an empty module is falsy (it has __len__): callers test `is not None`
 
 
 def test_compute_with_label_names(metric):
@@ -63,14 +63,13 @@ def log_probs_for(preds, confidence):
     return np.log(probs)
 
 
-def test_compute_metrics_with_tuple_predictions_and_soft_labels():
-    compute_metrics = build_compute_metrics(NAMES, reliability_index=1)
+def test_compute_metrics_reads_named_predictions_with_soft_labels():
+    compute_metrics = build_compute_metrics(NAMES)
     soft = np.full((10, 3), 0.1, dtype=np.float32)
     soft[np.arange(10), REFS] = 0.8
     reliability = np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.6, 0.3, 0.5, 0.5, 0.4], dtype=np.float32)
-    features = np.zeros((10, 16), dtype=np.float32)
-    prediction = EvalPrediction(predictions=(log_probs_for(PREDS, 0.9), reliability, features), label_ids=soft)
-    result = compute_metrics(prediction)
+    named = {"reliability": reliability, "logits": log_probs_for(PREDS, 0.9)}  # by name, in any order
+    result = compute_metrics(EvalPrediction(predictions=named, label_ids=soft))
     assert result["accuracy"] == pytest.approx(0.6)
     assert result["macro_f1"] == pytest.approx(MACRO_F1)
     assert result["accuracy_angry"] == pytest.approx(0.5)
@@ -100,8 +99,8 @@ def test_compute_metrics_rejects_raw_logits_and_bad_shapes():
         compute_metrics(EvalPrediction(predictions=raw_logits, label_ids=np.array([0, 1])))
     with pytest.raises(ValueError, match=r"soft label_ids must have shape \(N, 3\)"):
         compute_metrics(EvalPrediction(predictions=log_probs_for([0, 1], 0.8), label_ids=np.ones((2, 4))))
-    with pytest.raises(ValueError, match="reliability_index=2"):
-        build_compute_metrics(NAMES, reliability_index=2)(
-            EvalPrediction(predictions=(log_probs_for([0, 1], 0.8),), label_ids=np.array([0, 1])))
+    with pytest.raises(ValueError, match=r"predictions has no 'logits', only \['probabilities'\]"):
+        compute_metrics(EvalPrediction(predictions={"probabilities": log_probs_for([0, 1], 0.8)},
+                                       label_ids=np.array([0, 1])))
     with pytest.raises(ValueError, match="at least 2 classes"):
         build_compute_metrics(["only"])

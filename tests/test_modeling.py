@@ -26,12 +26,19 @@ OBJECTIVE_FIELDS = set(GReFELObjective.__dataclass_fields__)
 
 
 def _model(backbone="test_resnet", seed=0, **overrides):
-    """A tiny GReFEL in eval mode; keyword arguments that are `GReFELObjective` fields set its objective."""
+    """A tiny GReFEL in eval mode; keyword arguments that are `GReFELObjective` fields are left to `_loss`."""
     torch.manual_seed(seed)
-    objective = {k: overrides.pop(k) for k in list(overrides) if k in OBJECTIVE_FIELDS}
-    model = GReFELForImageClassification(tiny_grefel_config(backbone, **overrides)).eval()
-    model.set_objective(GReFELObjective(**objective))
-    return model
+    config = {k: v for k, v in overrides.items() if k not in OBJECTIVE_FIELDS}
+    return GReFELForImageClassification(tiny_grefel_config(backbone, **config)).eval()
+
+
+def _loss(model, pixels, labels, trust=None, **settings):
+    """(outputs, loss, parts) as GReFELTrainer computes them: the forward pass with the objective's gradient routing,
+    then `GReFELObjective(**settings)` on the outputs; keyword arguments that are not objective fields are ignored."""
+    objective = GReFELObjective(**{k: v for k, v in settings.items() if k in OBJECTIVE_FIELDS})
+    out = model(pixels, **objective.model_kwargs())
+    loss, parts = objective.loss(model, out, labels, trust=trust)
+    return out, loss, parts
 
 
 def _pixels(batch=4, seed=1):
@@ -95,6 +102,24 @@ def test_outputs_are_distributions_with_reliability_in_unit_interval():
     assert out.loss is None and out.loss_parts is None
 
 
+@pytest.mark.parametrize("backbone", ["test_resnet", "test_vit"])
+def test_the_backbone_features_come_under_the_names_transformers_uses(backbone):
+    model = _model(backbone)
+    x = _pixels()
+    with torch.no_grad():
+        base, plain = model.grefel(x, output_hidden_states=True), model.grefel(x)
+        out = model(x, output_hidden_states=True)
+        backbone_module = model.grefel.backbone
+        torch.testing.assert_close(base.last_hidden_state, backbone_module.forward_features(x))
+        torch.testing.assert_close(base.pooler_output, backbone_module(x))  # timm's pooled pre-logits features
+    pyramid = backbone_module.feature_info
+    assert [h.shape[1] for h in base.hidden_states] == [level["num_chs"] for level in pyramid]
+    assert [h.shape for h in out.hidden_states] == [h.shape for h in base.hidden_states]
+    assert "hidden_states" not in plain and "hidden_states" not in model(x)  # only when asked for
+    torch.testing.assert_close(plain.embeddings, base.embeddings)  # asking changes nothing else
+    torch.testing.assert_close(out.logits, model(x).logits)
+
+
 def test_inference_mode_primary_returns_the_primary_distribution():
     model = _model(inference_mode="primary")
     out = model(_pixels())
@@ -102,18 +127,18 @@ def test_inference_mode_primary_returns_the_primary_distribution():
     assert not torch.allclose(out.primary_probs, out.corrected_probs)
 
 
-def test_trust_ramp_blends_primary_and_corrected_in_training():
-    model = _model(dropout=0.0)
-    model.train()
-    x = _pixels()
-    model.set_trust_ramp(0.0)
-    start = model(x)
-    torch.testing.assert_close(start.logits.exp(), start.primary_probs)
-    model.set_trust_ramp(0.25)
-    quarter = model(x)
-    torch.testing.assert_close(quarter.logits.exp(), 0.75 * quarter.primary_probs + 0.25 * quarter.corrected_probs)
-    model.set_trust_ramp(7.0)
-    assert model.trust == 1.0
+def test_the_trust_ramp_sets_the_distribution_the_classification_term_scores():
+    model = _model(dropout=0.0).train()
+    labels = torch.tensor([0, 1, 2, 6])
+    out = model(_pixels())
+    rows = torch.arange(4)
+    for trust in (0.0, 0.25, 1.0):  # the training blend (1 - τ)·p + τ·q
+        _, parts = GReFELObjective(label_smoothing=0.0).loss(model, out, labels, trust=trust)
+        blend = (1 - trust) * out.primary_probs + trust * out.corrected_probs
+        torch.testing.assert_close(parts["classification"], -blend[rows, labels].log().mean())
+    _, parts = GReFELObjective(label_smoothing=0.0).loss(model, out, labels)  # no τ: the model's own distribution
+    torch.testing.assert_close(parts["classification"], -out.corrected_probs[rows, labels].log().mean())
+    torch.testing.assert_close(out.logits.exp(), out.corrected_probs)  # training mode predicts as evaluation does
 
 
 def test_attentive_path_with_shared_prototypes_equals_projecting_every_token():
@@ -143,10 +168,10 @@ def test_attentive_path_with_shared_prototypes_equals_projecting_every_token():
     assert grads_shared[0].abs().sum() > 0 and grads_shared[1].abs().sum() > 0
 
 
-def _primary_head_gradients(model, out, labels):
+def _primary_head_gradients(model, out, parts, labels):
     """Gradients of the primary head's classifier from the blend's cross-entropy and from p's own cross-entropy."""
     classifier = list(model.primary_head.classifier.parameters())
-    blend = torch.autograd.grad(out.loss_parts["classification"], classifier, retain_graph=True, allow_unused=True)
+    blend = torch.autograd.grad(parts["classification"], classifier, retain_graph=True, allow_unused=True)
     own = -out.primary_probs[torch.arange(len(labels)), labels].log().mean()
     return blend, torch.autograd.grad(own, classifier, allow_unused=True)
 
@@ -156,30 +181,27 @@ def test_blend_trains_primary_off_keeps_predictions_and_stops_only_the_blends_gr
     x, labels = _pixels(), torch.tensor([0, 1, 2, 6])
     runs = {}
     for blend_trains_primary in (True, False):
-        model = _model(dropout=0.0, blend_trains_primary=blend_trains_primary, **variant).train()
-        model.set_trust_ramp(0.5)
-        out = model(x, labels=labels)
-        runs[blend_trains_primary] = (out, *_primary_head_gradients(model, out, labels))
-    (out_on, blend_on, own_on), (out_off, blend_off, own_off) = runs[True], runs[False]
-    for name in ("logits", "primary_probs", "corrected_probs", "confidences", "loss"):
-        torch.testing.assert_close(out_off[name], out_on[name], msg=name)  # same weights: same values
+        model = _model(dropout=0.0, **variant).train()
+        out, loss, parts = _loss(model, x, labels, trust=0.5, blend_trains_primary=blend_trains_primary, **variant)
+        runs[blend_trains_primary] = (out, loss, parts, *_primary_head_gradients(model, out, parts, labels))
+    (out_on, loss_on, _, blend_on, own_on), (out_off, loss_off, parts_off, blend_off, own_off) = runs[True], runs[False]
+    torch.testing.assert_close(loss_off, loss_on)  # same weights: same values
+    for name in ("logits", "primary_probs", "corrected_probs", "confidences"):
+        torch.testing.assert_close(out_off[name], out_on[name], msg=name)
     assert all(g is not None and g.abs().sum() > 0 for g in blend_on)  # end to end, the blend trains p
     assert all(g is None for g in blend_off)  # ... and no longer does
     for off, on in zip(own_off, own_on, strict=True):  # p's own cross-entropy still reaches it unchanged
         torch.testing.assert_close(off, on)
-    assert out_off.loss.requires_grad and out_off.loss_parts["classification"].requires_grad  # r, c still learn
+    assert loss_off.requires_grad and parts_off["classification"].requires_grad  # r, c still learn
 
 
 def _branch_and_primary_gradients(scale):
     """Backbone gradients of a branch-only objective (the anchor path g and the center loss) and of a primary-only
     one (p's cross-entropy), for a model whose primary head reads the backbone."""
     x, labels = _pixels(), torch.tensor([0, 1, 2, 6])
-    model = _model(dropout=0.0, primary_input="backbone", primary_hidden_sizes=[], branch_gradient_scale=scale)
-    model.train()
-    out = model(x, labels=labels)
-    anchors = model.grefel.anchors.flatten(0, 1)
-    _, g, _, _, _ = model.reliability(out.embeddings, anchors)
-    branch_objective = -g[torch.arange(4), labels].log().mean() + out.loss_parts["center"]
+    model = _model(dropout=0.0, primary_input="backbone", primary_hidden_sizes=[]).train()
+    out, _, parts = _loss(model, x, labels, branch_gradient_scale=scale)
+    branch_objective = -out.anchor_probs[torch.arange(4), labels].log().mean() + parts["center"]
     primary_objective = -out.primary_probs[torch.arange(4), labels].log().mean()
     backbone = [p for p in model.grefel.backbone.parameters() if p.requires_grad]
     projections = list(model.grefel.level_projections.parameters())
@@ -215,7 +237,7 @@ def test_primary_input_backbone_classifies_the_pooled_backbone_features(backbone
     x = _pixels()
     with torch.no_grad():
         out = model(x)
-        pooled = model.grefel(x).pooled_features
+        pooled = model.grefel(x).pooler_output
         expected = torch.softmax(model.primary_head.classifier(model.primary_head.hidden(pooled)), dim=-1)
         torch.testing.assert_close(pooled, model.grefel.backbone(x))  # timm's own pooled pre-logits features
     torch.testing.assert_close(out.primary_probs, expected)
@@ -237,11 +259,9 @@ def test_primary_input_backbone_classifies_the_pooled_backbone_features(backbone
 @pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_trainable_parameter_gets_a_finite_gradient(backbone, variant):
-    model = _model(backbone, **variant)
-    model.train()
-    model.set_trust_ramp(0.5)
-    out = model(_pixels(), labels=torch.tensor([0, 1, 2, 6]))
-    out.loss.backward()
+    model = _model(backbone, **variant).train()
+    _, loss, _ = _loss(model, _pixels(), torch.tensor([0, 1, 2, 6]), trust=0.5, **variant)
+    loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing[:10]}"
     bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
@@ -249,12 +269,15 @@ def test_every_trainable_parameter_gets_a_finite_gradient(backbone, variant):
 
 
 def test_soft_labels_give_a_loss_and_match_equivalent_hard_labels():
-    model = _model(label_smoothing=0.0)
+    model = _model()
     x = _pixels()
     hard = torch.tensor([0, 1, 2, 3])
     soft = torch.nn.functional.one_hot(hard, 7).float()
     with torch.no_grad():
-        torch.testing.assert_close(model(x, labels=hard).loss, model(x, labels=soft).loss)
+        torch.testing.assert_close(_loss(model, x, hard, label_smoothing=0.0)[1],
+                                   _loss(model, x, soft, label_smoothing=0.0)[1])
+        smoothed = torch.full((4, 7), 0.11 / 7) + 0.89 * soft  # the default loss smooths hard labels by 0.11
+        torch.testing.assert_close(model(x, labels=hard).loss, model(x, labels=smoothed).loss)
     mixed = torch.full((4, 7), 1 / 7)
     assert torch.isfinite(model(x, labels=mixed).loss)
 
@@ -350,16 +373,50 @@ def test_config_documents_every_field_and_validates():
     assert GReFELConfig(backbone_kwargs={"drop_path_rate": 0.1}).backbone_kwargs == {"drop_path_rate": 0.1}
 
 
-def test_config_keeps_only_the_architecture_and_warns_about_retired_fields(caplog):
+def test_config_drops_the_retired_training_fields_with_a_warning_saying_where_each_went(caplog):
     with caplog.at_level("WARNING"):
-        config = GReFELConfig(label_smoothing=0.2, branch_gradient_scale=0.0, detach_confidences=True, bogus=1)
-    for name in ("label_smoothing", "branch_gradient_scale", "detach_confidences", "bogus"):
+        config = GReFELConfig(label_smoothing=0.2, branch_gradient_scale=0.0, detach_confidences=True)
+    for name in ("label_smoothing", "branch_gradient_scale", "detach_confidences"):
         assert not hasattr(config, name) and name in caplog.text
     assert "label_smoothing_factor" in caplog.text  # the warning says where the setting went
-    saved = config.to_dict()
-    assert not {"label_smoothing", "branch_gradient_scale", "detach_confidences", "bogus"} & set(saved)
+    assert not {"label_smoothing", "branch_gradient_scale", "detach_confidences"} & set(config.to_dict())
     with pytest.raises(ValueError, match="saved with primary_pool_grid=2"):
         GReFELConfig(primary_pool_grid=2)
+
+
+def test_a_config_keeps_a_key_it_does_not_know_as_pretrained_config_does(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        GReFELConfig(backbone="test_resnet", my_note="from a fork", my_level=3).save_pretrained(tmp_path)
+    assert "keeping fields it does not use: ['my_level', 'my_note']" in caplog.text  # a misspelt field shows
+    reloaded = GReFELConfig.from_pretrained(tmp_path)
+    assert (reloaded.my_note, reloaded.my_level) == ("from a fork", 3)
+    assert json.loads((tmp_path / "config.json").read_text())["my_note"] == "from a fork"
+
+
+def test_the_default_config_is_the_bundled_models_architecture():
+    from grefel_hf import pretrained_model_path
+
+    bundled = GReFELConfig.from_pretrained(pretrained_model_path()).to_dict()
+    default = GReFELConfig().to_dict()
+    for name in GReFELConfig.__annotations__:
+        if not name.startswith("_"):
+            assert default[name] == bundled[name], name
+    assert (default["backbone"], default["image_size"], default["embed_dim"]) == ("tf_efficientnet_lite0", 112, 256)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_pixel_values_of_another_float_dtype_are_cast_to_the_weights(dtype):
+    model = _model(dropout=0.0)
+    x = _pixels()
+    with torch.no_grad():
+        expected = model(x, output_hidden_states=True)
+        got = model(x.to(dtype), output_hidden_states=True)
+    assert got.logits.dtype == torch.float32
+    torch.testing.assert_close(got.logits, model(x.to(dtype).float()).logits)  # the cast is all that happens
+    tolerance = 0.05 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(got.logits, expected.logits, atol=tolerance, rtol=tolerance)
+    with pytest.raises(ValueError, match=r"got torch.uint8 of shape \(4, 3, 48, 48\)"):
+        model(torch.zeros(4, 3, 48, 48, dtype=torch.uint8))
 
 
 def test_a_config_saved_before_the_architecture_only_config_loads_into_the_same_network(caplog):
@@ -371,6 +428,23 @@ def test_a_config_saved_before_the_architecture_only_config_loads_into_the_same_
     for retired in ("label_smoothing", "class_weights", "branch_gradient_scale", "path_loss_weight"):
         assert retired in caplog.text and not hasattr(config, retired)
     assert (config.primary_input, config.inference_mode, config.embed_dim) == ("backbone", "primary", 32)
+    with open(os.path.join(folder, "state_dict_shapes.json")) as f:
+        saved_shapes = json.load(f)
+    model = GReFELForImageClassification(config)
+    assert {name: list(t.shape) for name, t in model.state_dict().items()} == saved_shapes
+
+
+def test_a_folder_saved_before_the_defaults_became_the_bundled_models_loads_into_the_same_network(caplog):
+    """`tests/fixtures/grefel_saved_at_6688011` is the config.json that `save_pretrained` wrote at commit 6688011 for
+    `GReFELConfig(backbone="test_resnet")`, every other field at that commit's default (224 px, a 512-d embedding, the
+    primary head an MLP of 256 on the embedding, dropout 0.1): saved configs carry every field, so it loads as it was
+    saved, whatever today's defaults."""
+    folder = os.path.join(os.path.dirname(__file__), "fixtures", "grefel_saved_at_6688011")
+    with caplog.at_level("WARNING"):
+        config = GReFELConfig.from_pretrained(folder)
+    assert not caplog.text  # nothing retired, nothing unknown
+    assert (config.image_size, config.embed_dim, config.primary_input, config.primary_hidden_sizes, config.dropout) \
+        == (224, 512, "embedding", [256], 0.1)
     with open(os.path.join(folder, "state_dict_shapes.json")) as f:
         saved_shapes = json.load(f)
     model = GReFELForImageClassification(config)

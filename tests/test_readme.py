@@ -38,6 +38,7 @@ def test_the_readme_has_runnable_blocks():
     assert len(BLOCKS) >= 5 and {language for language, _ in BLOCKS} == {"bash", "python"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_a_runnable_readme_block_runs_as_written(index, workdir):
     language, code = BLOCKS[index]

@@ -2,7 +2,9 @@
 generated set with a tiny backbone of the same family, and saves a model that reloads through the Auto classes and
 scores what the run reported."""
 
+import itertools
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,10 +16,10 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 
 from grefel_hf.data.augmentation import build_eval_transform
 from grefel_hf.data.collators import GReFELEvalCollator
-from grefel_hf.tta_grefel import predict_probabilities
 from grefel_hf.training.argument_parser import parse_training_arguments, read_recipe
 from grefel_hf.training.data import load_dataset_dict, prepare_training_data
 from grefel_hf.training.run import run_training
+from grefel_hf.tta_grefel import predict_probabilities
 
 sys.path.insert(0, REPO_ROOT)
 import train_hf  # noqa: E402
@@ -27,19 +29,27 @@ SYSTEMS = {  # the seeds' systems and the CPU-best GReFEL; the folder may hold m
     "grefel_seeds_ferplus", "grefel_seeds_fer2013", "grefel_seeds_rafdb", "grefel_seeds_pixel_csv",
     "grefel_cpu_fer2013", "grefel_cpu_ferplus", "emotionnet_fer2013", "cnn_transfer_fer2013",
 }
-TINY_BACKBONE = {"tf_efficientnet_lite0": "test_efficientnet", "resnet50": "test_resnet",
+TINY_BACKBONE = {"tf_efficientnet_lite0": "test_efficientnet", "resnet50": "test_resnet", "resnet10t": "test_resnet",
                  "vit_base_patch16_224": "test_vit"}
 """The tiny timm model of each recipe backbone's family: the same stage names, so every recipe setting applies."""
 
 
-def test_there_is_one_recipe_per_system_and_dataset_each_saying_what_it_reproduces():
+_REPO_FILE = re.compile(r"[\w.-]+(?:/[\w.-]+)+\.(?:py|md|yaml|json)")
+
+
+def test_every_recipe_begins_with_a_comment_whose_command_runs_it_and_whose_files_exist():
+    """One recipe per system and dataset; its comment block gives the command that trains it, which parses, and every
+    repository file it cites (where its settings come from) exists."""
     assert {path.stem for path in RECIPES} >= SYSTEMS
     for path in RECIPES:
-        lines = path.read_text().splitlines()
-        assert lines[0].startswith("# ") and lines[1].startswith("# "), path.name  # a comment block comes first
-        if path.stem in SYSTEMS:  # where its settings come from: a seed write-up or the CPU-budget benchmark
-            comment = " ".join(line for line in lines if line.startswith("#")).lower()
-            assert "seed" in comment or "benchmarks/fer_cpu_budget.py" in comment, path.name
+        comment = [line[1:].strip() for line in itertools.takewhile(lambda line: line.startswith("#"),
+                                                                      path.read_text().splitlines())]
+        assert len(comment) >= 2, path.name
+        (command,) = [line for line in comment if line.startswith(f"accelerate launch train_hf.py recipes/{path.name}")]
+        model_args, _, _ = parse_training_arguments([str(path), *command.split("#")[0].split()[4:]])
+        assert model_args.model_type == read_recipe(path)["model_type"]
+        for named in _REPO_FILE.findall(" ".join(comment)):
+            assert Path(REPO_ROOT, named).is_file(), (path.name, named)
 
 
 def _tiny_argv(recipe: Path, tmp_path: Path) -> list[str]:
@@ -51,7 +61,7 @@ def _tiny_argv(recipe: Path, tmp_path: Path) -> list[str]:
             "--max_train_samples", "16", "--max_eval_samples", "16", "--per_device_train_batch_size", "8",
             "--per_device_eval_batch_size", "16", "--output_dir", str(tmp_path / "run"), "--use_cpu", "true",
             "--dataloader_num_workers", "0", "--disable_tqdm", "true", "--report_to", "none"]
-    if values["model_type"] == "grefel" and "embed_dim" not in values:
+    if values["model_type"] == "grefel":
         argv += ["--embed_dim", "32"]
     return argv
 
@@ -72,6 +82,7 @@ def _reloaded_accuracy(folder: Path, data_args, views: int) -> float:
     return correct / total
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=[path.stem for path in RECIPES])
 def test_every_recipe_runs_two_steps_on_the_generated_set_and_its_model_reloads(recipe, tmp_path):
     argv = _tiny_argv(recipe, tmp_path)

@@ -37,7 +37,7 @@ def cutmix_only(**kwargs) -> GReFELMixCollator:
 
 
 def test_targets_are_distributions_for_hard_and_soft_labels():
-    collator = GReFELMixCollator(NUM_LABELS, generator=torch.Generator().manual_seed(0))
+    collator = GReFELMixCollator(NUM_LABELS, label_smoothing=0.1, generator=torch.Generator().manual_seed(0))
     for soft in (False, True):
         for _ in range(20):
             batch = collator(constant_examples(6, soft=soft))

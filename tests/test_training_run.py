@@ -263,17 +263,38 @@ def test_a_training_run_leaves_the_frozen_backbone_groups_untouched(tmp_path, mo
 DEPTHWISE_MODEL = {"backbone": "test_efficientnet", "image_size": 32}  # a 3x3 depthwise kernel over a 2x2 map
 
 
-def test_a_cpu_trainer_switches_the_slow_depthwise_layers_and_keeps_the_state_dict(tmp_path):
+def test_the_cpu_speed_ups_last_for_training_only_and_each_is_an_argument(tmp_path, monkeypatch):
+    """A trainer that only evaluates switches no layer and keeps malloc as it is; training switches the slow
+    depthwise layers (state dict unchanged) and back at the end, in the model and its EMA copy; both are arguments."""
     from grefel_hf.training.depthwise import GReFELDepthwiseConv2d
 
-    model_args, data_args, training_args = _args(tmp_path, model=DEPTHWISE_MODEL)
-    data = prepare_training_data(load_dataset_dict(data_args), data_args)
-    model = build_model(model_args, data.label_names)
-    keys = set(model.state_dict())
-    processor = build_image_processor(model.config)
-    trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args)
-    assert any(isinstance(m, GReFELDepthwiseConv2d) for m in trainer.model.modules())
-    assert set(trainer.model.state_dict()) == keys
+    def switched(module):
+        return sum(isinstance(m, GReFELDepthwiseConv2d) for m in module.modules())
+
+    malloc_calls, during_training = [], []
+    monkeypatch.setattr(trainer_module, "reuse_freed_memory", lambda: malloc_calls.append(True) or True)
+
+    class Spy(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            during_training.append(switched(model))
+
+    for on in (True, False):
+        model_args, data_args, training_args = _args(tmp_path / str(on), model=DEPTHWISE_MODEL, max_steps=1,
+                                                     use_ema=True, fast_depthwise_grad=on, keep_freed_memory=on)
+        data = prepare_training_data(load_dataset_dict(data_args), data_args)
+        model = build_model(model_args, data.label_names)
+        keys = set(model.state_dict())
+        processor = build_image_processor(model.config)
+        trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args)
+        trainer.add_callback(Spy())
+        calls_before = len(malloc_calls)
+        trainer.evaluate()
+        assert switched(trainer.model) == 0 and len(malloc_calls) == calls_before  # only evaluating: nothing
+        trainer.train()
+        assert switched(trainer.model) == 0 and switched(trainer.ema_callback.ema.module) == 0
+        assert set(trainer.model.state_dict()) == keys
+    assert during_training[0] > 0 and during_training[1] == 0  # switched while training, when asked
+    assert malloc_calls == [True]  # when training started, when asked
 
 
 def test_fast_depthwise_grad_changes_the_speed_only(tmp_path):
@@ -298,9 +319,8 @@ def test_fast_depthwise_grad_changes_the_speed_only(tmp_path):
         patch.setattr(run_module, "build_trainer", build_and_record)
         run_training(*_args(tmp_path / "fast", model=DEPTHWISE_MODEL, max_steps=2, **_deterministic()))
     assert any(taken), "the tiny backbone was meant to put a depthwise layer in the slow regime"
-    with pytest.MonkeyPatch.context() as patch:  # PyTorch's own depthwise weight gradient
-        patch.setattr(trainer_module, "use_fast_depthwise_weight_grad", lambda model: None)
-        run_training(*_args(tmp_path / "native", model=DEPTHWISE_MODEL, max_steps=2, **_deterministic()))
+    run_training(*_args(tmp_path / "native", model=DEPTHWISE_MODEL, max_steps=2, fast_depthwise_grad=False,
+                        **_deterministic()))  # PyTorch's own depthwise weight gradient
     fast, native = _final_weights(tmp_path / "fast"), _final_weights(tmp_path / "native")
     dw_weight = "grefel.backbone.blocks.4.0.conv_dw.weight"  # the layer in the slow regime
     assert not torch.allclose(fast[dw_weight], initial[dw_weight], atol=1e-4)  # it trained
@@ -324,15 +344,24 @@ def test_trust_ramp_follows_the_global_step(tmp_path, monkeypatch):
     seen = []
 
     class Spy(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            seen.append((state.global_step, model.trust))
+        def __init__(self, trainer):
+            self.trainer = trainer
 
-    monkeypatch.setattr(run_module, "build_trainer", _with_callback(Spy())[0])
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append((state.global_step, self.trainer.trust))
+
+    def build(*args, **kwargs):
+        trainer = build_trainer(*args, **kwargs)
+        trainer.add_callback(Spy(trainer))
+        return trainer
+
+    monkeypatch.setattr(run_module, "build_trainer", build)
     run_training(*_args(tmp_path, max_steps=4, **_deterministic()))
     # τ is set before each step from the steps already taken: 0/4, 1/4, 2/4, 3/4
     assert [trust for _, trust in seen] == pytest.approx([0.0, 0.25, 0.5, 0.75])
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path, monkeypatch):
     settings = dict(max_steps=6, save_strategy="steps", save_steps=3, use_ema=True, mix_prob=1.0)
     full = run_training(*_args(tmp_path / "full", **settings))
@@ -379,6 +408,7 @@ def _cli(output_dir, batch_size):
             "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true", "--logging_steps", "1"]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
     """accelerate launch with 2 CPU processes (gloo DDP) trains the same step as 1 process, writes one model."""
     single = _launch(_cli(tmp_path / "single", 8), cwd=tmp_path)
@@ -410,7 +440,7 @@ def test_class_balancing_by_loss_weights_and_by_sampler(tmp_path, monkeypatch):
     data_args = DataArguments(max_train_samples=40, max_eval_samples=8)
     train = prepare_training_data(load_dataset_dict(data_args), data_args).train
     counts = np.bincount(np.asarray(train["label"][:]), minlength=7)
-    weights = np.asarray(seen["trainer"].model.objective.class_weights)
+    weights = np.asarray(seen["trainer"].objective.class_weights)
     present = counts > 0
     np.testing.assert_allclose(weights[present] * counts[present], (weights * counts)[present][0])  # ∝ 1/count
     assert weights[present].mean() == pytest.approx(1.0)
@@ -437,12 +467,13 @@ def test_the_objective_comes_from_the_training_arguments(tmp_path):
     model = build_model(model_args, data.label_names)
     processor = build_image_processor(model.config)
     trainer = build_trainer(model, processor, attach_transforms(data, processor, {}), training_args)
-    objective = trainer.model.objective
+    objective = trainer.objective
+    assert not hasattr(trainer.model, "objective")  # the model holds no training state
     assert (objective.label_smoothing, objective.path_loss_weight, objective.center_loss_weight) == (0.2, 2.0, 0.0)
     assert trainer.train_collator.collator.label_smoothing == 0.2  # folded into the mixed soft targets
     with pytest.raises(ValueError, match=r"--label_smoothing_factor must be in \[0, 1\), got 1.5"):
         GReFELTrainingArguments(output_dir=str(tmp_path), use_cpu=True, label_smoothing_factor=1.5)
-    bad_args = _args(tmp_path, branch_gradient_scale=0.0)[2]  # needs --primary_input backbone
+    embedding_model, _, bad_args = _args(tmp_path, model={"primary_input": "embedding"}, branch_gradient_scale=0.0)
     with pytest.raises(ValueError, match="branch_gradient_scale=0 with primary_input='embedding'"):
-        build_trainer(build_model(model_args, data.label_names), processor, attach_transforms(data, processor, {}),
-                      bad_args)
+        build_trainer(build_model(embedding_model, data.label_names), processor,
+                      attach_transforms(data, processor, {}), bad_args)

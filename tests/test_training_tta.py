@@ -31,11 +31,11 @@ def test_evaluation_with_one_view_is_plain_and_with_a_flip_the_mean_of_both(mode
     one = plain.predict(plain.eval_dataset)
     flipped.model.load_state_dict(model.state_dict())
     two = flipped.predict(flipped.eval_dataset)
-    torch.testing.assert_close(torch.from_numpy(one.predictions[0]).exp(), probs, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(one.predictions["logits"]).exp(), probs, atol=1e-5, rtol=1e-4)
     mean = (probs + mirrored) / 2
-    torch.testing.assert_close(torch.from_numpy(two.predictions[0]).exp(), mean, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(two.predictions["logits"]).exp(), mean, atol=1e-5, rtol=1e-4)
     entropy = -(mean * mean.log()).sum(-1) / torch.log(torch.tensor(float(mean.shape[-1])))
-    torch.testing.assert_close(torch.from_numpy(two.predictions[1]), 1 - entropy, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(two.predictions["reliability"]), 1 - entropy, atol=1e-5, rtol=1e-4)
     assert two.metrics["test_loss"] == pytest.approx(one.metrics["test_loss"], rel=1e-5)  # the loss: images as they are
     assert not torch.allclose(mean, probs)  # the flip changed the answer, so the test can tell the two apart
 

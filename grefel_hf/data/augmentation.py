@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,28 @@ from torchvision.transforms import v2
 logger = logging.getLogger(__name__)
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class AugmentationDefaults:
+    """The default strengths of the training augmentation, small enough that an expression stays true: the defaults
+    of the functions below, and those of the training arguments (``--aug_*``), which read them here. See
+    :class:`GReFELTrainAugmentation` for what each one does."""
+
+    rotation: float = 8.0
+    color_jitter: float = 0.25
+    translate: float = 0.08
+    scale: tuple[float, float] = (0.92, 1.08)
+    perspective: float = 0.15
+    blur_sigma: tuple[float, float] = (0.1, 0.8)
+    erasing_prob: float = 0.15
+    hflip_prob: float = 0.5
+    randaugment_ops: int = 0
+    randaugment_magnitude: int = 9
+    apply_prob: float = 1.0
+
+
+AUGMENTATION_DEFAULTS = AugmentationDefaults()
 
 
 def _as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[PIL.Image.Image | torch.Tensor]:
@@ -59,19 +82,19 @@ def _as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[PIL.Image.
 
 
 def build_augmentation_pipeline(
-    rotation: float = 8.0,
-    color_jitter: float = 0.25,
-    translate: float = 0.08,
-    scale: tuple[float, float] | None = (0.92, 1.08),
-    perspective: float = 0.15,
+    rotation: float = AUGMENTATION_DEFAULTS.rotation,
+    color_jitter: float = AUGMENTATION_DEFAULTS.color_jitter,
+    translate: float = AUGMENTATION_DEFAULTS.translate,
+    scale: tuple[float, float] | None = AUGMENTATION_DEFAULTS.scale,
+    perspective: float = AUGMENTATION_DEFAULTS.perspective,
     perspective_prob: float = 0.5,
-    blur_sigma: tuple[float, float] | None = (0.1, 0.8),
+    blur_sigma: tuple[float, float] | None = AUGMENTATION_DEFAULTS.blur_sigma,
     blur_prob: float = 0.5,
     blur_kernel_size: int = 5,
-    hflip_prob: float = 0.5,
+    hflip_prob: float = AUGMENTATION_DEFAULTS.hflip_prob,
     fill: float = 0.0,
-    randaugment_ops: int = 0,
-    randaugment_magnitude: int = 9,
+    randaugment_ops: int = AUGMENTATION_DEFAULTS.randaugment_ops,
+    randaugment_magnitude: int = AUGMENTATION_DEFAULTS.randaugment_magnitude,
 ) -> v2.Transform:
     """The native-resolution part of the training augmentation, with switched-off steps left out.
 
@@ -153,9 +176,9 @@ class GReFELTrainAugmentation:
     def __init__(
         self,
         image_processor: Callable[..., Any],
-        erasing_prob: float = 0.15,
+        erasing_prob: float = AUGMENTATION_DEFAULTS.erasing_prob,
         erasing_scale: tuple[float, float] = (0.02, 0.33),
-        apply_prob: float = 1.0,
+        apply_prob: float = AUGMENTATION_DEFAULTS.apply_prob,
         class_apply_probs: Sequence[float] | None = None,
         **pipeline_settings: Any,
     ) -> None:
@@ -316,6 +339,8 @@ def build_eval_transform(
 
 
 __all__ = [
+    "AUGMENTATION_DEFAULTS",
+    "AugmentationDefaults",
     "GReFELBatchTransform",
     "GReFELEvalPreprocessing",
     "GReFELTrainAugmentation",

@@ -37,6 +37,27 @@ Box = tuple[int, int, int, int]
 """A pixel box ``(y0, y1, x0, x1)``, half-open: rows ``y0:y1`` and columns ``x0:x1``."""
 
 
+@dataclass(frozen=True)
+class MixingDefaults:
+    """The default mixing of training batches: the collator's defaults, and those of the training arguments
+    (``--mixup_alpha``, ``--cutmix_alpha``, ``--mix_prob``, ``--mix_switch_prob``), which read them here.
+
+    Args:
+        mixup_alpha: Mixup λ ~ Beta(α, α) (timm's default).
+        cutmix_alpha: CutMix λ ~ Beta(α, α) (timm's default).
+        prob: probability that a batch is mixed at all.
+        switch_prob: probability of CutMix rather than Mixup when both are enabled.
+    """
+
+    mixup_alpha: float = 0.8
+    cutmix_alpha: float = 1.0
+    prob: float = 0.5
+    switch_prob: float = 0.5
+
+
+MIXING_DEFAULTS = MixingDefaults()
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Small pure helpers (sampling, boxes, targets)
 # ----------------------------------------------------------------------------------------------------------
@@ -240,10 +261,11 @@ class GReFELMixCollator:
         mixup_alpha (`float`, *optional*, defaults to 0.8): Mixup λ ~ Beta(α, α); 0 disables Mixup.
         cutmix_alpha (`float`, *optional*, defaults to 1.0): CutMix λ ~ Beta(α, α) before area correction;
             0 disables CutMix.
-        prob (`float`, *optional*, defaults to 1.0): probability that a batch is mixed at all.
+        prob (`float`, *optional*, defaults to 0.5): probability that a batch is mixed at all.
         switch_prob (`float`, *optional*, defaults to 0.5): when both are enabled, probability of CutMix
             rather than Mixup.
-        label_smoothing (`float`, *optional*, defaults to 0.1): smoothing folded into every target.
+        label_smoothing (`float`, *optional*, defaults to 0.0): smoothing folded into every target; the trainer
+            passes the training argument ``--label_smoothing_factor``.
         protected_region (`tuple[float, ...]`, *optional*, defaults to `(0.2, 0.25, 0.8, 0.85)`):
             ``(x0, y0, x1, y1)`` as fractions of width/height; the CutMix box never intersects it.
         generator (`torch.Generator`, *optional*): RNG for all draws; the global torch RNG when omitted.
@@ -254,11 +276,11 @@ class GReFELMixCollator:
     def __init__(
         self,
         num_labels: int,
-        mixup_alpha: float = 0.8,
-        cutmix_alpha: float = 1.0,
-        prob: float = 1.0,
-        switch_prob: float = 0.5,
-        label_smoothing: float = 0.1,
+        mixup_alpha: float = MIXING_DEFAULTS.mixup_alpha,
+        cutmix_alpha: float = MIXING_DEFAULTS.cutmix_alpha,
+        prob: float = MIXING_DEFAULTS.prob,
+        switch_prob: float = MIXING_DEFAULTS.switch_prob,
+        label_smoothing: float = 0.0,
         protected_region: Sequence[float] = (0.2, 0.25, 0.8, 0.85),
         generator: torch.Generator | None = None,
     ) -> None:
@@ -381,7 +403,9 @@ def collate_eval(examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tenso
 __all__ = [
     "GReFELEvalCollator",
     "GReFELMixCollator",
+    "MIXING_DEFAULTS",
     "MixDecision",
+    "MixingDefaults",
     "box_overlaps",
     "collate_eval",
     "labels_to_distributions",

@@ -10,7 +10,6 @@ the options inherited from transformers' `TrainingArguments`.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import fields
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser
 
 from .arguments import PROJECT_ARGUMENT_GROUPS, DataArguments, GReFELTrainingArguments
 from .model_arguments import ModelArguments, is_architecture_argument
@@ -30,15 +29,41 @@ class ArgumentError(ValueError):
     """A user error on the command line or in a recipe file; the message names the file or the argument."""
 
 
-class _OneLineParser(HfArgumentParser):
-    """HfArgumentParser whose errors are one line (no usage block) and raise `ArgumentError` instead of exiting."""
+class GroupedArgumentParser(HfArgumentParser):
+    """HfArgumentParser that lists each argument under the help group its name belongs to, and whose errors are
+    one line (no usage block) raised as `ArgumentError` instead of exiting.
+
+    HfArgumentParser puts a dataclass's fields in one group, but `GReFELTrainingArguments` is one dataclass made of
+    several option groups (Trainer needs one arguments object). So every argument is added to the group that
+    `help_groups` names for it, created in that order; an argument it does not name goes to the last group.
+
+    Args:
+        dataclass_types: as for HfArgumentParser.
+        help_groups: `(title, argument names)` per group, in the order `--help` lists them.
+    """
+
+    def __init__(self, dataclass_types, help_groups: list[tuple[str, set[str]]], **kwargs):
+        self._help_groups = help_groups  # read by add_argument, which HfArgumentParser.__init__ calls
+        self._groups: dict[str, Any] = {}
+        super().__init__(dataclass_types, **kwargs)
+
+    def add_argument(self, *name_or_flags, **kwargs):
+        """Add the argument to its help group (argparse's own `--help` goes where argparse puts it)."""
+        long_flags = [flag for flag in name_or_flags if flag.startswith("--")]  # argparse names it by the first
+        dest = kwargs.get("dest") or (long_flags or name_or_flags)[0].lstrip("-").replace("-", "_")
+        if not getattr(self, "_help_groups", None) or dest == "help":
+            return super().add_argument(*name_or_flags, **kwargs)
+        if not self._groups:  # created together, so that --help lists them in this order
+            self._groups = {title: self.add_argument_group(title) for title, _ in self._help_groups}
+        title = next((title for title, names in self._help_groups if dest in names), self._help_groups[-1][0])
+        return self._groups[title].add_argument(*name_or_flags, **kwargs)
 
     def error(self, message: str):
         raise ArgumentError(message)
 
 
-def _group_titles() -> list[tuple[str, set[str]]]:
-    """(title, argument names) of each help group, in order."""
+def help_groups() -> list[tuple[str, set[str]]]:
+    """(title, argument names) of each `--help` group, in order: the project's options, then Trainer's."""
     model_names = {f.name for f in fields(ModelArguments)}
     groups = [
         ("model: what to build or fine-tune", {n for n in model_names if not is_architecture_argument(n)}),
@@ -47,31 +72,19 @@ def _group_titles() -> list[tuple[str, set[str]]]:
         ("data", {f.name for f in fields(DataArguments)}),
     ]
     for group in PROJECT_ARGUMENT_GROUPS:
-        groups.append((group.help_title, {f.name for f in fields(group)}))
+        names = {f.name for f in fields(group)} | set(getattr(group, "trainer_fields", ()))
+        groups.append((group.help_title, names))
+    groups.append(("transformers TrainingArguments (inherited)", set()))
     return groups
 
 
-def build_argument_parser() -> HfArgumentParser:
+def build_argument_parser() -> GroupedArgumentParser:
     """The parser of `train_hf.py`, with `--help` grouped: the project's options first, Trainer's last."""
-    parser = _OneLineParser((ModelArguments, DataArguments, GReFELTrainingArguments),
-                            usage="train_hf.py [RECIPE.yaml] [--ARGUMENT VALUE ...]",
-                            description="Train a GReFEL (or baseline) facial-expression model with the transformers "
-                                        "Trainer. A recipe file (.yaml/.json) may come first; later arguments "
-                                        "override its values.")
-    default_group = next(g for g in parser._action_groups if g.title in ("options", "optional arguments"))
-    inherited = {f.name for f in fields(TrainingArguments)} - {f.name for g in PROJECT_ARGUMENT_GROUPS
-                                                              for f in fields(g)}
-    moved: dict[str, argparse._ArgumentGroup] = {}
-    for title, names in [*_group_titles(), ("transformers TrainingArguments (inherited)", inherited)]:
-        group = parser.add_argument_group(title)
-        for name in names:
-            moved[name] = group
-    for action in list(default_group._group_actions):
-        group = moved.get(action.dest)
-        if group is not None:
-            default_group._group_actions.remove(action)
-            group._group_actions.append(action)
-    return parser
+    return GroupedArgumentParser((ModelArguments, DataArguments, GReFELTrainingArguments), help_groups(),
+                                 usage="train_hf.py [RECIPE.yaml] [--ARGUMENT VALUE ...]",
+                                 description="Train a GReFEL (or baseline) facial-expression model with the "
+                                             "transformers Trainer. A recipe file (.yaml/.json) may come first; "
+                                             "later arguments override its values.")
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
@@ -111,7 +124,7 @@ def parse_training_arguments(argv: Sequence[str]) -> tuple[Any, DataArguments, G
     if argv and argv[0].endswith(RECIPE_SUFFIXES) and not argv[0].startswith("-"):
         recipe_path, argv = argv[0], argv[1:]
         recipe = read_recipe(recipe_path)
-        known = {action.dest for action in parser._actions}
+        known = {f.name for dtype in parser.dataclass_types for f in fields(dtype)}
         unknown = sorted(set(recipe) - known)
         if unknown:
             raise ArgumentError(f"{recipe_path}: unknown argument(s) {unknown}; `train_hf.py --help` lists them")

@@ -12,14 +12,17 @@ import json
 import os
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from transformers import TrainingArguments
 
+from ..data.augmentation import AUGMENTATION_DEFAULTS
+from ..data.collators import MIXING_DEFAULTS
 from ..losses import GReFELObjective
 from ..tta_grefel import TTA_VIEWS, resolve_views
-from .field_docs import docstring_field_docs
+from .ema import DEFAULT_EMA_DECAY
+from .field_docs import docstring_field_docs, with_fields
 from .unfreezing import parse_unfreeze_schedule
 
 _DATASET_NAMES = ("synthetic", "fer2013", "ferplus", "rafdb", "pixel_csv")
@@ -91,12 +94,41 @@ def parse_mapping_argument(name: str, value: str | Mapping | None, example: str)
     return value
 
 
-class _ObjectiveBase:
-    """Objective: what the loss is made of and how the gradients are routed. Besides the three options below, every
-    field of GReFEL's `GReFELObjective` is an argument of its own name, documented there (the baseline uses the label
-    smoothing and class weights only)."""
+def objective_field_arguments() -> list[tuple[str, Any, Any]]:
+    """One argument per `GReFELObjective` field that is a plain setting, of the same name, default and docstring
+    (label smoothing is Trainer's own `--label_smoothing_factor`; class weights come from `--class_balance`)."""
+    docs, types_by_name = docstring_field_docs(GReFELObjective), typing.get_type_hints(GReFELObjective)
+    return [(name, types_by_name[name], field(default=getattr(_DEFAULT_OBJECTIVE, name), metadata={"help": docs[name]}))
+            for name in _OBJECTIVE_ARGUMENTS]
+
+
+_OBJECTIVE_ARGUMENTS = [f.name for f in fields(GReFELObjective) if f.name not in ("label_smoothing", "class_weights")]
+"""The `GReFELObjective` fields that are training arguments of the same name."""
+
+
+@dataclass
+@with_fields(objective_field_arguments())
+class ObjectiveArguments:
+    """Objective: what the loss is made of and how the gradients are routed. Besides the options below, every field
+    of GReFEL's `GReFELObjective` is an argument of its own name, documented there (the baseline uses the label
+    smoothing and class weights only), and the label smoothing is Trainer's `--label_smoothing_factor`."""
 
     help_title: ClassVar[str] = "objective: loss terms, label smoothing, class balance, gradient routing and clipping"
+    trainer_fields: ClassVar[tuple[str, ...]] = ("label_smoothing_factor",)
+    """Trainer's own arguments that `--help` lists in this group."""
+
+    class_balance: str = field(
+        default="none",
+        metadata={"help": "'none', 'weights' (inverse-frequency class weights in the loss) or 'sampler' "
+                          "(class-balanced sampling of the training set)."},
+    )
+    clip_branch_separately: bool = field(
+        default=False,
+        metadata={"help": "Clip the gradient norm of GReFEL's branch (level projections, anchors, geometry "
+                          "attention, fusion, reliability balancing) apart from the backbone's and the primary "
+                          "head's, each to max_grad_norm. False clips all gradients together, as Trainer does. Not "
+                          "supported under DeepSpeed, FSDP or XLA."},
+    )
 
     def _check_objective(self) -> None:
         if self.class_balance not in _CLASS_BALANCE:
@@ -110,40 +142,6 @@ class _ObjectiveBase:
         return {**settings, "label_smoothing": self.label_smoothing_factor}
 
 
-_OBJECTIVE_ARGUMENTS = [f.name for f in fields(GReFELObjective) if f.name not in ("label_smoothing", "class_weights")]
-"""The `GReFELObjective` fields that are training arguments of the same name."""
-
-
-def _objective_argument_fields() -> list[tuple[str, Any, Any]]:
-    """The objective group's fields: label smoothing, class balance, every `GReFELObjective` field that is a plain
-    setting (documented by its docstring), and separate clipping."""
-    docs, types_by_name = docstring_field_docs(GReFELObjective), typing.get_type_hints(GReFELObjective)
-    specs = [
-        ("label_smoothing_factor", float, field(
-            default=_DEFAULT_OBJECTIVE.label_smoothing,
-            metadata={"help": "Label smoothing of hard labels, in [0, 1); soft labels (FER+ votes, CutMix/Mixup) "
-                              "are used as given, with the smoothing folded in by the mixing collator."})),
-        ("class_balance", str, field(
-            default="none",
-            metadata={"help": "'none', 'weights' (inverse-frequency class weights in the loss) or 'sampler' "
-                              "(class-balanced sampling of the training set)."})),
-    ]
-    for name in _OBJECTIVE_ARGUMENTS:
-        specs.append((name, types_by_name[name],
-                      field(default=getattr(_DEFAULT_OBJECTIVE, name), metadata={"help": docs[name]})))
-    specs.append(("clip_branch_separately", bool, field(
-        default=False,
-        metadata={"help": "Clip the gradient norm of GReFEL's branch (level projections, anchors, geometry "
-                          "attention, fusion, reliability balancing) apart from the backbone's and the primary "
-                          "head's, each to max_grad_norm. False clips all gradients together, as Trainer does. Not "
-                          "supported under DeepSpeed, FSDP or XLA."})))
-    return specs
-
-
-ObjectiveArguments = make_dataclass("ObjectiveArguments", _objective_argument_fields(), bases=(_ObjectiveBase,))
-ObjectiveArguments.__module__ = __name__
-
-
 @dataclass
 class AugmentationArguments:
     """Augmentation and mixing of training batches (evaluation batches are never augmented or mixed)."""
@@ -151,30 +149,36 @@ class AugmentationArguments:
     help_title: ClassVar[str] = "augmentation and mixing (training batches only)"
 
     augment: bool = field(default=True, metadata={"help": "Face-preserving training augmentation on/off."})
-    aug_rotation: float = field(default=8.0, metadata={"help": "Max rotation in degrees."})
-    aug_color_jitter: float = field(default=0.25, metadata={"help": "Brightness/contrast jitter strength."})
-    aug_translate: float = field(default=0.08, metadata={"help": "Max affine translation (fraction of size)."})
-    aug_scale_min: float = field(default=0.92, metadata={"help": "Min affine scale."})
-    aug_scale_max: float = field(default=1.08, metadata={"help": "Max affine scale."})
-    aug_perspective: float = field(default=0.15, metadata={"help": "Perspective distortion scale."})
-    aug_blur_sigma_min: float = field(default=0.1, metadata={"help": "Min Gaussian blur sigma."})
-    aug_blur_sigma_max: float = field(default=0.8, metadata={"help": "Max Gaussian blur sigma; 0 disables the blur."})
-    aug_erasing_prob: float = field(default=0.15, metadata={"help": "Random erasing probability."})
-    aug_hflip_prob: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
-    mixup_alpha: float = field(default=0.8, metadata={"help": "Mixup Beta(α, α); 0 disables Mixup."})
-    cutmix_alpha: float = field(default=1.0, metadata={"help": "Face-aware CutMix Beta(α, α); 0 disables it."})
-    mix_prob: float = field(default=0.5, metadata={"help": "Probability of mixing a training batch."})
-    mix_switch_prob: float = field(default=0.5, metadata={"help": "Probability of CutMix instead of Mixup."})
+    aug_rotation: float = field(default=AUGMENTATION_DEFAULTS.rotation, metadata={"help": "Max rotation in degrees."})
+    aug_color_jitter: float = field(default=AUGMENTATION_DEFAULTS.color_jitter,
+                                    metadata={"help": "Brightness/contrast jitter strength."})
+    aug_translate: float = field(default=AUGMENTATION_DEFAULTS.translate,
+                                 metadata={"help": "Max affine translation (fraction of size)."})
+    aug_scale_min: float = field(default=AUGMENTATION_DEFAULTS.scale[0], metadata={"help": "Min affine scale."})
+    aug_scale_max: float = field(default=AUGMENTATION_DEFAULTS.scale[1], metadata={"help": "Max affine scale."})
+    aug_perspective: float = field(default=AUGMENTATION_DEFAULTS.perspective, metadata={"help": "Perspective distortion scale."})
+    aug_blur_sigma_min: float = field(default=AUGMENTATION_DEFAULTS.blur_sigma[0], metadata={"help": "Min Gaussian blur sigma."})
+    aug_blur_sigma_max: float = field(default=AUGMENTATION_DEFAULTS.blur_sigma[1],
+                                      metadata={"help": "Max Gaussian blur sigma; 0 disables the blur."})
+    aug_erasing_prob: float = field(default=AUGMENTATION_DEFAULTS.erasing_prob, metadata={"help": "Random erasing probability."})
+    aug_hflip_prob: float = field(default=AUGMENTATION_DEFAULTS.hflip_prob, metadata={"help": "Horizontal flip probability."})
+    mixup_alpha: float = field(default=MIXING_DEFAULTS.mixup_alpha,
+                               metadata={"help": "Mixup Beta(α, α); 0 disables Mixup."})
+    cutmix_alpha: float = field(default=MIXING_DEFAULTS.cutmix_alpha,
+                                metadata={"help": "Face-aware CutMix Beta(α, α); 0 disables it."})
+    mix_prob: float = field(default=MIXING_DEFAULTS.prob, metadata={"help": "Probability of mixing a training batch."})
+    mix_switch_prob: float = field(default=MIXING_DEFAULTS.switch_prob,
+                                   metadata={"help": "Probability of CutMix instead of Mixup."})
     aug_randaugment_ops: int = field(
-        default=0,
+        default=AUGMENTATION_DEFAULTS.randaugment_ops,
         metadata={"help": "RandAugment (torchvision's): random operations applied to each augmented image; 0 "
                           "disables it."},
     )
     aug_randaugment_magnitude: int = field(
-        default=9, metadata={"help": "RandAugment magnitude on torchvision's scale 0-30 (its default is 9)."}
+        default=AUGMENTATION_DEFAULTS.randaugment_magnitude, metadata={"help": "RandAugment magnitude on torchvision's scale 0-30 (its default is 9)."}
     )
     aug_prob: float = field(
-        default=1.0,
+        default=AUGMENTATION_DEFAULTS.apply_prob,
         metadata={"help": "Probability that a training image is augmented at all (flip, affine, perspective, colour, "
                           "blur, RandAugment, erasing); the others get the image processor only."},
     )
@@ -278,6 +282,14 @@ class OptimizationArguments:
                           "as PyTorch does by default."},
     )
 
+    def resolve_backbone_lr_multiplier(self, pretrained_backbone: bool) -> float:
+        """`--backbone_lr_multiplier`, set to its default when unset: 0.1 for a backbone that starts from pretrained
+        weights, 1.0 for a randomly initialised one (which a tenth of the learning rate would barely move). The value
+        is stored, so whoever reads the argument afterwards sees the same."""
+        if self.backbone_lr_multiplier is None:
+            self.backbone_lr_multiplier = 0.1 if pretrained_backbone else 1.0
+        return self.backbone_lr_multiplier
+
     def _check_optimization(self) -> None:
         if self.backbone_frozen_groups < 0:
             raise ValueError(f"--backbone_frozen_groups must be >= 0 (0 trains the whole backbone), got "
@@ -313,7 +325,7 @@ class SelectionArguments:
     help_title: ClassVar[str] = "EMA and model selection (on the validation split)"
 
     use_ema: bool = field(default=True, metadata={"help": "Keep an EMA of the weights; evaluate and save it."})
-    ema_decay: float = field(default=0.998, metadata={"help": "EMA decay (after warm-up), in [0, 1)."})
+    ema_decay: float = field(default=DEFAULT_EMA_DECAY, metadata={"help": "EMA decay (after warm-up), in [0, 1)."})
     ema_warmup: bool = field(default=True, metadata={"help": "Warm the EMA decay up from 0 (ModelEmaV3 style)."})
     select_inference_mode: bool = field(
         default=True,
@@ -350,9 +362,9 @@ class SelectionArguments:
 
 @dataclass
 class RuntimeArguments:
-    """Runtime: memory layout and CPU threads (results do not depend on them)."""
+    """Runtime: memory layout, CPU threads and CPU speed-ups (results do not depend on them)."""
 
-    help_title: ClassVar[str] = "runtime: memory layout and CPU threads"
+    help_title: ClassVar[str] = "runtime: memory layout, CPU threads and CPU speed-ups"
 
     channels_last: bool = field(
         default=True,
@@ -363,6 +375,21 @@ class RuntimeArguments:
         default=None,
         metadata={"help": "Torch threads of a single-process CPU run. Default: every core (`accelerate launch` "
                           "without a config file pins OMP_NUM_THREADS=1, which leaves cores idle)."},
+    )
+
+    fast_depthwise_grad: bool = field(
+        default=True,
+        metadata={"help": "On CPU, while training, give depthwise convolutions whose kernel is larger than their input "
+                          "map a per-tap weight gradient (the same gradient; a step 0.52x to 0.77x as long on "
+                          "EfficientNet-Lite0 at 64-80 px). Their class is switched when training starts and back "
+                          "when it ends; state dicts and saved models are unaffected."},
+    )
+    keep_freed_memory: bool = field(
+        default=True,
+        metadata={"help": "On CPU with glibc, when training starts, tell malloc to keep freed memory in the process "
+                          "instead of mapping large blocks afresh (large activations then stop page-faulting every "
+                          "step). A process-wide setting that lasts until the process exits; never made by a process "
+                          "that only evaluates or predicts."},
     )
 
     def _check_runtime(self) -> None:
@@ -385,6 +412,12 @@ class GReFELTrainingArguments(ObjectiveArguments, AugmentationArguments, Optimiz
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device (training)."})
     per_device_eval_batch_size: int = field(default=128, metadata={"help": "Batch size per device (evaluation)."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate of the model's heads."})
+    label_smoothing_factor: float = field(
+        default=_DEFAULT_OBJECTIVE.label_smoothing,
+        metadata={"help": "Trainer's label smoothing ε, in [0, 1): hard targets become ε/C and 1 − ε + ε/C. "
+                          "Applied to hard labels in the loss and folded into CutMix/Mixup targets; soft labels "
+                          "(FER+ votes) are used as given."},
+    )
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on anchors, norms, biases)."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a float < 1 is a ratio)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})

@@ -9,8 +9,10 @@ stage makes 39 MiB activations; measured on a 2-core AMD EPYC, `x + 1` on one to
 blocks are then reused from step to step, as a caching allocator would. The process keeps its peak memory until it
 exits, which a training process reaches at its first step anyway.
 
-This changes a process-wide setting; GReFELTrainer makes it on every CPU run (it never changes results), only once,
-and never at import time. Elsewhere (another C library, a GPU run) nothing changes.
+This changes a process-wide setting that lasts until the process exits, so it is made only where it is asked for:
+`GReFELTrainer` makes it when CPU training starts and the training argument `--keep_freed_memory` is on (the default;
+it never changes results), never at import time and never in a process that only evaluates or predicts. Elsewhere
+(another C library, a GPU run) nothing changes.
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ about as much as the forward pass. `GReFELDepthwiseConv2d` uses it only in the p
 kernel larger than the input in some dimension. Everywhere else (larger maps, evaluation, GPUs) it is exactly
 `nn.Conv2d`. The result is the same gradient up to float rounding (the tests compare it with autograd's).
 
-`use_fast_depthwise_weight_grad(model)` switches a model's depthwise `nn.Conv2d` layers over in place. It changes no
-parameter, buffer or state-dict key, so checkpoints and saved models are unaffected.
+`use_fast_depthwise_weight_grad(model)` switches a model's depthwise `nn.Conv2d` layers over in place, and
+`use_native_depthwise_weight_grad(model)` switches them back. Neither changes a parameter, buffer or state-dict key, so
+checkpoints and saved models are unaffected. `GReFELTrainer` switches them for the duration of `train()` only, when the
+training argument `--fast_depthwise_grad` is on (the default) and training runs on CPU.
 """
 
 from __future__ import annotations
@@ -117,4 +119,15 @@ def use_fast_depthwise_weight_grad(model: nn.Module) -> int:
     return count
 
 
-__all__ = ["GReFELDepthwiseConv2d", "depthwise_weight_grad", "is_depthwise_conv", "use_fast_depthwise_weight_grad"]
+def use_native_depthwise_weight_grad(model: nn.Module) -> int:
+    """Switch every `GReFELDepthwiseConv2d` of `model` back to `nn.Conv2d`, in place; return how many."""
+    count = 0
+    for module in model.modules():
+        if type(module) is GReFELDepthwiseConv2d:
+            module.__class__ = nn.Conv2d
+            count += 1
+    return count
+
+
+__all__ = ["GReFELDepthwiseConv2d", "depthwise_weight_grad", "is_depthwise_conv", "use_fast_depthwise_weight_grad",
+           "use_native_depthwise_weight_grad"]

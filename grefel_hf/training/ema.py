@@ -39,6 +39,10 @@ EMA_STATE_NAME = "ema_state.json"
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
+DEFAULT_EMA_DECAY = 0.998
+"""The EMA's default final decay, also the default of the training argument ``--ema_decay``, which reads it here; the
+warm-up below reaches it after about 11k optimizer steps."""
+
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The bare model inside DDP / DataParallel / ``torch.compile`` wrappers."""
@@ -81,7 +85,7 @@ class GReFELModelEMA:
 
     Args:
         model (`nn.Module`): the model to follow, already on its device (DDP/compile wrappers are unwrapped).
-        decay (`float`, *optional*, defaults to 0.9998): the final (maximum) decay.
+        decay (`float`, *optional*, defaults to `DEFAULT_EMA_DECAY`, 0.998): the final (maximum) decay.
         min_decay (`float`, *optional*, defaults to 0.0): lower clamp of the warmed-up decay.
         use_warmup (`bool`, *optional*, defaults to `True`): warm the decay up with the step count.
         warmup_gamma (`float`, *optional*, defaults to 1.0): warm-up step scale.
@@ -96,7 +100,7 @@ class GReFELModelEMA:
     def __init__(
         self,
         model: nn.Module,
-        decay: float = 0.9998,
+        decay: float = DEFAULT_EMA_DECAY,
         min_decay: float = 0.0,
         use_warmup: bool = True,
         warmup_gamma: float = 1.0,
@@ -281,7 +285,7 @@ class GReFELEMACallback(TrainerCallback):
 
     def __init__(
         self,
-        decay: float = 0.9998,
+        decay: float = DEFAULT_EMA_DECAY,
         min_decay: float = 0.0,
         use_warmup: bool = True,
         warmup_gamma: float = 1.0,
@@ -361,6 +365,7 @@ class GReFELEMACallback(TrainerCallback):
 
 
 __all__ = [
+    "DEFAULT_EMA_DECAY",
     "GReFELEMACallback",
     "GReFELModelEMA",
     "load_ema",

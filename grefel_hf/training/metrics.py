@@ -7,7 +7,7 @@ and the model card report identical numbers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,19 @@ def _first_array(value: Any, what: str) -> np.ndarray:
     return np.asarray(value)
 
 
+def _named_predictions(predictions: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(log-probabilities, reliability or None) from ``EvalPrediction.predictions``: a mapping read by name
+    (``logits``, and ``reliability`` when present: what ``GReFELTrainer`` gathers), or the logits alone (an array,
+    or a tuple whose first element is the logits, as plain ``Trainer`` gathers them)."""
+    if isinstance(predictions, Mapping):
+        if "logits" not in predictions:
+            raise ValueError(f"EvalPrediction.predictions has no 'logits', only {sorted(predictions)}")
+        reliability = predictions.get("reliability")
+        return (np.asarray(predictions["logits"]),
+                None if reliability is None else np.asarray(reliability, dtype=np.float64))
+    return _first_array(predictions, "predictions"), None
+
+
 def _hard_labels(label_ids: Any, num_classes: int) -> np.ndarray:
     """Turn int (N,) label ids or soft (N, C) label distributions into int (N,) class ids."""
     labels = _first_array(label_ids, "label_ids")
@@ -61,35 +74,23 @@ def _hard_labels(label_ids: Any, num_classes: int) -> np.ndarray:
     return labels
 
 
-def _reliability(predictions: Any, reliability_index: int | None) -> np.ndarray | None:
-    """Pick the reliability array out of the predictions tuple, or None when no index is configured."""
-    if reliability_index is None:
-        return None
-    if not isinstance(predictions, (tuple, list)) or reliability_index >= len(predictions):
-        count = len(predictions) if isinstance(predictions, (tuple, list)) else 1
-        raise ValueError(
-            f"reliability_index={reliability_index} but EvalPrediction.predictions holds {count} array(s)"
-        )
-    return np.asarray(predictions[reliability_index], dtype=np.float64)
-
-
 def build_compute_metrics(
-    label_names: Sequence[str], reliability_index: int | None = None, n_bins: int = DEFAULT_N_BINS
+    label_names: Sequence[str], n_bins: int = DEFAULT_N_BINS
 ) -> Callable[[Any], dict[str, float]]:
     """Return a ``compute_metrics(EvalPrediction) -> dict`` for ``Trainer``.
 
     The returned dict holds ``accuracy``, ``macro_f1``, ``ece``, ``accuracy_<class name>`` for every class
-    with images in the split and, with ``reliability_index``, ``mean_reliability_correct`` / ``_wrong``.
+    with images in the split and, when the predictions carry a reliability, ``mean_reliability_correct`` /
+    ``_wrong``.
 
     Args:
         label_names: class names, index i = class id i.
-        reliability_index: position of the (N,) reliability scores in ``EvalPrediction.predictions`` when it
-            is a tuple (it depends on the model outputs and ``keys_to_ignore_at_inference``); None skips them.
         n_bins: confidence bins for the ECE.
 
-    ``EvalPrediction.predictions`` is the model's logits, or a tuple whose first element is the logits.
-    GReFEL's logits are the log of its final distribution, so ``probs = exp(logits)``. ``label_ids`` may
-    be int (N,) or soft (N, C) targets (FER+ votes, CutMix), which are reduced to their argmax.
+    ``EvalPrediction.predictions`` is read by name: a mapping with ``logits`` and optionally ``reliability``
+    (``GReFELTrainer`` gathers them so), or else the logits alone (see ``_named_predictions``). GReFEL's logits are
+    the log of its final distribution, so ``probs = exp(logits)``. ``label_ids`` may be int (N,) or soft (N, C)
+    targets (FER+ votes, CutMix), which are reduced to their argmax.
     """
     names = [str(n) for n in label_names]
     if len(names) < 2:
@@ -97,18 +98,17 @@ def build_compute_metrics(
 
     def compute_metrics(eval_pred: Any) -> dict[str, float]:
         """Compute the evaluation metrics of one Trainer evaluation run."""
-        predictions, label_ids = eval_pred.predictions, eval_pred.label_ids
-        log_probs = _first_array(predictions, "predictions").astype(np.float64)
+        log_probs, reliability = _named_predictions(eval_pred.predictions)
         metrics = compute_classification_metrics(
-            _hard_labels(label_ids, len(names)),
-            np.exp(log_probs),
-            reliability=_reliability(predictions, reliability_index),
+            _hard_labels(eval_pred.label_ids, len(names)),
+            np.exp(log_probs.astype(np.float64)),
+            reliability=reliability,
             label_names=names,
             n_bins=n_bins,
             sum_tolerance=_EVAL_SUM_TOLERANCE,
         )
         result = flat_summary(metrics)
-        if reliability_index is not None:
+        if reliability is not None:
             result["mean_reliability_correct"] = metrics["mean_reliability_correct"]
             result["mean_reliability_wrong"] = metrics["mean_reliability_wrong"]
         # Loggers (TensorBoard, trainer_state.json) take numbers only; undefined scores are left out.

@@ -1,30 +1,27 @@
 """Which model `train_hf.py` trains, and the one way to set a model config field from a recipe or the command line.
 
 Every field of the model config classes (`GReFELConfig`, and the baseline's) is an argument of its own name
-(`--embed_dim 256`, or `embed_dim: 256` in a recipe file), generated from the config classes themselves, so the
-config's docstring is the argument's help and nothing is written twice. Lists and mappings are JSON on the command
-line (`--primary_hidden_sizes '[]'`) and plain YAML/JSON values in a recipe. An argument left unset keeps the
-config's default, except for the few `QUICKSTART_MODEL` fields below.
+(`--embed_dim 256`, or `embed_dim: 256` in a recipe file). Those arguments mirror the config classes, so they are
+generated from them by `config_field_arguments`: the config's docstring is the argument's help, and nothing is written
+twice. Lists and mappings are JSON on the command line (`--primary_hidden_sizes '[]'`) and plain YAML/JSON values in a
+recipe. An argument left unset keeps the config's default (for GReFEL: the bundled model's architecture).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..configuration_baseline import BaselineConfig
 from ..configuration_grefel import GReFELConfig
-from .field_docs import docstring_field_docs
+from .field_docs import docstring_field_docs, with_fields
 
 MODEL_CONFIGS: dict[str, type] = {"grefel": GReFELConfig, "baseline": BaselineConfig}
 """`--model_type` → the config class whose fields the architecture arguments set."""
-
-QUICKSTART_MODEL = {"backbone": "resnet10t", "image_size": 48, "embed_dim": 128}
-"""Architecture arguments whose default differs from the config's: a small GReFEL that trains on the generated set
-in minutes on a CPU (`accelerate launch train_hf.py` with no arguments). Recipes set their own."""
 
 _STRUCTURED = (list, dict)
 
@@ -51,32 +48,40 @@ def _cli_type(annotation: Any) -> type:
     return members[0]
 
 
-def _architecture_arguments() -> list[tuple[str, Any, Any]]:
-    """One optional argument per field of every model config, documented by the config's own docstring."""
-    owners: dict[str, list[str]] = {}  # field name -> the model types whose config has it
-    for model_type, config_class in MODEL_CONFIGS.items():
-        for name in architecture_fields(config_class):
-            owners.setdefault(name, []).append(model_type)
-    specs: dict[str, tuple[str, Any, Any]] = {}
+def _field_types() -> dict[str, Any]:
+    """`{field name: annotation}` over every model config (the first config that has a field defines it)."""
+    types_by_name: dict[str, Any] = {}
     for config_class in MODEL_CONFIGS.values():
-        docs = docstring_field_docs(config_class)
         for name, annotation in architecture_fields(config_class).items():
-            if name in specs:
-                continue
-            default = QUICKSTART_MODEL.get(name)
-            help_text = f"[{', '.join(owners[name])} config] {docs.get(name, '')}"
-            if _is_structured(annotation):
-                help_text += " JSON on the command line, e.g. '[]'."
-            if default is not None:
-                help_text += f" train_hf.py default: {default}."
-            specs[name] = (name, _cli_type(annotation) | None,
-                           field(default=default, metadata={"help": help_text}))
-    return list(specs.values())
+            types_by_name.setdefault(name, annotation)
+    return types_by_name
+
+
+ARCHITECTURE_FIELD_TYPES = _field_types()
+"""Every model config field, by name, with its annotation: the architecture arguments."""
+
+
+def config_field_arguments() -> list[tuple[str, Any, dataclasses.Field]]:
+    """One optional argument per field of every model config, unset by default and documented by the config's own
+    docstring (prefixed with the model types whose config has the field)."""
+    docs: dict[str, str] = {}
+    for config_class in MODEL_CONFIGS.values():
+        docs = {**docstring_field_docs(config_class), **docs}
+    specs = []
+    for name, annotation in ARCHITECTURE_FIELD_TYPES.items():
+        owners = [model_type for model_type, config in MODEL_CONFIGS.items() if name in architecture_fields(config)]
+        help_text = f"[{', '.join(owners)} config] {docs.get(name, '')}"
+        if _is_structured(annotation):
+            help_text += " JSON on the command line, e.g. '[]'."
+        specs.append((name, _cli_type(annotation) | None, field(default=None, metadata={"help": help_text})))
+    return specs
 
 
 @dataclass
-class _ModelSelection:
-    """Which model to train: a fresh model over a timm backbone, or a saved folder to fine-tune."""
+@with_fields(config_field_arguments())
+class ModelArguments:
+    """Which model to train: a fresh model over a timm backbone, or a saved folder to fine-tune. Besides the fields
+    below, every model config field is an argument of its own name (see `config_field_arguments`)."""
 
     model_type: str = field(
         default="grefel",
@@ -110,16 +115,14 @@ class _ModelSelection:
         if self.image_size is not None and self.image_size < 16:
             raise ValueError(f"--image_size must be at least 16 pixels, got {self.image_size}")
         if self.require_backbone_weights and not (self.backbone_weights or self.model_name_or_path):
-            raise ValueError(f"--require_backbone_weights: this run needs pretrained weights for its {self.backbone} "
+            backbone = self.backbone or MODEL_CONFIGS[self.model_type]().backbone
+            raise ValueError(f"--require_backbone_weights: this run needs pretrained weights for its {backbone} "
                              "backbone: pass --backbone_weights FILE, a local .safetensors or torch state-dict file "
                              "with timm's parameter names (nothing is downloaded)")
         self.config_overrides()  # bad JSON or a field of another model type: refused before any work
 
-    def config_overrides(self, fresh: bool = True) -> dict[str, Any]:
+    def config_overrides(self) -> dict[str, Any]:
         """The architecture arguments that are set, as config keyword arguments (JSON text parsed).
-
-        `QUICKSTART_MODEL` defaults apply to a fresh model of a type that has the field; fine-tuning a saved folder
-        (`fresh=False`) keeps its architecture, so they are left out there.
 
         Raises:
             ValueError: invalid JSON, or a field that `--model_type`'s config does not have (the message names it).
@@ -128,7 +131,7 @@ class _ModelSelection:
         overrides = {}
         for name, annotation in ARCHITECTURE_FIELD_TYPES.items():
             value = getattr(self, name)
-            if value is None or (value == QUICKSTART_MODEL.get(name) and (not fresh or name not in fields_of_type)):
+            if value is None:
                 continue
             if name not in fields_of_type:
                 raise ValueError(f"--{name} is not a field of the {self.model_type} model config")
@@ -141,26 +144,10 @@ class _ModelSelection:
         return overrides
 
 
-def _field_types() -> dict[str, Any]:
-    """`{field name: annotation}` over every model config (the first config that has a field defines it)."""
-    types_by_name: dict[str, Any] = {}
-    for config_class in MODEL_CONFIGS.values():
-        for name, annotation in architecture_fields(config_class).items():
-            types_by_name.setdefault(name, annotation)
-    return types_by_name
-
-
-ARCHITECTURE_FIELD_TYPES = _field_types()
-
-ModelArguments = make_dataclass("ModelArguments", _architecture_arguments(), bases=(_ModelSelection,))
-ModelArguments.__doc__ = _ModelSelection.__doc__
-ModelArguments.__module__ = __name__
-
-
 def is_architecture_argument(name: str) -> bool:
     """Whether `name` is a generated architecture argument (a model config field)."""
     return name in ARCHITECTURE_FIELD_TYPES
 
 
-__all__ = ["ARCHITECTURE_FIELD_TYPES", "MODEL_CONFIGS", "ModelArguments", "QUICKSTART_MODEL",
-           "is_architecture_argument"]
+__all__ = ["ARCHITECTURE_FIELD_TYPES", "MODEL_CONFIGS", "ModelArguments", "architecture_fields",
+           "config_field_arguments", "is_architecture_argument"]

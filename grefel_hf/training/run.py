@@ -77,9 +77,8 @@ def build_model(model_args, label_names: list[str]):
     """
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
-    fresh = not model_args.model_name_or_path
-    overrides = model_args.config_overrides(fresh=fresh)
-    if not fresh:
+    overrides = model_args.config_overrides()
+    if model_args.model_name_or_path:
         return load_model_to_fine_tune(model_args, id2label, label2id, overrides)
     config = MODEL_CONFIGS[model_args.model_type](id2label=id2label, label2id=label2id, **overrides)
     return create_model(config, backbone_weights=model_args.backbone_weights)
@@ -118,10 +117,10 @@ def build_trainer(model, processor, data: TrainingData, training_args: GReFELTra
                   class_weights: list[float] | None = None, sample_weights: list[float] | None = None,
                   trainer_cls: Callable[..., GReFELTrainer] = GReFELTrainer) -> GReFELTrainer:
     """GReFELTrainer (or `trainer_cls`, a subclass); it builds the collators, EMA and early stopping from the
-    arguments. The evaluation gathers the logits and the reliability (see `keys_to_ignore_at_inference`)."""
+    arguments. The evaluation gathers the logits and the reliability, by name (`GReFELTrainer.prediction_step`)."""
     return trainer_cls(
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
-        processing_class=processor, compute_metrics=build_compute_metrics(data.label_names, reliability_index=1),
+        processing_class=processor, compute_metrics=build_compute_metrics(data.label_names),
         class_weights=class_weights, sample_weights=sample_weights,
     )
 
@@ -198,9 +197,8 @@ def prepare_run(model_args, data_args: DataArguments, training_args: GReFELTrain
     Raises:
         TrainingSetupError: bad data, a bad model folder or impossible settings (the message says which).
     """
-    if training_args.backbone_lr_multiplier is None:
-        pretrained = bool(model_args.backbone_weights or model_args.model_name_or_path)
-        training_args.backbone_lr_multiplier = 0.1 if pretrained else 1.0
+    training_args.resolve_backbone_lr_multiplier(
+        pretrained_backbone=bool(model_args.backbone_weights or model_args.model_name_or_path))
     if training_args.resume_from_checkpoint is True or training_args.resume_from_checkpoint == "last":
         training_args.resume_from_checkpoint = get_last_checkpoint(training_args.output_dir)
     try:

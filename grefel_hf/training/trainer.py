@@ -6,16 +6,23 @@ Loss scale: GReFEL's loss is a per-batch mean and its forward takes no `**kwargs
 gradient-accumulation steps itself and DDP averages gradients over processes: the scale is the same with or without
 accumulation and with one or many processes.
 
-On CPU two speed-ups that never change results are always on: the per-tap weight gradient of depthwise convolutions
-whose kernel is larger than their input map (`depthwise.py`), and keeping freed memory in the process
-(`cpu_memory.py`).
+The loss is the trainer's, as in transformers' `compute_loss`: `self.objective` (`GReFELObjective`, or the
+baseline's `BaselineObjective`), filled from the training arguments, scores the model's outputs, with GReFEL's trust ramp
+τ (`self.trust`) advanced before every step. The model holds no training state.
+
+On CPU, two speed-ups that never change results are on by default for the duration of `train()` only, each behind a
+runtime argument: the per-tap weight gradient of depthwise convolutions whose kernel is larger than their input map
+(`--fast_depthwise_grad`, `depthwise.py`), and keeping freed memory in the process (`--keep_freed_memory`,
+`cpu_memory.py`). A trainer that only evaluates or predicts makes neither.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -23,13 +30,16 @@ import torch
 from torch import nn
 from torch.utils.data import WeightedRandomSampler
 from transformers import EarlyStoppingCallback, Trainer
+from transformers.trainer_utils import speed_metrics
 
 from ..configuration_grefel import INFERENCE_MODES
 from ..data.collators import GReFELEvalCollator, GReFELMixCollator
+from ..losses import GReFELObjective
+from ..modeling_baseline import BaselineObjective
 from ..tta_grefel import predict_probabilities
 from .clipping import check_part_clipping_supported, clip_grad_norm_by_part, gradient_clip_parts
 from .cpu_memory import reuse_freed_memory
-from .depthwise import use_fast_depthwise_weight_grad
+from .depthwise import use_fast_depthwise_weight_grad, use_native_depthwise_weight_grad
 from .ema import GReFELEMACallback, swap_weights
 from .freezing import freeze_backbone_groups
 from .parameter_parts import parameter_parts_of
@@ -52,7 +62,7 @@ def parameter_groups(
     learning_rate: float,
     weight_decay: float,
     decay_names: Sequence[str],
-    backbone_lr_multiplier: float = 0.1,
+    backbone_lr_multiplier: float,
     anchor_lr_multiplier: float = 1.0,
     anchor_weight_decay: float = 0.0,
 ) -> list[dict[str, Any]]:
@@ -88,11 +98,45 @@ def parameter_groups(
     ]
 
 
-def build_objective(objective_class: type, args, class_weights: Sequence[float] | None):
-    """The model's objective dataclass filled from the training arguments of the same names."""
+OBJECTIVES: dict[str, type] = {"grefel": GReFELObjective, "grefel_baseline": BaselineObjective}
+"""The objective class of each model type (`config.model_type`)."""
+
+
+def build_objective(config, args, class_weights: Sequence[float] | None = None):
+    """The objective of `config`'s model type, filled from the training arguments of the same names and checked
+    against the config.
+
+    Raises:
+        ValueError: no objective for the model type, or a setting impossible for this model (the message names it).
+    """
+    if config.model_type not in OBJECTIVES:
+        raise ValueError(f"GReFELTrainer trains {sorted(OBJECTIVES)} models, got model_type {config.model_type!r}")
+    objective_class = OBJECTIVES[config.model_type]
     settings = {**args.objective_settings(), "class_weights": None if class_weights is None else list(class_weights)}
     names = {f.name for f in dataclasses.fields(objective_class)}
-    return objective_class(**{name: value for name, value in settings.items() if name in names})
+    objective = objective_class(**{name: value for name, value in settings.items() if name in names})
+    objective.check(config)
+    return objective
+
+
+def objective_loss(objective, model, inputs: Mapping[str, Any], trust: float | None = None, unwrapped=None):
+    """`(loss, parts, outputs)`: the forward pass of `model` on `inputs` (every key but `labels`), with the
+    objective's gradient routing, and the objective's loss on its outputs and `inputs["labels"]`.
+
+    Args:
+        trust: GReFEL's trust ramp τ in training; None scores the model's own final distribution (see
+            `GReFELObjective.loss`).
+        unwrapped: the bare model inside a DDP or compile wrapper `model` (default: `model` itself).
+
+    Raises:
+        ValueError: `inputs` has no labels.
+    """
+    if inputs.get("labels") is None:
+        raise ValueError(f"the batch has no labels (keys {sorted(inputs)}), so there is no loss to compute")
+    features = {name: value for name, value in inputs.items() if name != "labels"}
+    outputs = model(**features, **objective.model_kwargs())
+    loss, parts = objective.loss(model if unwrapped is None else unwrapped, outputs, inputs["labels"], trust=trust)
+    return loss, parts, outputs
 
 
 def build_train_collator(num_labels: int, args) -> IndexSeededCollator:
@@ -110,9 +154,14 @@ def build_train_collator(num_labels: int, args) -> IndexSeededCollator:
 class GReFELTrainer(Trainer):
     """Trainer for GReFEL (and the baseline); every option comes from `self.args` (`GReFELTrainingArguments`).
 
-    It builds what the options ask for: the model's objective, the frozen backbone groups (or the progressive
-    unfreezing callback), channels-last layout, the training-only mixing collator (evaluation keeps
+    It builds what the options ask for: the objective (`self.objective`), the frozen backbone groups (or the
+    progressive unfreezing callback), channels-last layout, the training-only mixing collator (evaluation keeps
     `GReFELEvalCollator`, so validation batches are never mixed), the EMA callback, early stopping and SAM.
+
+    Attributes:
+        objective: what the loss is made of (`GReFELObjective` or `BaselineObjective`).
+        trust: GReFEL's trust ramp τ, the weight of q in the training blend (1 − τ)·p + τ·q; set to
+            `training_progress()` before every training step.
 
     Args (besides Trainer's own; `model` must be passed by keyword):
         class_weights: per-class loss weights derived from the training data (`--class_balance weights`).
@@ -129,8 +178,8 @@ class GReFELTrainer(Trainer):
         options = self.args
         if options.clip_branch_separately:
             check_part_clipping_supported(self.accelerator.distributed_type)
-        if hasattr(model, "set_objective"):
-            model.set_objective(build_objective(type(model.objective), options, class_weights))
+        self.objective = build_objective(model.config, options, class_weights)
+        self.trust = 1.0
         # before the optimiser is built, which then only holds the trainable parameters
         self.frozen_parameter_names = freeze_backbone_groups(model, options.backbone_frozen_groups)
         if options.unfreeze_schedule:  # freezes at train begin, after the optimiser holds every parameter
@@ -142,9 +191,6 @@ class GReFELTrainer(Trainer):
         self._sam_second_pass = False
         if options.channels_last:
             model.to(memory_format=torch.channels_last)
-        if self.args.device.type == "cpu":
-            use_fast_depthwise_weight_grad(model)
-            reuse_freed_memory()
         self.train_collator = train_collator or build_train_collator(num_labels, options)
         self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
         if options.use_ema and self.ema_callback is None:
@@ -189,10 +235,12 @@ class GReFELTrainer(Trainer):
         if self.optimizer is None:
             opt_model = self.model if model is None else model
             args = self.args
+            # run_training resolves it from the model arguments; a trainer built without them cannot know that the
+            # backbone is pretrained
+            backbone_lr_multiplier = args.resolve_backbone_lr_multiplier(pretrained_backbone=False)
             groups = parameter_groups(
                 opt_model, args.learning_rate, args.weight_decay, self.get_decay_parameter_names(opt_model),
-                1.0 if args.backbone_lr_multiplier is None else args.backbone_lr_multiplier,
-                args.anchor_lr_multiplier, args.anchor_weight_decay,
+                backbone_lr_multiplier, args.anchor_lr_multiplier, args.anchor_weight_decay,
             )
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             optimizer_kwargs.pop("params", None)
@@ -228,9 +276,7 @@ class GReFELTrainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         """Advance the trust ramp τ to `training_progress()`, then run Trainer's step; with SAM, after the last
         micro-batch of an accumulation window, the second pass at the perturbed weights (see `sam.py`)."""
-        unwrapped = self.accelerator.unwrap_model(model)
-        if hasattr(unwrapped, "set_trust_ramp"):
-            unwrapped.set_trust_ramp(self.training_progress())
+        self.trust = float(min(1.0, max(0.0, self.training_progress())))
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.sam is not None:
             self.sam.remember(inputs, num_items_in_batch)
@@ -256,16 +302,16 @@ class GReFELTrainer(Trainer):
                 self._sam_second_pass = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The model's own GReFEL loss; its named parts are accumulated for logging during training."""
-        outputs = model(**inputs)
-        if outputs.get("loss") is None:
-            raise ValueError(f"the model returned no loss; the batch has keys {sorted(inputs)} (labels missing?)")
-        parts = outputs.get("loss_parts")
+        """The objective's loss on the model's outputs: in training GReFEL's classification term scores the trust
+        blend (1 − τ)·p + τ·q, in evaluation the model's own final distribution. During training the loss's named
+        parts are accumulated for logging."""
+        loss, parts, outputs = objective_loss(self.objective, model, inputs, self.trust if model.training else None,
+                                              unwrapped=self.accelerator.unwrap_model(model))
         if model.training and parts and not self._sam_second_pass:  # SAM's second pass: logged once already
             for name, value in parts.items():
                 self._loss_part_sums[name] = self._loss_part_sums.get(name, 0.0) + value.detach().float()
             self._loss_part_count += 1
-        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the mean of every loss part since the last training log (averaged over processes)."""
@@ -279,16 +325,26 @@ class GReFELTrainer(Trainer):
         super().log(logs, start_time)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Trainer's evaluation step; with `eval_tta_views` > 1 the logits and reliability come from the mean of the
-        model's distributions over the test-time views (`grefel_hf.tta_grefel`), the loss from the images as they
-        are."""
-        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        if prediction_loss_only or self.args.eval_tta_views == 1:
-            return loss, logits, labels
-        pixel_values = self._prepare_inputs(inputs)["pixel_values"]
+        """One evaluation batch: (loss, predictions, labels), the predictions by name: `{"logits", "reliability"}`,
+        the log of the final distribution and its reliability, so that `compute_metrics` reads them by name. With
+        `eval_tta_views` > 1 both come from the mean of the model's distributions over the test-time views
+        (`grefel_hf.tta_grefel`), the loss from the images as they are."""
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
         with torch.no_grad(), self.compute_loss_context_manager():
-            probs, reliability = predict_probabilities(model, pixel_values, self.args.eval_tta_views)
-        return loss, (probs.clamp_min(1e-12).log(), reliability), labels
+            if labels is None:
+                loss, outputs = None, model(pixel_values=inputs["pixel_values"])
+            else:
+                loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+                loss = loss.detach().mean()
+            if prediction_loss_only:
+                return loss, None, None
+            if self.args.eval_tta_views > 1:
+                probs, reliability = predict_probabilities(model, inputs["pixel_values"], self.args.eval_tta_views)
+                predictions = {"logits": probs.clamp_min(1e-12).log(), "reliability": reliability}
+            else:
+                predictions = {"logits": outputs["logits"], "reliability": outputs["reliability"]}
+        return loss, {name: value.detach() for name, value in predictions.items()}, labels
 
     # -- EMA ------------------------------------------------------------------------------------------------
 
@@ -300,28 +356,51 @@ class GReFELTrainer(Trainer):
                 return callback
         return None
 
+    def _evaluation_metrics(self, eval_dataset, ignore_keys, metric_key_prefix: str) -> dict[str, float]:
+        """One evaluation loop's metrics and speed, as Trainer.evaluate computes them, without logging them or
+        calling the callbacks."""
+        dataloader = self.get_eval_dataloader(eval_dataset)
+        start = time.time()
+        output = self.evaluation_loop(dataloader, description="Evaluation",
+                                      prediction_loss_only=True if self.compute_metrics is None else None,
+                                      ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        steps = math.ceil(output.num_samples / (self.args.eval_batch_size * self.args.world_size))
+        output.metrics.update(speed_metrics(metric_key_prefix, start, num_samples=output.num_samples,
+                                            num_steps=steps))
+        return output.metrics
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """Trainer.evaluate; when an EMA is kept, the EMA weights are evaluated beside the raw ones (`<prefix>_ema_*`)
+        and the metrics of both are logged together and reach the callbacks (early stopping) in one `on_evaluate`
+        event, as Trainer's own evaluation would."""
+        callback = self.ema_callback
+        several = isinstance(self.eval_dataset if eval_dataset is None else eval_dataset, dict)
+        if callback is None or callback.ema is None or several:  # Trainer calls this method per named dataset
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        metrics = self._evaluation_metrics(eval_dataset, ignore_keys, metric_key_prefix)
+        with swap_weights(self.model, callback.ema):
+            metrics.update(self._evaluation_metrics(eval_dataset, ignore_keys, f"{metric_key_prefix}_ema"))
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
     @contextmanager
-    def _one_on_evaluate_event(self):
-        """Hold back the `on_evaluate` events of the evaluations run inside, so that callbacks (early stopping)
-        get one event with the raw and the EMA metrics together."""
-        handler = self.callback_handler
-        handler.on_evaluate = lambda args, state, control, metrics: control
+    def _cpu_speed_ups(self) -> Iterator[None]:
+        """The CPU speed-ups the runtime arguments ask for, for the duration of training: the per-tap depthwise
+        weight gradient (switched back afterwards, in the model and its EMA copy) and freed memory kept in the
+        process (a process-wide setting, made once)."""
+        fast_depthwise = self.args.device.type == "cpu" and self.args.fast_depthwise_grad
+        if self.args.device.type == "cpu" and self.args.keep_freed_memory:
+            reuse_freed_memory()
+        if fast_depthwise:
+            use_fast_depthwise_weight_grad(self.model)
         try:
             yield
         finally:
-            del handler.on_evaluate  # back to the class's own method
-
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        """Evaluate the raw weights, then (when an EMA exists) the EMA weights as `<prefix>_ema_*`."""
-        callback = self.ema_callback
-        if callback is None or callback.ema is None:
-            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        with self._one_on_evaluate_event():
-            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            with swap_weights(self.model, callback.ema):
-                metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_ema"))
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+            if fast_depthwise:
+                use_native_depthwise_weight_grad(self.model)
+                if self.ema_callback is not None and self.ema_callback.ema is not None:
+                    use_native_depthwise_weight_grad(self.ema_callback.ema.module)
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         """Trainer.train, restoring the EMA from the checkpoint that training resumes from."""
@@ -334,7 +413,8 @@ class GReFELTrainer(Trainer):
                 if resume_from_checkpoint is None:
                     raise ValueError(f"no checkpoint to resume from in {self.args.output_dir}")
             callback.resume_from_checkpoint = resume_from_checkpoint
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        with self._cpu_speed_ups():
+            return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def select_final_weights(self, results: dict[str, float], metric: str = "accuracy") -> dict[str, Any]:
         """Decide whether the raw or the EMA weights score better in `results`, the output of `evaluate()` on the
@@ -373,8 +453,9 @@ class GReFELTrainer(Trainer):
             raise ValueError(f"cannot select the inference mode: {key} missing from {sorted(results)}")
         other = next(mode for mode in INFERENCE_MODES if mode != current)
         config.inference_mode = other
-        with self._one_on_evaluate_event():  # a selection after training, not an evaluation event
-            other_score = Trainer.evaluate(self, metric_key_prefix=f"eval_{other}")[f"eval_{other}_{metric}"]
+        other_metrics = self._evaluation_metrics(None, None, f"eval_{other}")  # a selection, not an evaluation event
+        self.log(other_metrics)
+        other_score = other_metrics[f"eval_{other}_{metric}"]
         scores = {current: results[key], other: other_score}
         better = other_score < scores[current] if metric.endswith("loss") else other_score > scores[current]
         config.inference_mode = other if better else current
@@ -387,4 +468,5 @@ class GReFELTrainer(Trainer):
         self.model.load_state_dict(self.ema_callback.ema.module.state_dict())
 
 
-__all__ = ["GReFELTrainer", "build_objective", "build_train_collator", "parameter_groups"]
+__all__ = ["GReFELTrainer", "OBJECTIVES", "build_objective", "build_train_collator", "objective_loss",
+           "parameter_groups"]
