@@ -15,7 +15,6 @@ from .configuration_grefel import (
     check_backbone_kwargs,
     complete_label_maps,
     drop_retired_kwargs,
-    remote_custom_pipelines,
     set_label_maps,
 )
 
@@ -88,7 +87,6 @@ class BaselineConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        custom_pipelines = remote_custom_pipelines(kwargs)
         drop_retired_kwargs(type(self).__name__, kwargs, {})
         set_label_maps(self, kwargs)
         for name in ("attention_blocks", "fusion_levels", "classifier_hidden_sizes"):
@@ -97,8 +95,6 @@ class BaselineConfig(PreTrainedConfig):
         if self.backbone_kwargs is None:
             self.backbone_kwargs = {}
         super().__post_init__(**kwargs)
-        if custom_pipelines:
-            self.custom_pipelines = custom_pipelines
         complete_label_maps(self)
         self.validate_baseline()
 

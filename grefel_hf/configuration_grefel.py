@@ -52,7 +52,7 @@ A saved config that still has them loads; they are ignored with a warning."""
 _CONFIG_KWARGS = frozenset({
     "num_labels", "torch_dtype", "name_or_path", "_name_or_path", "_commit_hash", "output_attentions",
     "attn_implementation", "experts_implementation", "per_layer_config", "auto_map", "keys_to_ignore_at_inference",
-    "model_type", "use_cache",
+    "model_type", "use_cache", "custom_pipelines",
 })
 """Keys transformers itself passes to a config beside its fields; they are never "unknown"."""
 
@@ -88,7 +88,15 @@ def check_backbone_kwargs(config) -> None:
 def drop_retired_kwargs(config_name: str, kwargs: dict, retired: dict[str, str]) -> None:
     """Remove the `retired` keys from a config's extra `kwargs` in place, each with a warning saying where its setting
     went. Any other unknown key stays, as `PreTrainedConfig` keeps it (an attribute, saved again with the config),
-    with one warning naming them, since a misspelt field would otherwise go unnoticed."""
+    with one warning naming them, since a misspelt field would otherwise go unnoticed.
+
+    `custom_pipelines` is removed too, except in the remote copy of this file. A saved folder names its pipeline
+    classes (pipeline_grefel.py) there for machines without grefel_hf, where transformers reads them from the remote
+    copy of the config. The package's own configs drop them: with grefel_hf imported, `pipeline()` takes the
+    registered classes, without `trust_remote_code`.
+    """
+    if not _IS_REMOTE_COPY:
+        kwargs.pop("custom_pipelines", None)
     for name in [key for key in kwargs if key in retired]:
         kwargs.pop(name)
         logger.warning("%s: ignoring the field %r, which is no longer part of the model config (see %s)",
@@ -96,17 +104,6 @@ def drop_retired_kwargs(config_name: str, kwargs: dict, retired: dict[str, str])
     unknown = sorted(key for key in kwargs if key not in _CONFIG_KWARGS)
     if unknown:
         logger.warning("%s: keeping fields it does not use: %s", config_name, unknown)
-
-
-def remote_custom_pipelines(kwargs: dict) -> dict | None:
-    """Remove `custom_pipelines` from a config's extra `kwargs`; return it only in the remote copy of this file.
-
-    A saved folder names its pipeline classes (pipeline_grefel.py) in `custom_pipelines` for machines without
-    grefel_hf, where transformers reads them from the remote copy of the config. The package's own configs drop them:
-    with grefel_hf imported, `pipeline()` takes the registered classes, without `trust_remote_code`.
-    """
-    custom_pipelines = kwargs.pop("custom_pipelines", None)
-    return custom_pipelines if _IS_REMOTE_COPY else None
 
 
 def set_label_maps(config, kwargs: dict) -> None:
@@ -245,7 +242,6 @@ class GReFELConfig(PreTrainedConfig):
         if kwargs.get("primary_pool_grid", 1) not in (1, None):
             raise ValueError(f"this config was saved with primary_pool_grid={kwargs['primary_pool_grid']}, whose "
                              "primary head this version of GReFEL no longer builds; retrain with the default")
-        custom_pipelines = remote_custom_pipelines(kwargs)
         drop_retired_kwargs(type(self).__name__, kwargs, RETIRED_FIELDS)
         set_label_maps(self, kwargs)
         if self.primary_hidden_sizes is None:
@@ -260,8 +256,6 @@ class GReFELConfig(PreTrainedConfig):
             "hidden_states", "loss_parts",
         ])
         super().__post_init__(**kwargs)
-        if custom_pipelines:
-            self.custom_pipelines = custom_pipelines
         complete_label_maps(self)
         self.validate_grefel()
 

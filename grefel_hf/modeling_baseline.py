@@ -120,16 +120,6 @@ class BaselineModelOutput(ModelOutput):
     pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
-    @property
-    def feature_map(self) -> torch.FloatTensor | None:
-        """`last_hidden_state` under the name earlier versions gave it."""
-        return self.last_hidden_state
-
-    @property
-    def pooled_features(self) -> torch.FloatTensor | None:
-        """`pooler_output` under the name earlier versions gave it."""
-        return self.pooler_output
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Attention neck and classifier

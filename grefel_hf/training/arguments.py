@@ -376,7 +376,6 @@ class RuntimeArguments:
         metadata={"help": "Torch threads of a single-process CPU run. Default: every core (`accelerate launch` "
                           "without a config file pins OMP_NUM_THREADS=1, which leaves cores idle)."},
     )
-
     fast_depthwise_grad: bool = field(
         default=True,
         metadata={"help": "On CPU, while training, give depthwise convolutions whose kernel is larger than their input "
