@@ -94,16 +94,16 @@ def parse_mapping_argument(name: str, value: str | Mapping | None, example: str)
     return value
 
 
+_OBJECTIVE_ARGUMENTS = [f.name for f in fields(GReFELObjective) if f.name not in ("label_smoothing", "class_weights")]
+"""The `GReFELObjective` fields that are training arguments of the same name."""
+
+
 def objective_field_arguments() -> list[tuple[str, Any, Any]]:
     """One argument per `GReFELObjective` field that is a plain setting, of the same name, default and docstring
     (label smoothing is Trainer's own `--label_smoothing_factor`; class weights come from `--class_balance`)."""
     docs, types_by_name = docstring_field_docs(GReFELObjective), typing.get_type_hints(GReFELObjective)
     return [(name, types_by_name[name], field(default=getattr(_DEFAULT_OBJECTIVE, name), metadata={"help": docs[name]}))
             for name in _OBJECTIVE_ARGUMENTS]
-
-
-_OBJECTIVE_ARGUMENTS = [f.name for f in fields(GReFELObjective) if f.name not in ("label_smoothing", "class_weights")]
-"""The `GReFELObjective` fields that are training arguments of the same name."""
 
 
 @dataclass
