@@ -44,7 +44,7 @@ class GroupedArgumentParser(HfArgumentParser):
 
     def __init__(self, dataclass_types, help_groups: list[tuple[str, set[str]]], **kwargs):
         self._help_groups = help_groups  # read by add_argument, which HfArgumentParser.__init__ calls
-        self._groups: dict[str, Any] = {}
+        self._created_groups: dict[str, Any] = {}
         super().__init__(dataclass_types, **kwargs)
 
     def add_argument(self, *name_or_flags, **kwargs):
@@ -53,10 +53,10 @@ class GroupedArgumentParser(HfArgumentParser):
         dest = kwargs.get("dest") or (long_flags or name_or_flags)[0].lstrip("-").replace("-", "_")
         if not getattr(self, "_help_groups", None) or dest == "help":
             return super().add_argument(*name_or_flags, **kwargs)
-        if not self._groups:  # created together, so that --help lists them in this order
-            self._groups = {title: self.add_argument_group(title) for title, _ in self._help_groups}
+        if not self._created_groups:  # created together, so that --help lists them in this order
+            self._created_groups = {title: self.add_argument_group(title) for title, _ in self._help_groups}
         title = next((title for title, names in self._help_groups if dest in names), self._help_groups[-1][0])
-        return self._groups[title].add_argument(*name_or_flags, **kwargs)
+        return self._created_groups[title].add_argument(*name_or_flags, **kwargs)
 
     def error(self, message: str):
         raise ArgumentError(message)
