@@ -18,7 +18,7 @@ from .configuration_grefel import GReFELConfig
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
 from .modeling_baseline import BaselineForImageClassification, BaselineModel
 from .modeling_grefel import GReFELForImageClassification, GReFELModel
-from .pipeline_grefel import FacialExpressionRecognitionPipeline, GReFELImageClassificationPipeline
+from .pipeline_grefel import FacialExpressionRecognitionPipeline
 
 FER_TASK = "facial-expression-recognition"
 """The pipeline task of `FacialExpressionRecognitionPipeline`."""
@@ -71,16 +71,15 @@ class _BundledModelDefault(dict):
 
 
 def _register_pipelines() -> None:
-    """`pipeline(FER_TASK)`, and image-classification reading images as the GReFEL processor does.
+    """`pipeline(FER_TASK)`: a task of its own, so no pipeline transformers has is changed for any model.
 
-    transformers' own image-classification entry keeps its default model and type; only its class becomes
-    `GReFELImageClassificationPipeline`, which behaves exactly like transformers' for every non-GReFEL model.
+    `pipeline("image-classification", model=folder)` stays transformers' own class in-process; a saved folder's
+    `custom_pipelines` names `GReFELImageClassificationPipeline` for `trust_remote_code=True` loads, and
+    `pipeline_class=GReFELImageClassificationPipeline` picks it explicitly.
     """
     PIPELINE_REGISTRY.register_pipeline(FER_TASK, pipeline_class=FacialExpressionRecognitionPipeline,
                                         pt_model=AutoModelForImageClassification, default=_BundledModelDefault(),
                                         type="image")
-    tasks = PIPELINE_REGISTRY.supported_tasks
-    tasks["image-classification"] = {**tasks["image-classification"], "impl": GReFELImageClassificationPipeline}
 
 
 __all__ = ["FER_TASK", "register_auto_classes"]

@@ -1,21 +1,24 @@
-"""Saving GReFEL as a self-contained folder: weights, config with `auto_map`, processor and flat remote code."""
+"""Saving GReFEL as a self-contained folder: weights, config with `auto_map`, processor, flat remote code and the
+face detector the pipeline uses."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from transformers.dynamic_module_utils import custom_object_save, get_relative_imports
 
 from .auto_registration import FER_TASK, register_auto_classes
+from .face_detection_grefel import YUNET_FILE, yunet_model_path
 from .json_files import read_json_file
 from .pipeline_grefel import FacialExpressionRecognitionPipeline
 
 logger = logging.getLogger(__name__)
 
 REMOTE_CODE_FILES = ("configuration_grefel.py", "modeling_grefel.py", "layers_grefel.py", "losses.py",
-                     "image_processing_grefel.py", "pipeline_grefel.py", "face_detection_grefel.py")
+                     "image_processing_grefel.py", "pipeline_grefel.py", "face_detection_grefel.py", "tta_grefel.py")
 """The flat modeling files a saved folder carries so that it loads with `trust_remote_code=True`."""
 
 CUSTOM_PIPELINES = {
@@ -85,6 +88,18 @@ def _save_with_pipelines(model, folder: Path) -> None:
     finally:
         del model.config.custom_pipelines
     custom_object_save(FacialExpressionRecognitionPipeline, folder)  # pipeline_grefel.py and its relative imports
+    copy_face_detector(folder)
+
+
+def copy_face_detector(folder: Path) -> None:
+    """Copy the YuNet face detector (model, licences, provenance) into `folder`, at the path inside the package,
+    so that the pipeline's remote code finds it where grefel_hf is not installed."""
+    source = yunet_model_path().parent
+    target = folder / YUNET_FILE.parent
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file():
+            shutil.copyfile(path, target / path.name)
 
 
 def save_grefel_folder(model, image_processor, folder: str | os.PathLike) -> Path:

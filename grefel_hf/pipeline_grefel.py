@@ -1,14 +1,18 @@
 """The `facial-expression-recognition` pipeline: from photographs to one expression per face.
 
-Per image the pipeline reads the picture the way the model's own image processor reads it (16-bit, RGBA, palette
-and float images included), finds the faces (`face_detection_grefel`), cuts them out, classifies them in batches
-that span images, and returns one entry per face:
+It is a transformers `ChunkPipeline`, as the mask-generation and zero-shot object-detection pipelines are: one image
+gives many faces. Per image (`prepare_image`, in DataLoader workers when `num_workers` is set), the picture is read
+the way the model's own image processor reads it (16-bit, RGBA, palette and float images included), the faces are
+found (`face_detection_grefel`: YuNet by default), cut out and processed; every face is then one chunk, and
+transformers' own loop (`PipelinePackIterator`) classifies chunks in batches of `batch_size` faces that span images
+and gives each image its faces back, in input order. The output per image is one entry per face:
 
     {"box": {"x", "y", "w", "h"}, "label": str, "score": float, "top_k": [{"label", "score"}, ...],
-     "reliability": float}
+     "reliability": float, "landmarks": [[x, y], ...] or None, "detection_score": float or None}
 
 An image without a face gives an empty list. `GReFELImageClassificationPipeline` is transformers'
-image-classification pipeline that, for models with a GReFEL image processor, reads images the same way.
+image-classification pipeline that, for models with a GReFEL image processor, reads images the same way; it is
+used through a saved folder's `custom_pipelines` (remote code) or `pipeline_class=`, never installed globally.
 
 This file is saved next to checkpoints as remote code: it imports only numpy, PIL, torch, transformers and its
 flat siblings (`from .x import y`), never the `grefel_hf` package.
@@ -20,18 +24,28 @@ import io
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from transformers import Pipeline
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.image_classification import ImageClassificationPipeline
+from transformers.pipelines.pt_utils import PipelineIterator, PipelinePackIterator
+from transformers.utils import cached_file
 
-from .face_detection_grefel import FaceBox, as_face_detector, extract_faces
-from .image_processing_grefel import MIN_IMAGE_SIDE
+from .face_detection_grefel import (
+    YUNET_FILE,
+    FaceBox,
+    FaceOptions,
+    build_face_detector,
+    faces_with_options,
+    yunet_model_path,
+)
 from .image_processing_grefel import _to_rgb as processor_rgb
+from .tta_grefel import check_shift, predict_probabilities, resolve_views
 
 DEFAULT_BATCH_SIZE = 16
 """Faces classified per forward pass when the caller gives no `batch_size`."""
@@ -39,12 +53,17 @@ DEFAULT_BATCH_SIZE = 16
 DEFAULT_TOP_K = 5
 """Labels listed per face by default (transformers' image-classification default)."""
 
+READ_ERRORS = (ValueError, OSError, Image.DecompressionBombError)
+"""How an image that cannot be read shows up (with `skip_unreadable`, it becomes a result with `error` set)."""
 
-class IndexedImage(NamedTuple):
-    """An input image and its position in the caller's list, so errors can name it."""
 
-    index: int
+@dataclass
+class FaceInput:
+    """An input image and the key its results carry (a caller's own tag: a file and frame, say). Inputs given
+    without one are keyed by their position in the call."""
+
     image: Any
+    key: Any = None
 
 
 def fetch_url_image(url: str, index: int, timeout: float | None = None) -> Image.Image:
@@ -61,9 +80,9 @@ def fetch_url_image(url: str, index: int, timeout: float | None = None) -> Image
     return image
 
 
-def load_rgb(image: Any, index: int, timeout: float | None = None) -> np.ndarray:
+def load_rgb(image: Any, index: Any, timeout: float | None = None) -> np.ndarray:
     """One input (file path, http(s) URL, PIL image, numpy array or torch tensor) as the (H, W, 3) RGB array the
-    model's image processor makes of it; errors name the input's position and file."""
+    model's image processor makes of it; errors name the input's position (or key) and file."""
     if isinstance(image, str) and image.startswith(("http://", "https://")):
         image = fetch_url_image(image, index, timeout)
     return processor_rgb(image, index, None)
@@ -74,11 +93,13 @@ class ImageFaces:
     """The faces of one image and their predictions.
 
     Args:
-        key: what the caller tagged the image with (its index, or its file and frame).
-        width, height: the image size in pixels.
+        key: what the caller tagged the image with (its position, or a `FaceInput`'s key).
+        width, height: the image size in pixels (0 when it could not be read).
         faces: the detected faces, left to right.
         probabilities: (num_faces, num_labels) class probabilities.
         reliability: (num_faces,) reliability of each prediction, in [0, 1].
+        image: the (H, W, 3) RGB image, when it was asked for (to draw on).
+        error: why the image could not be read, for callers that asked to skip unreadable images.
     """
 
     key: Any
@@ -87,64 +108,91 @@ class ImageFaces:
     faces: list[FaceBox]
     probabilities: np.ndarray
     reliability: np.ndarray
+    image: np.ndarray | None = None
+    error: str | None = None
 
 
 @dataclass
-class _Pending:
+class PreparedImage:
+    """One image after detection: `ImageFaces`' fields without predictions, plus the faces' processed pixels
+    (`pixel_values`, (num_faces, 3, H, W), None when there is no face)."""
+
     key: Any
-    size: tuple[int, int]
+    width: int
+    height: int
     faces: list[FaceBox]
-    probabilities: list = field(default_factory=list)
-    reliability: list = field(default_factory=list)
-
-    def done(self) -> bool:
-        return len(self.probabilities) == len(self.faces)
-
-    def result(self, num_labels: int) -> ImageFaces:
-        probs = np.stack(self.probabilities) if self.faces else np.zeros((0, num_labels), dtype=np.float32)
-        return ImageFaces(self.key, *self.size, self.faces, probs, np.asarray(self.reliability, dtype=np.float32))
+    pixel_values: torch.Tensor | None = None
+    image: np.ndarray | None = None
+    error: str | None = None
 
 
-def classify_faces_in_batches(items: Iterable[tuple[Any, tuple[int, int], list[tuple[FaceBox, np.ndarray]]]],
-                              classify: Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]],
-                              batch_size: int, num_labels: int) -> Iterator[ImageFaces]:
-    """Classify the faces of a stream of images in batches of `batch_size` faces that span images and frames.
+def face_chunks(prepared: PreparedImage) -> Iterator[dict]:
+    """The chunks of one prepared image: one per face, or a single face-less chunk; the last has `is_last`."""
+    info = {f.name: getattr(prepared, f.name) for f in fields(PreparedImage) if f.name not in ("faces", "pixel_values")}
+    if not prepared.faces:
+        yield {"pixel_values": None, "face": None, "info": info, "is_last": True}
+        return
+    count = len(prepared.faces)
+    for i, face in enumerate(prepared.faces):
+        yield {"pixel_values": prepared.pixel_values[i : i + 1], "face": face, "info": info, "is_last": i == count - 1}
 
-    Args:
-        items: (key, (width, height), [(face, crop), ...]) per image, as `extract_faces` gives them.
-        classify: crops → ((n, num_labels) probabilities, (n,) reliability).
 
-    Yields one `ImageFaces` per item, in input order, as soon as all its faces are classified; at most
-    `batch_size` crops (plus one image's) are held at a time.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive number of faces, got {batch_size}")
-    pending: list[_Pending] = []
-    crops: list[np.ndarray] = []
-    owners: list[_Pending] = []
+def collate_chunks(chunks: list[dict]) -> dict:
+    """A batch of chunks: the faces' pixels stacked (None when no chunk has a face), a `has_face` mask, and the
+    rest as lists."""
+    pixels = [chunk["pixel_values"] for chunk in chunks if chunk["pixel_values"] is not None]
+    return {"pixel_values": torch.cat(pixels) if pixels else None,
+            "has_face": torch.tensor([chunk["face"] is not None for chunk in chunks]),
+            "face": [chunk["face"] for chunk in chunks], "info": [chunk["info"] for chunk in chunks],
+            "is_last": [chunk["is_last"] for chunk in chunks]}
 
-    def run(count: int) -> None:
-        probabilities, reliability = classify(crops[:count])
-        for owner, probs, rel in zip(owners[:count], probabilities, reliability, strict=True):
-            owner.probabilities.append(probs)
-            owner.reliability.append(float(rel))
-        del crops[:count], owners[:count]
 
-    def finished() -> Iterator[ImageFaces]:
-        while pending and pending[0].done():
-            yield pending.pop(0).result(num_labels)
+def batched_chunks(prepared: Iterable[PreparedImage], batch_size: int) -> Iterator[dict]:
+    """The chunks of a stream of prepared images, collated in batches of `batch_size` that span images."""
+    batch = []
+    for image in prepared:
+        for chunk in face_chunks(image):
+            batch.append(chunk)
+            if len(batch) == batch_size:
+                yield collate_chunks(batch)
+                batch = []
+    if batch:
+        yield collate_chunks(batch)
 
-    for key, size, faces in items:
-        entry = _Pending(key, size, [face for face, _ in faces])
-        pending.append(entry)
-        crops.extend(crop for _, crop in faces)
-        owners.extend(entry for _ in faces)
-        while len(crops) >= batch_size:
-            run(batch_size)
-        yield from finished()
-    if crops:
-        run(len(crops))
-    yield from finished()
+
+class _PreparedList(Dataset):
+    """A list (or sized dataset) of inputs, prepared one by one: workers keep their order."""
+
+    def __init__(self, inputs, prepare: Callable, params: dict):
+        self.inputs, self.prepare, self.params = inputs, prepare, params
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> PreparedImage:
+        return self.prepare(as_face_input(self.inputs[index], index), **self.params)
+
+
+class _PreparedStream(IterableDataset):
+    """An iterable of inputs (a generator), prepared in order."""
+
+    def __init__(self, inputs, prepare: Callable, params: dict):
+        self.inputs, self.prepare, self.params = inputs, prepare, params
+
+    def __iter__(self) -> Iterator[PreparedImage]:
+        for index, item in enumerate(self.inputs):
+            yield self.prepare(as_face_input(item, index), **self.params)
+
+
+def as_face_input(item: Any, index: int) -> FaceInput:
+    """`item` as a `FaceInput`, keyed by `index` unless it carries its own key."""
+    if isinstance(item, FaceInput):
+        return item if item.key is not None else FaceInput(item.image, index)
+    return FaceInput(item, index)
+
+
+def _no_collate(item):
+    return item
 
 
 def check_top_k(top_k: Any) -> None:
@@ -153,14 +201,25 @@ def check_top_k(top_k: Any) -> None:
         raise ValueError(f"top_k must be a positive integer, or None for every label; got {top_k!r}")
 
 
+def check_batching(batch_size: Any, num_workers: Any) -> None:
+    """Refuse a `batch_size` below 1 or a negative `num_workers`, naming the value."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive number of faces per forward pass, got {batch_size!r}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be 0 (no worker processes) or more, got {num_workers!r}")
+
+
 def face_entries(result: ImageFaces, id2label: dict[int, str], top_k: int | None = DEFAULT_TOP_K) -> list[dict]:
-    """The pipeline's output for one image: one dict per face (box, label, score, top_k, reliability)."""
+    """The pipeline's output for one image: one dict per face (box, label, score, top_k, reliability, landmarks,
+    detection_score)."""
     entries = []
     for face, probs, rel in zip(result.faces, result.probabilities, result.reliability, strict=True):
         order = np.argsort(-probs, kind="stable")[: top_k or len(probs)]
         ranked = [{"label": id2label[int(i)], "score": float(probs[i])} for i in order]
+        landmarks = None if face.landmarks is None else [[float(x), float(y)] for x, y in face.landmarks]
         entries.append({"box": face.as_dict(), "label": ranked[0]["label"], "score": ranked[0]["score"],
-                        "top_k": ranked, "reliability": float(rel)})
+                        "top_k": ranked, "reliability": float(rel), "landmarks": landmarks,
+                        "detection_score": face.score})
     return entries
 
 
@@ -180,27 +239,30 @@ def is_grefel_processor(processor: Any) -> bool:
     return any(cls.__name__ == "_GReFELFaceInputs" for cls in type(processor).__mro__)
 
 
-def _check_face_options(margin: Any, min_face_size: Any) -> None:
-    if margin is not None and not 0 <= margin <= 2:
-        raise ValueError(f"margin must be a fraction of the face size in [0, 2], got {margin!r}")
-    if min_face_size is not None and (not isinstance(min_face_size, int) or min_face_size < MIN_IMAGE_SIDE):
-        raise ValueError(f"min_face_size must be an integer of at least {MIN_IMAGE_SIDE} pixels, got "
-                         f"{min_face_size!r}")
+_FACE_OPTION_NAMES = tuple(f.name for f in fields(FaceOptions))
 
 
-class FacialExpressionRecognitionPipeline(Pipeline):
+class FacialExpressionRecognitionPipeline(ChunkPipeline):
     """Facial expressions of every face in photographs: detect, crop, classify (see the module docstring).
 
     Call arguments (also accepted by `pipeline(...)` as defaults):
         top_k (`int` or None, defaults to 5): labels listed per face (None: all).
-        face_detector (`str` or callable, defaults to `"haar"`): `"haar"`, `"haar_profile"`, `"none"` (the whole
-            image is one face: for images that are already face crops), or a callable that takes an (H, W, 3)
-            uint8 RGB array and returns (x, y, w, h) boxes or dicts with "box" and optional "landmarks"/"score".
-        margin (`float`, defaults to 0.2): margin added around each face box, as a fraction of its size.
-        align (`bool`, defaults to False): rotate each face so that its eyes are level (when they are found).
+        face_detector (`str` or callable, defaults to `"yunet"`): `"yunet"`, `"haar"`, `"haar_profile"`, `"none"`
+            (the whole image is one face: for images that are already face crops), or a callable that takes an
+            (H, W, 3) uint8 RGB array and returns (x, y, w, h) boxes or dicts with "box" and optional
+            "landmarks"/"score".
+        detection_size (`int`, defaults to 640): the long side, in pixels, that photos are scaled to for detection
+            (0: full resolution); boxes are always in the original pixels.
+        score_threshold (`float`, defaults to 0.6), nms_threshold (`float`, defaults to 0.3): YuNet's thresholds.
         min_face_size (`int`, defaults to 24): faces smaller than this many pixels are left out.
-        batch_size (`int`, defaults to 16): faces per forward pass; batches span the images of one call.
+        max_faces (`int`, optional): keep only the largest N faces of each image.
+        margin (`float`, defaults to 0.2): margin added around each face box, as a fraction of its size.
+        align (`bool`, defaults to False): rotate each face so that its eyes are level (YuNet's landmarks).
+        tta_views (`int`, defaults to 1), tta_shift (`float`, defaults to 0.05): test-time augmentation.
         timeout (`float`, optional): seconds to wait for images given as URLs.
+        batch_size (`int`, defaults to 16): faces per forward pass; batches span the images of one call.
+        num_workers (`int`, defaults to 0): worker processes that read images and find faces (a list of images
+            uses them all, in order; a generator at most one).
     """
 
     _load_processor = False
@@ -208,19 +270,37 @@ class FacialExpressionRecognitionPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, top_k=..., face_detector=None, margin=None, align=None, min_face_size=None,
-                             timeout=None):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._batch_size is None:
+            self._batch_size = DEFAULT_BATCH_SIZE
+        check_batching(self._batch_size, self._num_workers or 0)
+
+    def _sanitize_parameters(self, top_k=..., timeout=None, tta_views=None, tta_shift=None, keep_image=None,
+                             skip_unreadable=None, output=None, **face_options):
+        unknown = sorted(set(face_options) - set(_FACE_OPTION_NAMES))
+        if unknown:
+            raise ValueError(f"unknown argument(s) {unknown} for the facial-expression-recognition pipeline")
+        FaceOptions().updated(**face_options)  # checks the values given, naming the option
         if top_k is not ...:
             check_top_k(top_k)
-        _check_face_options(margin, min_face_size)
-        options = {"face_detector": face_detector, "margin": margin, "align": align,
-                   "min_face_size": min_face_size, "timeout": timeout}
-        preprocess = {name: value for name, value in options.items() if value is not None}
+        if tta_views is not None:
+            resolve_views(tta_views)
+        if tta_shift is not None:
+            check_shift(tta_shift)
+        preprocess = {name: value for name, value in face_options.items() if value is not None}
+        extra = {"timeout": timeout, "keep_image": keep_image, "skip_unreadable": skip_unreadable}
+        preprocess.update({name: value for name, value in extra.items() if value is not None})
+        forward = {name: value for name, value in (("tta_views", tta_views), ("tta_shift", tta_shift))
+                   if value is not None}
         postprocess = {} if top_k is ... else {"top_k": top_k}
-        return preprocess, {}, postprocess
+        if output is not None:
+            postprocess["output"] = output
+        return preprocess, forward, postprocess
 
     def __call__(self, inputs=None, **kwargs):
-        """Expressions of the faces in one image (a list of face dicts) or in a list of images (a list of lists).
+        """Expressions of the faces in one image (a list of face dicts), in a list of images (a list of lists), or
+        in a generator or dataset of images (an iterator of lists, streamed in order).
 
         Images are file paths, http(s) URLs, PIL images, numpy arrays (H, W[, C]) or torch tensors (C, H, W).
         """
@@ -228,51 +308,106 @@ class FacialExpressionRecognitionPipeline(Pipeline):
             inputs = kwargs.pop("images")
         if inputs is None:
             raise ValueError("the facial-expression-recognition pipeline needs images; got None")
-        batch_size = kwargs.pop("batch_size", None) or self._batch_size or DEFAULT_BATCH_SIZE
-        single = not isinstance(inputs, (list, tuple))
-        images = [inputs] if single else list(inputs)
-        if not images:
+        if isinstance(inputs, (list, tuple)) and not inputs:
             raise ValueError("the facial-expression-recognition pipeline got an empty list; expected at least one "
                              "image")
-        preprocess, _, postprocess = self._sanitize_parameters(**kwargs)
-        preprocess = {**self._preprocess_params, **preprocess}
-        postprocess = {**self._postprocess_params, **postprocess}
-        prepared = (self.preprocess(IndexedImage(i, image), **preprocess) for i, image in enumerate(images))
-        items = ((p["key"], p["size"], p["faces"]) for p in prepared)
-        stream = classify_faces_in_batches(items, self.classify_crops, batch_size, self.model.config.num_labels)
-        results = [self.postprocess(result, **postprocess) for result in stream]
-        return results[0] if single else results
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        return super().__call__(inputs, **kwargs)
 
-    def _detector(self, spec, align: bool, min_face_size: int):
-        if not isinstance(spec, str):
-            return as_face_detector(spec)
+    def image_faces(self, inputs, batch_size: int | None = None, num_workers: int | None = None,
+                    **kwargs) -> Iterator[ImageFaces]:
+        """Like calling the pipeline on an iterable of images, but yields one `ImageFaces` per image (key, size,
+        boxes, probabilities, reliability; with `keep_image=True` the RGB image; with `skip_unreadable=True` an
+        unreadable image gives a result with `error` instead of raising). This is what `grefel-hf predict` uses."""
+        preprocess, forward, postprocess = self._sanitize_parameters(**kwargs, output="records")
+        return self.get_iterator(inputs, self._num_workers or 0 if num_workers is None else num_workers,
+                                 batch_size or self._batch_size, {**self._preprocess_params, **preprocess},
+                                 {**self._forward_params, **forward}, {**self._postprocess_params, **postprocess})
+
+    def _yunet_file(self):
+        """The shipped YuNet model: from grefel_hf where it is installed, else the copy a saved model folder (or
+        Hub repository) carries beside its weights, at the same fixed relative path."""
+        try:
+            return yunet_model_path()
+        except FileNotFoundError:
+            source = getattr(self.model, "name_or_path", "") or ""
+            copy = cached_file(source, YUNET_FILE.as_posix(), _raise_exceptions_for_missing_entries=False) \
+                if source else None
+            return yunet_model_path(also=[copy] if copy else [])
+
+    def _detector(self, options: FaceOptions):
         cache = self.__dict__.setdefault("_detector_cache", {})
-        key = (spec, align, min_face_size)
+        spec = options.face_detector
+        key = (options.face_detector if isinstance(spec, str) else id(spec), options.align,
+               options.detection_size, options.score_threshold, options.nms_threshold)
         if key not in cache:
-            cache[key] = as_face_detector(spec, find_eyes=align)
-            if hasattr(cache[key], "min_size"):
-                cache[key].min_size = min_face_size
+            cache[key] = build_face_detector(options, self._yunet_file() if spec == "yunet" else None)
         return cache[key]
 
-    def preprocess(self, item: IndexedImage, face_detector="haar", margin=0.2, align=False, min_face_size=24,
-                   timeout=None) -> dict:
-        rgb = load_rgb(item.image, item.index, timeout)
-        detector = self._detector(face_detector, align, min_face_size)
-        faces = extract_faces(rgb, detector, margin=margin, align=align, min_face_size=min_face_size)
-        return {"key": item.index, "size": (rgb.shape[1], rgb.shape[0]), "faces": faces}
+    def prepare_image(self, item: FaceInput, timeout: float | None = None, keep_image: bool = False,
+                      skip_unreadable: bool = False, **face_options) -> PreparedImage:
+        """Read one image, find and cut out its faces and process them for the model."""
+        try:
+            rgb = load_rgb(item.image, item.key, timeout)
+        except READ_ERRORS as err:
+            if not skip_unreadable:
+                raise
+            return PreparedImage(item.key, 0, 0, [], error=str(err))
+        options = FaceOptions().updated(**face_options)
+        found = faces_with_options(rgb, self._detector(options), options)
+        pixels = None
+        if found:
+            inputs = self.image_processor(images=[crop for _, crop in found], return_tensors="pt",
+                                          input_data_format="channels_last")
+            pixels = inputs["pixel_values"]
+        return PreparedImage(item.key, rgb.shape[1], rgb.shape[0], [face for face, _ in found], pixels,
+                             rgb if keep_image else None)
 
-    def classify_crops(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Face crops (H, W, 3) → (probabilities (n, C), reliability (n,)) through the processor and the model."""
-        inputs = self.image_processor(images=crops, return_tensors="pt", input_data_format="channels_last")
-        outputs = self.forward(inputs.to(self.dtype))
-        return outputs["probabilities"].numpy(), outputs["reliability"].numpy()
+    def preprocess(self, item, **params) -> Iterator[dict]:
+        yield from face_chunks(self.prepare_image(as_face_input(item, 0), **params))
 
-    def _forward(self, model_inputs):
-        probs, reliability = probabilities_and_reliability(self.model(pixel_values=model_inputs["pixel_values"]))
-        return {"probabilities": probs, "reliability": reliability}
+    def run_single(self, inputs, preprocess_params, forward_params, postprocess_params):
+        return next(iter(self.get_iterator([inputs], 0, self._batch_size, preprocess_params, forward_params,
+                                           postprocess_params)))
 
-    def postprocess(self, model_outputs: ImageFaces, top_k=DEFAULT_TOP_K) -> list[dict]:
-        return face_entries(model_outputs, self.model.config.id2label, top_k)
+    def get_iterator(self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params,
+                     postprocess_params):
+        """Images are prepared (read, detected, cropped, processed) in `num_workers` DataLoader workers, in input
+        order; their faces are classified in batches of `batch_size` and regrouped per image by transformers'
+        `PipelinePackIterator`."""
+        check_batching(batch_size, num_workers)
+        sized = hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__") and not isinstance(inputs, dict)
+        images = (_PreparedList if sized else _PreparedStream)(inputs, self.prepare_image, preprocess_params)
+        loader = DataLoader(images, batch_size=None, collate_fn=_no_collate,
+                            num_workers=num_workers if sized else min(num_workers, 1))
+        model_iterator = PipelinePackIterator(batched_chunks(loader, batch_size), self.forward, forward_params,
+                                              loader_batch_size=batch_size)
+        return iter(PipelineIterator(model_iterator, self.postprocess, postprocess_params))
+
+    def _forward(self, model_inputs, tta_views: int = 1, tta_shift: float = 0.05):
+        has_face = model_inputs["has_face"]
+        count, num_labels = len(has_face), self.model.config.num_labels
+        probabilities = torch.full((count, num_labels), float("nan"))
+        reliability = torch.full((count,), float("nan"))
+        pixels = model_inputs["pixel_values"]
+        if pixels is not None:
+            probs, rel = predict_probabilities(self.model, pixels.to(self.dtype), tta_views, tta_shift)
+            probabilities[has_face.cpu()] = probs.float().cpu()
+            reliability[has_face.cpu()] = rel.float().cpu().clamp(0.0, 1.0)
+        return {"probabilities": probabilities, "reliability": reliability, "face": model_inputs["face"],
+                "info": model_inputs["info"], "is_last": model_inputs["is_last"]}
+
+    def postprocess(self, model_outputs: list[dict], top_k=DEFAULT_TOP_K, output: str = "faces"):
+        info = model_outputs[0]["info"]
+        with_face = [out for out in model_outputs if out["face"] is not None]
+        probs = (torch.cat([out["probabilities"] for out in with_face]).numpy() if with_face
+                 else np.zeros((0, self.model.config.num_labels), dtype=np.float32))
+        reliability = (torch.cat([out["reliability"] for out in with_face]).numpy() if with_face
+                       else np.zeros((0,), dtype=np.float32))
+        result = ImageFaces(info["key"], info["width"], info["height"], [out["face"] for out in with_face], probs,
+                            reliability, info["image"], info["error"])
+        return result if output == "records" else face_entries(result, self.model.config.id2label, top_k)
 
 
 class GReFELImageClassificationPipeline(ImageClassificationPipeline):
@@ -293,19 +428,19 @@ class GReFELImageClassificationPipeline(ImageClassificationPipeline):
                 if not inputs:
                     raise ValueError("the image-classification pipeline got an empty list; expected at least one "
                                      "image")
-                inputs = [IndexedImage(i, image) for i, image in enumerate(inputs)]
+                inputs = [FaceInput(image, i) for i, image in enumerate(inputs)]
         return super().__call__(inputs, **kwargs)
 
     def preprocess(self, image, timeout=None):
         if not is_grefel_processor(self.image_processor):
             return super().preprocess(image, timeout=timeout)
-        item = image if isinstance(image, IndexedImage) else IndexedImage(0, image)
-        rgb = load_rgb(item.image, item.index, timeout)
+        item = as_face_input(image, 0)
+        rgb = load_rgb(item.image, item.key, timeout)
         inputs = self.image_processor(images=rgb, return_tensors="pt", input_data_format="channels_last")
         return inputs.to(self.dtype)
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TOP_K", "FacialExpressionRecognitionPipeline",
-           "GReFELImageClassificationPipeline", "ImageFaces", "IndexedImage", "check_top_k",
-           "classify_faces_in_batches", "face_entries", "fetch_url_image", "is_grefel_processor", "load_rgb",
-           "probabilities_and_reliability"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TOP_K", "READ_ERRORS", "FaceInput", "FacialExpressionRecognitionPipeline",
+           "GReFELImageClassificationPipeline", "ImageFaces", "PreparedImage", "as_face_input", "batched_chunks",
+           "check_batching", "check_top_k", "collate_chunks", "face_chunks", "face_entries", "fetch_url_image",
+           "is_grefel_processor", "load_rgb", "probabilities_and_reliability"]

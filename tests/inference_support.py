@@ -65,3 +65,32 @@ def write_odd_format_files(folder: Path) -> list[Path]:
         image.save(folder / name)
         paths.append(folder / name)
     return paths
+
+
+def shared_fer_faces(shared_data: str, count: int) -> list[np.ndarray]:
+    """The first `count` FER+ training faces (48x48 grayscale) from the shared real-data archive, as RGB arrays."""
+    import io
+    import tarfile
+
+    faces = []
+    with tarfile.open(Path(shared_data) / "ferplus_trainval.tar.gz") as archive:
+        for member in archive:
+            if member.name.endswith(".png"):
+                gray = np.asarray(Image.open(io.BytesIO(archive.extractfile(member).read())).convert("L"))
+                faces.append(np.stack([gray] * 3, axis=-1))
+                if len(faces) == count:
+                    break
+    return faces
+
+
+def paste_on_canvas(pieces: list[tuple[np.ndarray, float, tuple[int, int]]], size: tuple[int, int],
+                    seed: int = 0) -> np.ndarray:
+    """A noisy grey (width, height) canvas with each (image, scale, (x, y)) pasted, resized by `scale`, at (x, y)."""
+    width, height = size
+    canvas = Image.fromarray(np.random.default_rng(seed).integers(90, 140, (height, width, 3), dtype=np.uint8))
+    for image, scale, place in pieces:
+        picture = Image.fromarray(image)
+        resized = picture.resize((round(picture.width * scale), round(picture.height * scale)),
+                                 Image.Resampling.BILINEAR)
+        canvas.paste(resized, place)
+    return np.asarray(canvas)

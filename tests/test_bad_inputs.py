@@ -34,6 +34,7 @@ from grefel_hf import GReFELConfig, GReFELForImageClassification, GReFELImagePro
 from grefel_hf.cli import main as grefel_cli
 from grefel_hf.factory import build_image_processor
 from grefel_hf.image_processing_grefel import read_image
+from grefel_hf.pipeline_grefel import GReFELImageClassificationPipeline
 
 sys.path.insert(0, REPO_ROOT)
 import push_to_hub  # noqa: E402
@@ -221,6 +222,14 @@ PIPELINES = {"facial-expression-recognition": {"face_detector": "none", "top_k":
              "image-classification": {"top_k": 7}}
 
 
+def _pipeline(task, model_dir):
+    """The pipeline of `task` for a GReFEL folder: GReFEL's image-classification class is asked for by name (importing
+    grefel_hf leaves transformers' own in place)."""
+    if task == "image-classification":
+        return pipeline(task, model=str(model_dir), pipeline_class=GReFELImageClassificationPipeline)
+    return pipeline(task, model=str(model_dir))
+
+
 def _scores(task, result):
     entries = result[0]["top_k"] if task == "facial-expression-recognition" else result
     return {entry["label"]: entry["score"] for entry in entries}
@@ -230,7 +239,7 @@ def _scores(task, result):
 def test_pipelines_read_odd_files_as_the_processor_does(task, model_dir, tmp_path):
     model = GReFELForImageClassification.from_pretrained(model_dir).eval()
     processor = GReFELImageProcessor.from_pretrained(model_dir)
-    pipe = pipeline(task, model=str(model_dir))
+    pipe = _pipeline(task, model_dir)
     for path in write_odd_format_files(tmp_path):
         with torch.no_grad():
             expected = model(**processor(read_image(path), return_tensors="pt")).logits.exp()[0]
@@ -267,7 +276,7 @@ PIPELINE_ERRORS = {
 def test_bad_pipeline_calls_are_a_value_error_naming_the_input(kind, task, model_dir, tmp_path):
     images, options = _bad_pipeline_call(kind, tmp_path)
     with pytest.raises(ValueError, match=PIPELINE_ERRORS[kind]):
-        pipeline(task, model=str(model_dir))(images, **options)
+        _pipeline(task, model_dir)(images, **options)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from inference_support import ASTRONAUT_FACE, astronaut, chelsea, save_tiny_model, write_astronaut_video
 from PIL import Image
 
@@ -21,7 +22,7 @@ from grefel_hf.inference.writers import (
     output_format,
     prediction_rows,
 )
-from grefel_hf.pipeline_grefel import ImageFaces, classify_faces_in_batches
+from grefel_hf.pipeline_grefel import ImageFaces, PreparedImage, batched_chunks
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -131,31 +132,22 @@ def test_inputs_expand_folders_recursively_globs_and_count_the_rest(tmp_path):
     assert found.missing == [str(tmp_path / "nothing*.jpg"), str(tmp_path / "gone.jpg")]
 
 
-def test_batches_span_images_keep_order_and_never_exceed_the_batch_size():
-    calls = []
-
-    def classify(crops):
-        calls.append(len(crops))
-        values = np.array([crop[0, 0, 0] for crop in crops], dtype=np.float32)
-        return np.stack([values, 1 - values], axis=1), values
-
+def test_chunks_batch_across_images_in_order_and_never_exceed_the_batch_size():
     counts = [2, 0, 3, 1, 0, 4]
-    items, value = [], 0.0
+    images, value = [], 0.0
     for key, count in enumerate(counts):
-        faces = []
-        for _ in range(count):
-            value += 0.01
-            faces.append((FaceBox(0, 0, 1, 1), np.full((8, 8, 3), value, dtype=np.float32)))
-        items.append((key, (8, 8), faces))
-    results = list(classify_faces_in_batches(iter(items), classify, batch_size=4, num_labels=2))
-    assert [r.key for r in results] == list(range(len(counts)))
-    assert [len(r.faces) for r in results] == counts
-    assert calls == [4, 4, 2]
-    flat = np.concatenate([r.reliability for r in results])
-    np.testing.assert_allclose(flat, np.arange(1, 11) * 0.01, atol=1e-6)
-    assert results[1].probabilities.shape == (0, 2)
-    with pytest.raises(ValueError, match="batch_size"):
-        list(classify_faces_in_batches(iter(items), classify, batch_size=0, num_labels=2))
+        pixels = torch.arange(value, value + count).reshape(count, 1, 1, 1).expand(count, 3, 2, 2).float()
+        value += count
+        faces = [FaceBox(i, 0, 1, 1) for i in range(count)]
+        images.append(PreparedImage(key, 8, 8, faces, pixels if count else None))
+    batches = list(batched_chunks(iter(images), batch_size=4))
+    assert [len(b["is_last"]) for b in batches] == [4, 4, 4]  # 10 faces and 2 face-less chunks
+    assert [b["pixel_values"].shape[0] for b in batches] == [3, 3, 4]  # face-less chunks send no pixels
+    assert [info["key"] for b in batches for info in b["info"]] == [0, 0, 1, 2, 2, 2, 3, 4, 5, 5, 5, 5]
+    assert [b["has_face"].tolist() for b in batches][0] == [True, True, False, True]
+    flat = torch.cat([b["pixel_values"][:, 0, 0, 0] for b in batches])
+    assert flat.tolist() == list(range(10))
+    assert [b["is_last"] for b in batches][0] == [False, True, True, False]
 
 
 def _faces(*probabilities):

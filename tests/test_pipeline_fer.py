@@ -13,6 +13,7 @@ import torch
 from inference_support import ASTRONAUT_FACE, astronaut, chelsea, save_tiny_model, write_odd_format_files
 from PIL import Image
 from transformers import AutoConfig, ViTConfig, ViTForImageClassification, ViTImageProcessor, pipeline
+from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.image_classification import ImageClassificationPipeline
 
 from grefel_hf import GReFELForImageClassification, GReFELImageProcessor
@@ -62,7 +63,7 @@ def test_batches_span_images_and_give_the_same_results(fer):
     images = [astronaut(), chelsea(), astronaut()[::-1, ::-1].copy(), astronaut()]
     one_by_one = [fer(image, top_k=None) for image in images]
     batched = fer(images, top_k=None, batch_size=2)
-    assert [len(r) for r in batched] == [1, 0, 0, 1]
+    assert [len(r) for r in batched] == [1, 0, 1, 1]  # YuNet finds her upside down too; the cat has no face
     for single, many in zip(one_by_one, batched, strict=True):
         assert [e["box"] for e in single] == [e["box"] for e in many]
         for a, b in zip(single, many, strict=True):
@@ -103,17 +104,87 @@ def vit_folder(tmp_path_factory):
     return folder
 
 
-def test_image_classification_is_unchanged_for_other_models(vit_folder, tmp_path):
+def test_import_leaves_image_classification_to_transformers_for_other_models(vit_folder, folder):
+    import grefel_hf  # noqa: F401  (importing registers GReFEL, and must change nothing for other models)
+
+    other = pipeline("image-classification", model=str(vit_folder))
+    assert type(other) is ImageClassificationPipeline
+    assert type(pipeline("image-classification", model=str(folder))) is ImageClassificationPipeline
+    ours = pipeline("image-classification", model=str(folder), pipeline_class=GReFELImageClassificationPipeline)
+    assert isinstance(ours, GReFELImageClassificationPipeline)
+    photo = Image.fromarray(astronaut()).resize((48, 48))
+    assert ours(photo, top_k=2) == pipeline("image-classification", model=str(folder))(photo, top_k=2)
+
+
+def test_the_grefel_image_classification_class_changes_nothing_for_other_models(vit_folder, tmp_path):
     paths = write_odd_format_files(tmp_path)[:4]  # PNG modes transformers' own loader reads
-    registered = pipeline("image-classification", model=str(vit_folder))
-    assert isinstance(registered, GReFELImageClassificationPipeline)
-    plain = ImageClassificationPipeline(model=registered.model, image_processor=registered.image_processor)
+    ours = pipeline("image-classification", model=str(vit_folder), pipeline_class=GReFELImageClassificationPipeline)
+    plain = ImageClassificationPipeline(model=ours.model, image_processor=ours.image_processor)
     inputs = [str(p) for p in paths] + [Image.fromarray(astronaut())]
-    assert registered(inputs, top_k=None) == plain(inputs, top_k=None)
+    assert ours(inputs, top_k=None) == plain(inputs, top_k=None)
     with pytest.raises(Exception) as raised_plain:
         plain([])
     with pytest.raises(type(raised_plain.value)):
-        registered([])
+        ours([])
+
+
+def test_it_is_a_chunk_pipeline_whose_workers_and_batches_give_the_same_answers(fer):
+    assert isinstance(fer, ChunkPipeline)
+    canvas = np.concatenate([astronaut(), astronaut()[:, ::-1]], axis=1)  # two faces
+    images = [astronaut(), chelsea(), canvas, "examples/astronaut.jpg", astronaut()]
+    reference = [fer(image, top_k=None) for image in images]
+    seen = []
+    forward = fer._forward
+
+    def spy(model_inputs, **kwargs):
+        seen.append(len(model_inputs["is_last"]))
+        return forward(model_inputs, **kwargs)
+
+    fer._forward = spy
+    try:
+        batched = fer(images, top_k=None, batch_size=3)
+    finally:
+        del fer._forward
+    assert [len(r) for r in batched] == [1, 0, 2, 1, 1]
+    assert seen == [3, 3]  # six chunks: five faces and the cat's face-less one, three per forward pass
+    with_workers = fer(images, top_k=None, batch_size=2, num_workers=2)
+    for expected in (batched, with_workers):
+        for ref, got in zip(reference, expected, strict=True):
+            assert [e["box"] for e in ref] == [e["box"] for e in got]
+            assert [e["score"] for e in ref] == pytest.approx([e["score"] for e in got], abs=1e-5)
+
+
+def test_a_generator_of_images_streams_its_results_in_order(fer):
+    pulled = []
+
+    def images():
+        for i in range(12):
+            pulled.append(i)
+            yield astronaut() if i % 3 else chelsea()
+
+    stream = fer(images(), batch_size=2)
+    first = next(stream)
+    assert first == [] and len(pulled) < 12  # the first result came before the generator ran out
+    rest = list(stream)
+    assert [len(r) for r in [first, *rest]] == [0 if i % 3 == 0 else 1 for i in range(12)]
+
+
+@pytest.mark.parametrize("call", [{"batch_size": 0}, {"num_workers": -1}, {"batch_size": "4"}])
+def test_batch_size_and_num_workers_are_checked(fer, call):
+    with pytest.raises(ValueError, match="batch_size|num_workers"):
+        fer([astronaut()], **call)
+
+
+def test_landmarks_and_detection_scores_come_with_each_face(fer):
+    (face,) = fer(astronaut(), max_faces=1, detection_size=320)
+    assert len(face["landmarks"]) == 5 and 0.6 <= face["detection_score"] <= 1
+    assert box_iou(FaceBox(**face["box"]), ASTRONAUT_FACE) >= 0.5
+    (haar,) = fer(astronaut(), face_detector="haar")
+    assert haar["landmarks"] is None and haar["detection_score"] is None
+    with pytest.raises(ValueError, match="max_faces"):
+        fer(astronaut(), max_faces=0)
+    with pytest.raises(ValueError, match="unknown argument"):
+        fer(astronaut(), face_detecter="haar")
 
 
 _REMOTE = textwrap.dedent("""

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from dataclasses import asdict
 
-from ..face_detection_grefel import FACE_DETECTORS
+from ..face_detection_grefel import FACE_DETECTORS, FaceOptions
 from ..pretrained import BUNDLED_MODELS, DEFAULT_MODEL
 from .default_model import resolve_model_path
 
@@ -22,14 +23,39 @@ _MODEL_HELP = ("saved model folder (train_hf.py or save_grefel_folder output){},
                "grefel_hf (" + ", ".join(BUNDLED_MODELS) + "); default: " + DEFAULT_MODEL)
 
 
+_FACE_DEFAULTS = FaceOptions()
+
+
 def _face_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--face_detector", default="haar", choices=FACE_DETECTORS,
-                   help="haar: OpenCV's frontal-face Haar cascade; haar_profile: also faces in profile; none: each "
-                        "image is already one face crop (default: haar)")
-    p.add_argument("--margin", type=float, default=0.2,
-                   help="margin around each face box, as a fraction of its size (default: 0.2)")
+    """The options of how faces are found and cut out; their defaults are `FaceOptions`'."""
+    d = _FACE_DEFAULTS
+    p.add_argument("--face_detector", default=d.face_detector, choices=FACE_DETECTORS,
+                   help="yunet: the YuNet CNN detector that ships with grefel_hf (finds faces and 5 landmarks); "
+                        "haar: OpenCV's frontal-face Haar cascade; haar_profile: also faces in profile; none: each "
+                        f"image is already one face crop (default: {d.face_detector})")
+    p.add_argument("--detection_size", type=int, default=d.detection_size,
+                   help="photos are scaled to this long side (pixels) to find faces, boxes are mapped back; 0: full "
+                        f"resolution (default: {d.detection_size})")
+    p.add_argument("--score_threshold", type=float, default=d.score_threshold,
+                   help=f"YuNet's smallest face score kept, in (0, 1) (default: {d.score_threshold})")
+    p.add_argument("--nms_threshold", type=float, default=d.nms_threshold,
+                   help=f"YuNet's overlap above which two boxes are one face, in (0, 1) (default: {d.nms_threshold})")
+    p.add_argument("--min_face_size", type=int, default=d.min_face_size,
+                   help=f"smallest face side in pixels (default: {d.min_face_size})")
+    p.add_argument("--max_faces", type=int, default=d.max_faces,
+                   help="keep only the N largest faces of each image or frame (default: all)")
+    p.add_argument("--margin", type=float, default=d.margin,
+                   help=f"margin around each face box, as a fraction of its size (default: {d.margin})")
     p.add_argument("--align", action="store_true", help="rotate each face so that its eyes are level")
-    p.add_argument("--min_face_size", type=int, default=24, help="smallest face side in pixels (default: 24)")
+
+
+def face_options_from(args) -> FaceOptions:
+    """The `FaceOptions` of parsed command-line arguments (a bad value is a ValueError naming its option)."""
+    values = {name: getattr(args, name) for name in asdict(_FACE_DEFAULTS)}
+    try:
+        return FaceOptions(**values)
+    except ValueError as err:
+        raise ValueError(f"--{err}") from err
 
 
 def _predict_parser(subparsers) -> None:
@@ -46,9 +72,17 @@ def _predict_parser(subparsers) -> None:
                    help="auto: onnx for a .onnx --model, torch otherwise")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--batch_size", type=int, default=32, help="faces per forward pass, across files and frames")
+    p.add_argument("--num_workers", type=int, default=None,
+                   help="processes that read files and find faces while faces are classified (default: one per "
+                        "CPU core but one, at most 4)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads that classify faces (default: one per core not given to a worker)")
     p.add_argument("--frame_stride", type=int, default=1, help="process every N-th video frame (default: 1)")
     p.add_argument("--max_frames", type=int, default=None, help="at most this many processed frames per video")
     _face_options(p)
+    p.add_argument("--landmarks", action="store_true",
+                   help="also write the detector's face score and its five landmarks (eyes, nose tip, mouth "
+                        "corners) as columns")
     p.add_argument("--annotate", default=None, metavar="DIR",
                    help="write copies of the images (and videos, as mp4) with boxes and labels to DIR")
     p.add_argument("--summary_dir", default=None,
@@ -104,9 +138,9 @@ def _predict(args) -> int:
     check_output_paths({"--output": args.output}, {"--annotate": args.annotate, "--summary_dir": args.summary_dir})
     options = PredictOptions(
         inputs=args.inputs, output=args.output, model=args.model, format=args.format, backend=args.backend,
-        device=args.device, batch_size=args.batch_size, frame_stride=args.frame_stride,
-        max_frames=args.max_frames, face_detector=args.face_detector, margin=args.margin, align=args.align,
-        min_face_size=args.min_face_size, annotate_dir=args.annotate, summary_dir=args.summary_dir,
+        device=args.device, batch_size=args.batch_size, num_workers=args.num_workers, threads=args.threads,
+        frame_stride=args.frame_stride, max_frames=args.max_frames, faces=face_options_from(args),
+        landmarks=args.landmarks, annotate_dir=args.annotate, summary_dir=args.summary_dir,
         tta_views=args.tta_views, tta_shift=args.tta_shift, progress=not args.no_progress,
     )
     report = run_predict(options)
@@ -132,8 +166,8 @@ def _explain(args) -> int:
     from .explain import explain_image
 
     check_output_paths(folders={"--output_dir": args.output_dir})
-    report = explain_image(args.image, resolve_model_path(args.model), args.output_dir, args.face_detector,
-                           args.margin, args.align, args.min_face_size, args.anchors)
+    report = explain_image(args.image, resolve_model_path(args.model), args.output_dir, face_options_from(args),
+                           args.anchors)
     if not report.faces:
         logger.info("no face found in %s", args.image)
     for face in report.faces:

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.nn import functional as F
-from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from ..face_detection_grefel import FaceBox, as_face_detector, extract_faces, to_uint8_rgb
+from ..face_detection_grefel import FaceBox, FaceOptions, crop_face, to_uint8_rgb
 from ..image_processing_grefel import read_image
 from ..losses import rms_distance
-from ..pipeline_grefel import load_rgb
+from ..pipeline_grefel import FaceInput
+from .backends import face_pipeline, load_model
 
 SALIENCY_METHODS = ("grad_cam", "input_gradients")
 
@@ -145,8 +145,7 @@ def saliency_overlay(crop: np.ndarray, saliency: np.ndarray, opacity: float = 0.
     return Image.blend(face, Image.fromarray(colours), opacity)
 
 
-def _explain_one(model, processor, face: FaceBox, crop: np.ndarray, path: Path, anchors_count: int):
-    pixels = processor(images=[crop], return_tensors="pt", input_data_format="channels_last")["pixel_values"]
+def _explain_one(model, pixels: torch.Tensor, face: FaceBox, crop: np.ndarray, path: Path, anchors_count: int):
     probs, reliability, embedding, anchors, saliency, method = explain_face(model, pixels)
     neighbours, distances = nearest_anchors(embedding, anchors, model.config.id2label, anchors_count)
     saliency_overlay(crop, saliency).save(path)
@@ -155,32 +154,32 @@ def _explain_one(model, processor, face: FaceBox, crop: np.ndarray, path: Path, 
                            neighbours, distances, method, str(path))
 
 
-def explain_image(image: str | Path, model_dir: str | Path, output_dir: str | Path, face_detector: str = "haar",
-                  margin: float = 0.2, align: bool = False, min_face_size: int = 24,
-                  anchors_count: int = 5) -> ExplainReport:
+def explain_image(image: str | Path, model_dir: str | Path, output_dir: str | Path,
+                  faces: FaceOptions | None = None, anchors_count: int = 5) -> ExplainReport:
     """Explain the prediction for every face of `image` (see the module docstring); writes
-    `<stem>_face<i>_saliency.png` per face and `<stem>_explanation.json` to `output_dir`.
+    `<stem>_face<i>_saliency.png` per face and `<stem>_explanation.json` to `output_dir`. Faces are found and
+    processed by the facial-expression-recognition pipeline with `faces` (default `FaceOptions()`), so they are the
+    faces `grefel-hf predict` gives.
 
     Raises:
         FileNotFoundError: the image or the model folder is missing. ValueError: unreadable image, or a model
         without GReFEL's class anchors.
     """
-    model_dir, output_dir, image = Path(model_dir), Path(output_dir), Path(image)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"--model {model_dir} is not a saved model folder (no config.json)")
-    rgb = load_rgb(read_image(image), 0)
-    model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
-    if not hasattr(model, "grefel"):
-        raise ValueError(f"--model {model_dir} is a {type(model).__name__}; explanations need GReFEL's class anchors")
-    processor = AutoImageProcessor.from_pretrained(model_dir)
-    detector = as_face_detector(face_detector, find_eyes=align)
-    faces = extract_faces(rgb, detector, margin=margin, align=align, min_face_size=min_face_size)
+    model_dir, output_dir, image, faces = Path(model_dir), Path(output_dir), Path(image), faces or FaceOptions()
+    loaded = load_model(model_dir, backend="torch", device="cpu")
+    if not hasattr(loaded.model, "grefel"):
+        raise ValueError(f"--model {model_dir} is a {type(loaded.model).__name__}; explanations need GReFEL's class "
+                         "anchors")
+    prepared = face_pipeline(loaded).prepare_image(FaceInput(read_image(image), str(image)), keep_image=True,
+                                                   **asdict(faces))
     output_dir.mkdir(parents=True, exist_ok=True)
     report = ExplainReport(str(image), output_dir / f"{image.stem}_explanation.json")
-    for i, (face, crop) in enumerate(faces):
+    for i, face in enumerate(prepared.faces):
+        crop = crop_face(prepared.image, face, faces.margin, align=faces.align)
         path = output_dir / f"{image.stem}_face{i}_saliency.png"
-        report.faces.append(_explain_one(model, processor, face, crop, path, anchors_count))
-    data = {"image": str(image), "model": str(model_dir), "no_face": not faces,
+        report.faces.append(_explain_one(loaded.model, prepared.pixel_values[i : i + 1], face, crop, path,
+                                         anchors_count))
+    data = {"image": str(image), "model": str(model_dir), "no_face": not prepared.faces,
             "faces": [asdict(face) for face in report.faces]}
     report.json_file.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return report

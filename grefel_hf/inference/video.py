@@ -28,6 +28,10 @@ def require_opencv():
 class VideoFrames:
     """The frames of one video file, every `frame_stride`-th one, at most `max_frames` of them.
 
+    The constructor only checks that OpenCV opens the file and reads its frame rate and stated frame count; the
+    file is opened again when iterated, so the frames can be read in another process (a video opened before a
+    fork cannot be decoded after it).
+
     Raises:
         ValueError: OpenCV cannot open the file (the message names it).
     """
@@ -37,33 +41,43 @@ class VideoFrames:
             raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-        self.cv2 = require_opencv()
         self.path, self.frame_stride, self.max_frames = Path(path), frame_stride, max_frames
-        self.capture = self.cv2.VideoCapture(str(path))
-        if not self.capture.isOpened():
-            self.capture.release()
-            raise ValueError(f"{path}: OpenCV cannot open this file as a video")
-        fps = float(self.capture.get(self.cv2.CAP_PROP_FPS) or 0.0)
+        capture = self._open()
+        fps = float(capture.get(self.cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if fps > 0 else DEFAULT_FPS
+        self.stated_frames = max(0, int(capture.get(self.cv2.CAP_PROP_FRAME_COUNT) or 0))
+        capture.release()
+
+    @property
+    def cv2(self):
+        return require_opencv()
+
+    def _open(self):
+        capture = self.cv2.VideoCapture(str(self.path))
+        if not capture.isOpened():
+            capture.release()
+            raise ValueError(f"{self.path}: OpenCV cannot open this file as a video")
+        return capture
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         """(frame index, RGB uint8 frame) pairs; the file is closed at the end."""
+        cv2, capture = self.cv2, self._open()
         taken, index = 0, 0
         try:
             while self.max_frames is None or taken < self.max_frames:
                 if index % self.frame_stride:
-                    if not self.capture.grab():
+                    if not capture.grab():
                         break
                     index += 1
                     continue
-                ok, frame = self.capture.read()
+                ok, frame = capture.read()
                 if not ok or frame is None:
                     break
-                yield index, self.cv2.cvtColor(frame, self.cv2.COLOR_BGR2RGB)
+                yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 taken += 1
                 index += 1
         finally:
-            self.capture.release()
+            capture.release()
 
 
 class Mp4Writer:
