@@ -23,6 +23,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from grefel_hf.cli import main as cli_main  # noqa: E402
+from grefel_hf.demo import analysis  # noqa: E402
 from grefel_hf.demo.analysis import (  # noqa: E402
     UNCERTAIN_COLOUR,
     ModelStore,
@@ -227,12 +228,31 @@ def test_an_uncertain_face_is_drawn_grey_with_a_question():
     assert rows[1][-2:] == [0.41, 0.4]
 
 
-@pytest.mark.slow
-def test_webcam_frames_get_labels_and_the_stream_interval_is_measured():
+@pytest.fixture(scope="module")
+def pipe():
     store = ModelStore(device="cpu")
-    pipe = store.pipeline(store.resolve(DEFAULT_MODEL))
+    return store.pipeline(store.resolve(DEFAULT_MODEL))
+
+
+def _defaults():
+    return face_kwargs(face_controls(), [control.default for control in face_controls()])
+
+
+@pytest.mark.slow
+def test_a_video_reports_its_progress_in_frames(pipe, tmp_path, monkeypatch):
+    monkeypatch.setattr(analysis, "FRAMES_PER_CALL", 4)
+    clip = write_astronaut_video(tmp_path / "clip.mp4", frames=10, side=128)
+    calls = []
+    result = analysis.analyse_video(pipe, clip, _defaults(), tmp_path, frame_stride=1, max_frames=9,
+                                    on_progress=lambda done, expected: calls.append((done, expected)))
+    assert calls == [(4, 9), (8, 9), (9, 9)]
+    assert result.message.startswith("9 frames analysed") and "the demo's limit" in result.message
+
+
+@pytest.mark.slow
+def test_webcam_frames_get_labels_and_the_stream_interval_is_measured(pipe):
     frame = astronaut()
-    defaults = face_kwargs(face_controls(), [control.default for control in face_controls()])
+    defaults = _defaults()
     labelled, entries = analyse_frame(pipe, frame, defaults)
     assert [entry["label"] for entry in entries] == ["happiness"]
     assert labelled.shape == frame.shape and not np.array_equal(labelled, frame)

@@ -39,7 +39,10 @@ UNCERTAIN = "uncertain"
 """The label of a face the model abstains on."""
 
 UNCERTAIN_COLOUR = (150, 150, 150)
+"""Box and caption colour of an uncertain face (the others are `grefel-hf predict --annotate`'s red)."""
+
 LANDMARK_COLOUR = (255, 220, 0)
+"""Colour of the detector's landmarks (eyes, nose tip, mouth corners) when it gives them."""
 
 VIDEO_CODECS = (("VP80", ".webm"), ("mp4v", ".mp4"))
 """Annotated videos are VP8 in WebM, which browsers play and OpenCV's wheels write; MPEG-4 Part 2 where OpenCV
@@ -257,7 +260,7 @@ class VideoResult:
 
 
 def _expected_frames(frames: VideoFrames, stride: int, limit: int) -> int | None:
-    count = int(frames.capture.get(frames.cv2.CAP_PROP_FRAME_COUNT) or 0)
+    count = frames.stated_frames
     return min(math.ceil(count / stride), limit) if count > 0 else None
 
 
@@ -306,13 +309,15 @@ def analyse_video(pipe, path: Path, face_options: dict[str, Any], out_dir: Path,
     timeline = VideoTimeline(path.name, frames.fps, model_labels(pipe))
     writer = BrowserVideoWriter(out_dir / f"{path.stem}_annotated", frames.fps / frame_stride)
     run = _VideoRun(pipe, face_options, timeline, writer)
+    report = on_progress or (lambda done, expected: None)
     try:
         for index, rgb in frames:
-            if run.add(index, rgb) and on_progress is not None:
-                on_progress(run.done, expected)
+            if run.add(index, rgb):
+                report(run.done, expected)
         run.flush()
     finally:
         writer.close()
+    report(run.done, expected)
     if run.done == 0:
         raise DemoInputError(f"{path.name}: OpenCV could read no frame of this video")
     summary = asdict(timeline.summary())
