@@ -1,6 +1,7 @@
 """The demo page in a real browser: headless Chromium (Debian's `chromium` and `chromium-driver`) driven by Selenium
 uploads the astronaut photo, waits for the result table and saves a screenshot; the page must show `happiness` and
-must not ask anything of another machine.
+must not ask anything of another machine. A second test plays the astronaut through Chromium's fake camera into the
+Webcam tab. Without Chromium and its driver the module is skipped, saying so.
 
 The README's screenshot comes from this test: `GREFEL_DEMO_SCREENSHOT=docs/demo.png pytest tests/test_demo_browser.py`
 also writes it there, reduced to a small palette PNG.
@@ -18,6 +19,12 @@ import pytest
 from conftest import REPO_ROOT
 from PIL import Image
 
+BROWSER = next((path for path in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if path), None)
+DRIVER = shutil.which("chromedriver")
+if BROWSER is None or DRIVER is None:
+    pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver); CI installs it",
+                allow_module_level=True)
+
 pytest.importorskip("gradio", reason="the demo needs Gradio: pip install 'grefel_hf[demo]'")
 pytest.importorskip("selenium", reason="the browser test needs Selenium: pip install selenium")
 
@@ -25,7 +32,6 @@ from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import (  # noqa: E402
     StaleElementReferenceException,
     TimeoutException,
-    WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -37,7 +43,6 @@ from grefel_hf.demo.options import DemoOptions  # noqa: E402
 pytestmark = pytest.mark.slow
 
 ASTRONAUT = os.path.join(REPO_ROOT, "examples", "astronaut.jpg")
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = (1280, 1560)
 
 
@@ -45,14 +50,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _browser_and_driver() -> tuple[str, str]:
-    browser = next((path for path in map(shutil.which, BROWSERS) if path), None)
-    driver = shutil.which("chromedriver")
-    if browser is None or driver is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver); CI installs it")
-    return browser, driver
 
 
 @pytest.fixture(scope="module")
@@ -63,19 +60,15 @@ def page_url():
 
 
 def _start_browser(profile, *arguments: str):
-    binary, driver_path = _browser_and_driver()
     options = webdriver.ChromeOptions()
-    options.binary_location = binary
+    options.binary_location = BROWSER
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                      f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--user-data-dir={profile}",
                      # the page must work with nothing but this machine: every other host name fails to resolve
                      "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost", *arguments):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    try:
-        return webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    except WebDriverException as err:
-        pytest.skip(f"Chromium did not start: {err.msg}")
+    return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
 
 
 @pytest.fixture
