@@ -219,7 +219,7 @@ def _mark_timm_modules(module: nn.Module) -> None:
 class BaselineModel(BaselinePreTrainedModel):
     """The baseline feature extractor: timm backbone → attention neck on each used map → pooling → concatenation.
 
-    `num_features` is the width of `pooled_features`.
+    `num_features` is the width of `pooler_output`.
     """
 
     # loaded from a classifier checkpoint, the classifier's weights are not this model's
