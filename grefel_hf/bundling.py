@@ -13,9 +13,9 @@ package's own classes load it, and so its configs name none (no `auto_map`, no `
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .face_detection_grefel import YUNET_FILE, file_sha256
 from .hub import save_grefel_folder
+from .inference.backends import ONNX_FILE
 from .metrics.classification import check_metrics_dict
 from .model_card import TrainingRecord, build_model_card
 from .pretrained import DEFAULT_MODEL
@@ -67,15 +69,6 @@ class Provenance:
     backbone_weights: str | None
     licences: str
     notes: str = ""
-
-
-def sha256_of(path: str | Path) -> str:
-    """The hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def store_weights_in_half_precision(folder: Path) -> None:
@@ -152,10 +145,12 @@ def write_bundle_card(folder: Path, model, metrics: Mapping[str, Any], provenanc
 
 
 def drop_remote_code(folder: Path) -> None:
-    """Remove the remote-code files of a saved folder and the config entries that name them (`auto_map`,
-    `custom_pipelines`): the package's own classes load a bundle, and copies of the code would only go stale."""
+    """Remove the remote-code files of a saved folder (with its copy of the face detector) and the config entries
+    that name them (`auto_map`, `custom_pipelines`): the package's own classes and detector serve a bundle, and
+    copies would only go stale."""
     for code in folder.glob("*.py"):
         code.unlink()
+    shutil.rmtree(folder / YUNET_FILE.parts[0], ignore_errors=True)
     for name, keys in (("config.json", ("auto_map", "custom_pipelines")), ("preprocessor_config.json", ("auto_map",))):
         path = folder / name
         values = json.loads(path.read_text())
@@ -164,12 +159,24 @@ def drop_remote_code(folder: Path) -> None:
 
 def write_bundle_weights(model, processor, output_dir: str | Path) -> Path:
     """Save `model` (its selected weights and inference mode) and `processor` into `output_dir`, the weights in
-    float16 and without remote code. Evaluate that folder next, then call `finish_bundle`."""
+    float16 and without remote code, with the same weights as `model.onnx` for ONNX Runtime (which `grefel-hf
+    predict` uses while it matches `model.safetensors`). Evaluate that folder next, then call `finish_bundle`."""
     folder = Path(output_dir)
     save_grefel_folder(model, processor, folder)
     store_weights_in_half_precision(folder)
     drop_remote_code(folder)
+    write_bundle_onnx(folder)
     return folder
+
+
+def write_bundle_onnx(folder: str | Path) -> Path:
+    """Export a bundle's weights to `model.onnx` beside them (checked against PyTorch; float16 weights, exactly
+    those of `model.safetensors`, whose checksum it records)."""
+    from .inference.onnx_export import export_onnx
+
+    report = export_onnx(folder, Path(folder) / ONNX_FILE)
+    logger.info("%s", report.describe())
+    return report.path
 
 
 def finish_bundle(folder: str | Path, metrics: Mapping[str, Any], provenance: Provenance) -> str:
@@ -191,7 +198,7 @@ def finish_bundle(folder: str | Path, metrics: Mapping[str, Any], provenance: Pr
     model = GReFELForImageClassification.from_pretrained(folder)
     if list(metrics["labels"]) != [model.config.id2label[i] for i in range(model.config.num_labels)]:
         raise ValueError(f"the metrics' labels {metrics['labels']} are not the bundled model's")
-    checksum = sha256_of(folder / WEIGHTS_FILE)
+    checksum = file_sha256(folder / WEIGHTS_FILE)
     (folder / METRICS_FILE).write_text(json.dumps(dict(metrics), indent=2, sort_keys=True))
     record = {**asdict(provenance), "weights_sha256": checksum, "weights_dtype": "float16"}
     (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2))
@@ -201,4 +208,4 @@ def finish_bundle(folder: str | Path, metrics: Mapping[str, Any], provenance: Pr
 
 
 __all__ = ["METRICS_FILE", "PROVENANCE_FILE", "Provenance", "WEIGHTS_FILE", "bundle_usage", "drop_remote_code",
-           "finish_bundle", "sha256_of", "store_weights_in_half_precision", "write_bundle_weights"]
+           "finish_bundle", "store_weights_in_half_precision", "write_bundle_onnx", "write_bundle_weights"]

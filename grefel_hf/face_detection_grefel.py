@@ -279,17 +279,18 @@ def merge_overlapping(first: Sequence, extra: Sequence, threshold: float = 0.3) 
     return kept
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file, read in blocks."""
     digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 16), b""):
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
 def check_yunet_file(path: Path) -> Path:
     """`path` if it holds the shipped YuNet model; a ValueError naming it when its checksum differs."""
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != YUNET_SHA256:
         raise ValueError(f"the YuNet face detector file {path} is altered (sha256 {digest[:12]}..., expected "
                          f"{YUNET_SHA256[:12]}...): reinstall grefel_hf")
@@ -611,9 +612,9 @@ def faces_with_options(image: np.ndarray, detector: Callable | None,
                          min_face_size=options.min_face_size, max_faces=options.max_faces)
 
 
-__all__ = ["DETECTION_MIN_SIDE", "FACE_DETECTORS", "LANDMARK_NAMES", "OPENCV_HINT", "YUNET_FILE", "YUNET_SHA256",
-           "CallableFaceDetector",
-           "FaceBox", "FaceOptions", "HaarFaceDetector", "YuNetFaceDetector", "aligned_crop", "as_face_detector",
-           "box_iou", "build_face_detector", "check_yunet_file", "crop_face", "detection_scale", "extract_faces", "eye_angle",
-           "face_crop_box", "faces_with_options", "merge_overlapping", "select_faces", "to_uint8_rgb",
-           "yunet_model_path"]
+__all__ = ["DETECTION_MIN_SIDE", "FACE_DETECTORS", "LANDMARK_NAMES", "OPENCV_HINT", "ROLL_FACE_SIDE",
+           "ROLL_STEPS", "YUNET_FILE", "YUNET_SHA256", "CallableFaceDetector", "FaceBox", "FaceOptions",
+           "HaarFaceDetector", "YuNetFaceDetector", "aligned_crop", "as_face_detector", "box_iou",
+           "build_face_detector", "check_yunet_file", "crop_face", "detection_scale", "extract_faces",
+           "eye_angle", "face_crop_box", "faces_with_options", "file_sha256", "merge_overlapping",
+           "select_faces", "to_uint8_rgb", "yunet_model_path"]

@@ -148,13 +148,15 @@ def collate_chunks(chunks: list[dict]) -> dict:
 
 
 def batched_chunks(prepared: Iterable[PreparedImage], batch_size: int) -> Iterator[dict]:
-    """The chunks of a stream of prepared images, collated in batches of `batch_size` that span images."""
+    """The chunks of a stream of prepared images, collated in batches of `batch_size` that span images. With a
+    batch size of 1 the other fields stay unbatched (a face, not a list of one), as transformers' loop expects."""
     batch = []
     for image in prepared:
         for chunk in face_chunks(image):
             batch.append(chunk)
             if len(batch) == batch_size:
-                yield collate_chunks(batch)
+                collated = collate_chunks(batch)
+                yield collated if batch_size > 1 else {**collated, **{k: chunk[k] for k in ("face", "info", "is_last")}}
                 batch = []
     if batch:
         yield collate_chunks(batch)

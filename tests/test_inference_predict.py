@@ -9,9 +9,10 @@ import pytest
 import torch
 from inference_support import ASTRONAUT_FACE, astronaut, chelsea, save_tiny_model, write_astronaut_video
 from PIL import Image
+from transformers import pipeline
 
 from grefel_hf.cli import main as cli_main
-from grefel_hf.face_detection_grefel import FaceBox, box_iou
+from grefel_hf.face_detection_grefel import LANDMARK_NAMES, FaceBox, box_iou
 from grefel_hf.inference.sources import expand_inputs
 from grefel_hf.inference.summaries import VideoTimeline
 from grefel_hf.inference.writers import (
@@ -104,6 +105,58 @@ def test_predict_with_nothing_readable_exits_2_and_jsonl_keeps_no_face_rows(fold
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["label"] == NO_FACE and row["frame"] is None and row["box_x"] is None and row["prob_happy"] is None
     assert json.loads((tmp_path / "r.summary.json").read_text())["missing"] == [str(tmp_path / "missing.png")]
+
+
+def _two_faces(tmp_path):
+    """A photo with the astronaut twice, the right copy larger."""
+    path = tmp_path / "two.png"
+    photo = Image.fromarray(astronaut())
+    canvas = Image.new("RGB", (1300, 700), (120, 120, 120))
+    canvas.paste(photo.resize((400, 400)), (20, 150))
+    canvas.paste(photo.resize((700, 700)), (560, 0))
+    canvas.save(path)
+    return path
+
+
+def test_predict_pipeline_and_explain_give_the_same_faces_and_labels(folder, tmp_path):
+    photos = [tmp_path / "a.png", _two_faces(tmp_path)]
+    Image.fromarray(astronaut()).save(photos[0])
+    out = tmp_path / "rows.csv"
+    assert cli_main(["predict", *map(str, photos), "--model", str(folder), "--output", str(out), "--no_progress",
+                     "--num_workers", "0"]) == 0
+    rows = _rows(out)
+    fer = pipeline("facial-expression-recognition", model=str(folder))
+    expected = [(str(path), face) for path in photos for face in fer(str(path), top_k=None)]
+    assert [(r["source"], [int(r[k]) for k in ("box_x", "box_y", "box_w", "box_h")], r["label"]) for r in rows] == \
+        [(source, list(face["box"].values()), face["label"]) for source, face in expected]
+    assert [float(r["score"]) for r in rows] == pytest.approx([face["score"] for _, face in expected], abs=1e-5)
+    assert cli_main(["explain", str(photos[1]), "--model", str(folder), "--output_dir", str(tmp_path / "x")]) == 0
+    explained = json.loads((tmp_path / "x" / "two_explanation.json").read_text())["faces"]
+    assert [(f["box"], f["label"]) for f in explained] == [(face["box"], face["label"]) for _, face in expected[1:]]
+
+
+def test_landmark_columns_max_faces_and_workers(folder, tmp_path):
+    photo = _two_faces(tmp_path)
+    runs = {}
+    for name, extra in (("all", ["--landmarks"]), ("largest", ["--max_faces", "1"]),
+                        ("workers", ["--landmarks", "--num_workers", "2", "--batch_size", "1"])):
+        out = tmp_path / f"{name}.csv"
+        assert cli_main(["predict", str(photo), "--model", str(folder), "--output", str(out), "--no_progress",
+                         *extra]) == 0
+        runs[name] = _rows(out)
+    assert list(runs["all"][0]) == columns(LABELS, landmarks=True) and len(runs["all"]) == 2
+    for row in runs["all"]:
+        x, y, w, h = (int(row[k]) for k in ("box_x", "box_y", "box_w", "box_h"))
+        points = [(float(row[f"{name}_x"]), float(row[f"{name}_y"])) for name in LANDMARK_NAMES]
+        assert all(x <= px <= x + w and y <= py <= y + h for px, py in points)
+        assert 0.6 <= float(row["detection_score"]) <= 1
+    (largest,) = runs["largest"]
+    assert list(largest) == columns(LABELS) and int(largest["box_w"]) == max(int(r["box_w"]) for r in runs["all"])
+    for row, other in zip(runs["workers"], runs["all"], strict=True):  # workers and batches change only the speed
+        assert {k: v for k, v in row.items() if not k.startswith(("prob_", "score", "reliability"))} == \
+            {k: v for k, v in other.items() if not k.startswith(("prob_", "score", "reliability"))}
+        assert [float(row[k]) for k in columns(LABELS)[7:]] == \
+            pytest.approx([float(other[k]) for k in columns(LABELS)[7:]], abs=1e-5)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -15,8 +15,9 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 import grefel_hf.pretrained as pretrained
-from grefel_hf.bundling import METRICS_FILE, PROVENANCE_FILE, WEIGHTS_FILE, sha256_of
+from grefel_hf.bundling import METRICS_FILE, PROVENANCE_FILE, WEIGHTS_FILE
 from grefel_hf.cli import main as cli_main
+from grefel_hf.face_detection_grefel import file_sha256
 from grefel_hf.inference.default_model import resolve_model_path
 from grefel_hf.pretrained import pretrained_model_path
 
@@ -63,7 +64,7 @@ def test_bundling_drops_the_remote_code_and_the_entries_naming_it(tmp_path):
 def test_the_card_records_the_weights_checksum_and_the_validation_figures(name):
     bundle = pretrained_model_path(name)
     card = ModelCard.load(os.path.join(bundle, "README.md"))
-    checksum = sha256_of(os.path.join(bundle, WEIGHTS_FILE))
+    checksum = file_sha256(os.path.join(bundle, WEIGHTS_FILE))
     assert f"SHA-256 of `{WEIGHTS_FILE}` (float16): `{checksum}`" in card.text
     with open(os.path.join(bundle, PROVENANCE_FILE)) as handle:
         assert json.load(handle)["weights_sha256"] == checksum

@@ -12,7 +12,6 @@ faster than PyTorch on a CPU; any other folder runs in PyTorch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
+from ..face_detection_grefel import file_sha256
 from ..image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
 from ..pipeline_grefel import FacialExpressionRecognitionPipeline
 
@@ -72,15 +72,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("--device mps was asked for, but torch finds no MPS device")
     return torch.device(name)
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -249,5 +240,5 @@ def face_pipeline(loaded: LoadedModel, **pipeline_options) -> FacialExpressionRe
 
 __all__ = ["BACKENDS", "DEVICES", "METADATA_LABELS", "METADATA_PROCESSOR", "METADATA_WEIGHTS", "ONNX_FILE",
            "ONNX_HINT", "LoadedModel", "OnnxClassifierOutput", "OnnxModelForImageClassification", "face_pipeline",
-           "file_sha256", "load_model", "matching_onnx_model", "processor_from_dict", "require_onnxruntime",
+           "load_model", "matching_onnx_model", "processor_from_dict", "require_onnxruntime",
            "resolve_device"]

@@ -1,10 +1,13 @@
 """`grefel-hf export-onnx`: a saved model as an ONNX file with a dynamic batch size, checked against PyTorch.
 
 The file takes `pixel_values` (batch, 3, H, W) and gives `probabilities` (batch, num_labels) and `reliability`
-(batch,). Its metadata carries the class names and the image processor's settings, so `grefel-hf predict
---backend onnx` needs nothing but the file. The export runs onnxruntime on random and on processed real-format
-images (gray, RGB, RGBA, 16-bit) at several batch sizes and fails when a class probability differs from PyTorch by
-more than the tolerance.
+(batch,). Its metadata carries the class names, the image processor's settings and the SHA-256 of the
+`model.safetensors` it came from, so `grefel-hf predict --backend onnx` needs nothing but the file, and a
+`model.onnx` inside a model folder is used (`--backend auto`) only while it matches the folder's weights. Weights
+that are exactly float16 values (the bundled models') are stored as float16 and cast back once when the file is
+loaded: the file is half the size and computes exactly the same. The export runs onnxruntime on random and on
+processed real-format images (gray, RGB, RGBA, 16-bit) at several batch sizes and fails when a class probability
+differs from PyTorch by more than the tolerance.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from PIL import Image
 from torch import nn
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from .backends import METADATA_LABELS, METADATA_PROCESSOR, ONNX_HINT, require_onnxruntime
+from ..face_detection_grefel import file_sha256
+from .backends import (
+    METADATA_LABELS,
+    METADATA_PROCESSOR,
+    METADATA_WEIGHTS,
+    ONNX_HINT,
+    require_onnxruntime,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,19 +105,52 @@ def parity_inputs(processor, config) -> dict[str, torch.Tensor]:
     }
 
 
-def _write_metadata(path: Path, model, processor) -> None:
+def _require_onnx():
     try:
         import onnx
     except ImportError as err:
         raise ImportError(f"exporting to ONNX needs the onnx package: {ONNX_HINT}") from err
+    return onnx
+
+
+def _write_metadata(path: Path, model, processor, model_dir: Path) -> None:
+    onnx = _require_onnx()
     graph = onnx.load(str(path))
     metadata = {METADATA_LABELS: json.dumps({str(k): v for k, v in model.config.id2label.items()}),
                 METADATA_PROCESSOR: json.dumps(processor.to_dict()),
                 "grefel_model_type": model.config.model_type}
+    weights = model_dir / "model.safetensors"
+    if weights.is_file():
+        metadata[METADATA_WEIGHTS] = file_sha256(weights)
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(graph, str(path))
+
+
+def store_exact_half_weights(path: Path) -> bool:
+    """Store the file's float32 weights as float16, each cast back to float32 by a `Cast` node that onnxruntime
+    folds away when it loads the file, if every weight is exactly a float16 value (nothing changes then); returns
+    whether it did."""
+    onnx = _require_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph_model = onnx.load(str(path))
+    graph = graph_model.graph
+    weights = [init for init in graph.initializer if init.data_type == TensorProto.FLOAT]
+    arrays = [numpy_helper.to_array(init) for init in weights]
+    if not weights or any(not np.array_equal(a.astype(np.float16).astype(np.float32), a) for a in arrays):
+        return False
+    casts = []
+    for init, array in zip(weights, arrays, strict=True):
+        half = numpy_helper.from_array(array.astype(np.float16), f"{init.name}__float16")
+        init.CopyFrom(half)
+        casts.append(helper.make_node("Cast", [half.name], [half.name[: -len("__float16")]], to=TensorProto.FLOAT))
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    onnx.save(graph_model, str(path))
+    return True
 
 
 def _trace(wrapper: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
@@ -116,6 +159,7 @@ def _trace(wrapper: nn.Module, example: torch.Tensor, path: Path, opset: int) ->
         torch.onnx.export(
             wrapper, (example,), str(path), input_names=["pixel_values"],
             output_names=["probabilities", "reliability"], opset_version=opset, dynamo=False,
+            do_constant_folding=False,  # weights stay as saved (onnxruntime folds them when it loads the file)
             dynamic_axes={"pixel_values": {0: "batch"}, "probabilities": {0: "batch"}, "reliability": {0: "batch"}},
         )
 
@@ -155,7 +199,8 @@ def export_onnx(model_dir: str | Path, output: str | Path, opset: int = DEFAULT_
     output.parent.mkdir(parents=True, exist_ok=True)
     _trace(wrapper, inputs["random batch"], output, opset)
     wrapper.eval()  # the exporter restores the mode the wrapper had; keep it in inference mode regardless
-    _write_metadata(output, model, processor)
+    _write_metadata(output, model, processor, model_dir)
+    store_exact_half_weights(output)
     report = OnnxExportReport(output, opset, tolerance, check_parity(output, wrapper, inputs))
     if report.max_abs_diff > tolerance:
         output.unlink()
@@ -164,4 +209,4 @@ def export_onnx(model_dir: str | Path, output: str | Path, opset: int = DEFAULT_
 
 
 __all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "OnnxExportReport", "ParityCheck", "ProbabilityModel",
-           "check_parity", "export_onnx", "parity_inputs", "real_format_images"]
+           "check_parity", "export_onnx", "parity_inputs", "real_format_images", "store_exact_half_weights"]
