@@ -83,16 +83,6 @@ class GReFELModelOutput(ModelOutput):
     level_embeddings: torch.FloatTensor | None = None
     sample_anchors: torch.FloatTensor | None = None
 
-    @property
-    def feature_map(self) -> torch.FloatTensor | None:
-        """`last_hidden_state` under the name earlier versions gave it."""
-        return self.last_hidden_state
-
-    @property
-    def pooled_features(self) -> torch.FloatTensor | None:
-        """`pooler_output` under the name earlier versions gave it."""
-        return self.pooler_output
-
 
 @dataclass
 class GReFELImageClassifierOutput(ModelOutput):

@@ -65,8 +65,8 @@ class _BaseOutputHook:
         self._handle = model.grefel.register_forward_hook(self._keep)
 
     def _keep(self, module, args, output) -> None:
-        if output.feature_map is not None and output.feature_map.requires_grad:
-            output.feature_map.retain_grad()
+        if output.last_hidden_state is not None and output.last_hidden_state.requires_grad:
+            output.last_hidden_state.retain_grad()
         self.output = output
 
     def remove(self) -> None:
@@ -122,7 +122,7 @@ def explain_face(model, pixel_values: torch.Tensor):
         base = hook.output
     finally:
         hook.remove()
-    fmap = base.feature_map
+    fmap = base.last_hidden_state
     if fmap is not None and fmap.dim() == 4 and fmap.grad is not None:
         saliency, method = grad_cam(fmap, *pixels.shape[-2:]), "grad_cam"
     else:
