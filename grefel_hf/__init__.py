@@ -12,7 +12,6 @@ from .configuration_grefel import FER2013_EMOTIONS, GReFELConfig
 from .factory import build_image_processor, create_model
 from .hub import save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
-from .inference.default_model import default_model_path
 from .modeling_baseline import (
     BaselineForImageClassification,
     BaselineImageClassifierOutput,
@@ -52,7 +51,6 @@ __all__ = [
     "GReFELPreTrainedModel",
     "build_image_processor",
     "create_model",
-    "default_model_path",
     "pretrained_model_path",
     "register_auto_classes",
     "save_grefel_folder",

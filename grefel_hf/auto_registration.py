@@ -65,9 +65,9 @@ class _BundledModelDefault(dict):
     def __getitem__(self, key):
         if key != "model":
             raise KeyError(key)
-        from .inference.default_model import default_model_path
+        from .pretrained import pretrained_model_path
 
-        return str(default_model_path()), None
+        return pretrained_model_path(), None
 
 
 def _register_pipelines() -> None:

@@ -18,8 +18,7 @@ import grefel_hf.pretrained as pretrained
 from grefel_hf.bundling import METRICS_FILE, PROVENANCE_FILE, WEIGHTS_FILE
 from grefel_hf.cli import main as cli_main
 from grefel_hf.face_detection_grefel import file_sha256
-from grefel_hf.inference.default_model import resolve_model_path
-from grefel_hf.pretrained import pretrained_model_path
+from grefel_hf.pretrained import pretrained_model_path, resolve_model_path
 
 FERPLUS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 FER2013 = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

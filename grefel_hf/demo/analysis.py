@@ -26,11 +26,11 @@ from PIL import Image, ImageDraw, ImageFont
 from ..face_detection_grefel import FaceBox, FaceOptions, to_uint8_rgb
 from ..image_processing_grefel import read_image
 from ..inference.annotate import BOX_COLOUR, TEXT_COLOUR
-from ..inference.default_model import resolve_model_path
 from ..inference.summaries import VideoTimeline
 from ..inference.video import VideoFrames, require_opencv
 from ..inference.writers import NO_FACE
 from ..pipeline_grefel import ImageFaces, load_rgb
+from ..pretrained import resolve_model_path
 from .options import MEGABYTE
 
 logger = logging.getLogger(__name__)

@@ -12,8 +12,7 @@ import os
 from dataclasses import asdict
 
 from ..face_detection_grefel import FACE_DETECTORS, FaceOptions
-from ..pretrained import BUNDLED_MODELS, DEFAULT_MODEL
-from .default_model import resolve_model_path
+from ..pretrained import BUNDLED_MODELS, DEFAULT_MODEL, resolve_model_path
 
 logger = logging.getLogger("grefel_hf")
 

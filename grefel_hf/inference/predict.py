@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from ..face_detection_grefel import FaceOptions
 from ..pipeline_grefel import FaceInput, ImageFaces
+from ..pretrained import resolve_model_path
 from .annotate import UniqueNames, annotated_image_path, draw_faces
 from .backends import LoadedModel, face_pipeline, load_model
-from .default_model import resolve_model_path
 from .sources import Source, expand_inputs
 from .summaries import RunSummary, VideoSummary, VideoTimeline, write_json
 from .video import Mp4Writer, VideoFrames

@@ -1,7 +1,8 @@
 """The trained models that ship inside the package, so that prediction works the moment it is installed.
 
-Each is a saved model folder (config, float16 weights, processor config) with its validation metrics, provenance and
-model card (`README.md`); `grefel_hf/bundling.py` writes them. A bundle carries no remote code and its configs name
+Each is a saved model folder (config, float16 weights, processor config, and the same weights as `model.onnx` for
+ONNX Runtime) with its validation metrics, provenance and model card (`README.md`); `grefel_hf/bundling.py` writes
+them. A bundle carries no remote code and its configs name
 none: the installed package's own classes load it. Nothing is read at import.
 """
 
@@ -41,4 +42,14 @@ def pretrained_model_path(name: str = DEFAULT_MODEL) -> str:
     return str(folder)
 
 
-__all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "PRETRAINED_DIR", "pretrained_model_path"]
+def resolve_model_path(model: str | Path | None) -> Path:
+    """The model a command or pipeline is given, as a path: the default bundled model for None, a bundled model's
+    folder for its name (when no file or folder of that name exists), `model` itself otherwise."""
+    if model is None:
+        return Path(pretrained_model_path())
+    if isinstance(model, str) and model in BUNDLED_MODELS and not Path(model).exists():
+        return Path(pretrained_model_path(model))
+    return Path(model)
+
+
+__all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "PRETRAINED_DIR", "pretrained_model_path", "resolve_model_path"]
