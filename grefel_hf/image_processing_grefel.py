@@ -9,6 +9,7 @@ This file is saved next to checkpoints as remote code: it imports only numpy, PI
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -24,6 +25,22 @@ _TRANSPARENT_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 _WIDE_INTEGER_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
+def link_problem(path: str | os.PathLike) -> str | None:
+    """What is wrong with `path` if it is a symbolic link that leads nowhere ("is a symbolic link to X, which does
+    not exist" or "is a symbolic link loop"); None for anything else."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link loop (following it never reaches a file)"
+        raise
+    return None
+
+
 def read_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file the way the GReFEL processors read images: decoded in full, turned upright by its EXIF
     orientation, and left in its own mode (16-bit, RGBA, palette, float), so that the processor, not a blind
@@ -31,10 +48,15 @@ def read_image(path: str | os.PathLike) -> Image.Image:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not an image PIL can read, or it is truncated or corrupt (the message names it).
+        ValueError: the file is not an image PIL can read, it is truncated or corrupt, it has more pixels than
+            PIL's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`), or it is a dangling or looping symbolic
+            link (the message names it).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
+        problem = link_problem(path)
+        if problem is not None:
+            raise ValueError(f"{path} {problem}")
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as opened:
@@ -43,6 +65,8 @@ def read_image(path: str | os.PathLike) -> Image.Image:
             upright.load()
     except UnidentifiedImageError as err:
         raise ValueError(f"{path} is not an image file PIL can read") from err
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path} is refused as a possible decompression bomb: {err}") from err
     except (OSError, SyntaxError, ValueError) as err:  # PIL reports truncated and corrupt data as these
         raise ValueError(f"{path} is truncated or corrupt: {err}") from err
     upright.filename = path  # kept so later errors can name the file
@@ -260,4 +284,4 @@ class GReFELImageProcessorPil(_GReFELFaceInputs, PilBackend):
     """GReFEL image processor (PIL backend), for environments without torchvision; same outputs within rounding."""
 
 
-__all__ = ["GReFELImageProcessor", "GReFELImageProcessorPil", "MIN_IMAGE_SIDE", "read_image"]
+__all__ = ["GReFELImageProcessor", "GReFELImageProcessorPil", "MIN_IMAGE_SIDE", "link_problem", "read_image"]

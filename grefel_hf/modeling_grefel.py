@@ -10,11 +10,13 @@ siblings (`from .x import y`), never the `grefel_hf` package.
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 from dataclasses import dataclass
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -134,16 +136,78 @@ class GReFELImageClassifierOutput(ModelOutput):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+"""The weights files transformers reads from a model folder (`pytorch_model.bin` only as plain tensors)."""
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def _saved_label_count(folder: str) -> int | None:
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None  # transformers' own loading reports a missing or broken config
+    labels = config.get("id2label") if isinstance(config, dict) else None
+    return len(labels) if isinstance(labels, dict) else None
+
+
+def _anchor_classes(weights: str) -> tuple[str, list[int]] | None:
+    """The class anchors' name and shape in a safetensors file ((num_labels, anchors_per_class, dim)), read from
+    its header only; None when it has none or cannot be read (loading then reports it)."""
+    try:
+        with safe_open(weights, framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                if name.split(".")[-1] == "anchors":
+                    return name, list(handle.get_slice(name).get_shape())
+    except (SafetensorError, OSError):
+        return None
+    return None
+
+
+def check_local_weights(folder: str) -> None:
+    """Refuse, before transformers reads them, the weights of a local model folder that cannot be loaded as its
+    config says: no weights file but a pickle (which could run code when loaded), or class anchors for another
+    number of classes than config.json names. Each is an `OSError` naming the file and the problem."""
+    present = set(os.listdir(folder))
+    if not present & set(WEIGHT_FILES):
+        pickles = sorted(name for name in present if name.lower().endswith(PICKLE_SUFFIXES))
+        if pickles:
+            raise OSError(f"{folder} holds no model.safetensors, only the pickle file(s) {pickles}: pickles can run "
+                          "code when loaded and are not read; load it where you trust it and save it with "
+                          "save_pretrained (model.safetensors)")
+        return
+    weights, count = os.path.join(folder, "model.safetensors"), _saved_label_count(folder)
+    anchors = _anchor_classes(weights) if count is not None and "model.safetensors" in present else None
+    if anchors is not None and anchors[1] and anchors[1][0] != count:
+        raise OSError(f"{weights}: config.json names {count} classes (id2label) but these weights were trained "
+                      f"for {anchors[1][0]} ({anchors[0]} has shape {anchors[1]}); give the config.json that was "
+                      "saved with them")
+
+
 def load_naming_the_weights(load, pretrained_model_name_or_path, *args, **kwargs):
-    """Call `load(pretrained_model_name_or_path, ...)`; a truncated or corrupt safetensors file becomes an `OSError`
-    naming it."""
+    """Call `load(pretrained_model_name_or_path, ...)`; for a local folder, weights that cannot fit its config are
+    refused first (`check_local_weights`), and a truncated or corrupt safetensors file or a pickle that holds more
+    than tensors becomes an `OSError` naming the file."""
+    where = os.fspath(pretrained_model_name_or_path)
+    subfolder = kwargs.get("subfolder")
+    folder = (os.path.join(where, subfolder) if subfolder else where) if os.path.isdir(where) else None
+    if folder is not None:
+        check_local_weights(folder)
     try:
         return load(pretrained_model_name_or_path, *args, **kwargs)
     except SafetensorError as err:
-        where = os.fspath(pretrained_model_name_or_path)
-        if os.path.isdir(where):
-            where = os.path.join(where, kwargs.get("subfolder") or "", "model.safetensors")
+        where = os.path.join(folder, "model.safetensors") if folder is not None else where
         raise OSError(f"{where}: the weights file is truncated or corrupt ({err}); save or download it again") from err
+    except pickle.UnpicklingError as err:
+        where = os.path.join(folder, "pytorch_model.bin") if folder is not None else where
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if line.startswith("WeightsUnpickler")), lines[0] if lines else "")
+        raise OSError(f"{where}: a pickle that holds more than weights is not loaded ({reason}); load it where you "
+                      "trust it and save it with save_pretrained (model.safetensors)") from err
+
+
 
 
 class GReFELPreTrainedModel(PreTrainedModel):
@@ -391,6 +455,7 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
 
 __all__ = [
     "GREFEL_AUTO_MAP",
+    "check_local_weights",
     "load_naming_the_weights",
     "GReFELForImageClassification",
     "GReFELImageClassifierOutput",

@@ -21,6 +21,7 @@ flat siblings (`from .x import y`), never the `grefel_hf` package.
 from __future__ import annotations
 
 import io
+import signal
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -73,7 +74,8 @@ def fetch_url_image(url: str, index: int, timeout: float | None = None) -> Image
             data = response.read()
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (urllib.error.URLError, OSError, ValueError, UnidentifiedImageError) as err:
+    except (urllib.error.URLError, OSError, ValueError, UnidentifiedImageError,
+            Image.DecompressionBombError) as err:
         raise ValueError(f"image {index}: could not read the image at {url}: {err}") from err
     image = ImageOps.exif_transpose(image)
     image.filename = url
@@ -195,6 +197,14 @@ def as_face_input(item: Any, index: int) -> FaceInput:
 
 def _no_collate(item):
     return item
+
+
+def leave_signals_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker ignores SIGINT and SIGTERM: Ctrl-C or a scheduler's SIGTERM reaches the whole process
+    group, and the main process decides how to stop (a worker killed by it would only turn a clean stop into a
+    "worker exited unexpectedly" error). Workers still end with the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def check_top_k(top_k: Any) -> None:
@@ -324,7 +334,8 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
         unreadable image gives a result with `error` instead of raising). This is what `grefel-hf predict` uses."""
         preprocess, forward, postprocess = self._sanitize_parameters(**kwargs, output="records")
         return self.get_iterator(inputs, self._num_workers or 0 if num_workers is None else num_workers,
-                                 batch_size or self._batch_size, {**self._preprocess_params, **preprocess},
+                                 self._batch_size if batch_size is None else batch_size,
+                                 {**self._preprocess_params, **preprocess},
                                  {**self._forward_params, **forward}, {**self._postprocess_params, **postprocess})
 
     def _yunet_file(self):
@@ -381,8 +392,9 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
         check_batching(batch_size, num_workers)
         sized = hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__") and not isinstance(inputs, dict)
         images = (_PreparedList if sized else _PreparedStream)(inputs, self.prepare_image, preprocess_params)
-        loader = DataLoader(images, batch_size=None, collate_fn=_no_collate,
-                            num_workers=num_workers if sized else min(num_workers, 1))
+        workers = num_workers if sized else min(num_workers, 1)
+        loader = DataLoader(images, batch_size=None, collate_fn=_no_collate, num_workers=workers,
+                            worker_init_fn=leave_signals_to_the_main_process if workers else None)
         model_iterator = PipelinePackIterator(batched_chunks(loader, batch_size), self.forward, forward_params,
                                               loader_batch_size=batch_size)
         return iter(PipelineIterator(model_iterator, self.postprocess, postprocess_params))
@@ -445,4 +457,4 @@ class GReFELImageClassificationPipeline(ImageClassificationPipeline):
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TOP_K", "READ_ERRORS", "FaceInput", "FacialExpressionRecognitionPipeline",
            "GReFELImageClassificationPipeline", "ImageFaces", "PreparedImage", "as_face_input", "batched_chunks",
            "check_batching", "check_top_k", "collate_chunks", "face_chunks", "face_entries", "fetch_url_image",
-           "is_grefel_processor", "load_rgb", "probabilities_and_reliability"]
+           "is_grefel_processor", "leave_signals_to_the_main_process", "load_rgb", "probabilities_and_reliability"]

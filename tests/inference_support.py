@@ -94,3 +94,19 @@ def paste_on_canvas(pieces: list[tuple[np.ndarray, float, tuple[int, int]]], siz
                                  Image.Resampling.BILINEAR)
         canvas.paste(resized, place)
     return np.asarray(canvas)
+
+
+def write_decompression_bomb(path: Path, side: int = 30000) -> Path:
+    """A tiny PNG whose header states `side` x `side` pixels (900 million by default, over twice PIL's
+    decompression-bomb limit), so PIL refuses it when opening it."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", side, side)  # the IHDR chunk's width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path

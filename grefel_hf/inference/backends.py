@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import (
     AutoImageProcessor,
@@ -29,6 +30,7 @@ from transformers.utils import ModelOutput
 
 from ..face_detection_grefel import file_sha256
 from ..image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
+from ..modeling_grefel import load_naming_the_weights
 from ..pipeline_grefel import FacialExpressionRecognitionPipeline
 
 logger = logging.getLogger(__name__)
@@ -153,9 +155,24 @@ def _check_onnx_signature(session, path: Path, num_labels: int) -> None:
         raise ValueError(f"{path}: expected an export with input pixel_values and outputs (probabilities, "
                          f"reliability), got inputs {inputs} and outputs {[o.name for o in outputs]}")
     width = outputs[0].shape[-1] if outputs[0].shape else None
+    if not isinstance(width, int):
+        try:
+            width = _tried_width(session)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ValueError(f"{path}: onnxruntime cannot run this graph on a zero image: {err}") from err
     if isinstance(width, int) and width != num_labels:
         raise ValueError(f"{path}: its metadata names {num_labels} classes but its graph gives {width} "
                          "probabilities per face")
+
+
+def _tried_width(session) -> int | None:
+    """The probabilities per face of a graph that does not state it: run once on a zero image when its input
+    states its size (None otherwise)."""
+    sizes = session.get_inputs()[0].shape[1:]
+    if not sizes or not all(isinstance(size, int) for size in sizes):
+        return None
+    probabilities = session.run(None, {"pixel_values": np.zeros((1, *sizes), dtype=np.float32)})[0]
+    return int(probabilities.shape[-1]) if probabilities.ndim == 2 else None
 
 
 def processor_from_dict(settings: dict[str, Any]):
@@ -181,7 +198,7 @@ def _torch_model(folder: Path, device: torch.device) -> LoadedModel:
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"--model {folder} is not a saved model folder (no config.json); give a folder "
                                 "saved by train_hf.py or save_grefel_folder, or a .onnx file")
-    model = AutoModelForImageClassification.from_pretrained(folder).to(device).eval()
+    model = load_naming_the_weights(AutoModelForImageClassification.from_pretrained, folder).to(device).eval()
     return LoadedModel(model, AutoImageProcessor.from_pretrained(folder), "torch", folder)
 
 

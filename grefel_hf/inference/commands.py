@@ -16,7 +16,9 @@ from ..pretrained import BUNDLED_MODELS, DEFAULT_MODEL, resolve_model_path
 
 logger = logging.getLogger("grefel_hf")
 
-USER_ERRORS = (FileNotFoundError, ValueError, ImportError)
+USER_ERRORS = (OSError, ValueError, ImportError)
+"""What a user can cause: a missing or unreadable file, a broken model folder, a folder that cannot be written
+(OSError, FileNotFoundError among them), a bad option or input (ValueError), a missing package (ImportError)."""
 
 _MODEL_HELP = ("saved model folder (train_hf.py or save_grefel_folder output){}, or the name of a model bundled with "
                "grefel_hf (" + ", ".join(BUNDLED_MODELS) + "); default: " + DEFAULT_MODEL)

@@ -266,6 +266,9 @@ def run_predict(options: PredictOptions) -> PredictReport:
         logger.warning("skipped %s: neither an image nor a video by its extension", path)
     for text in sources.missing:
         logger.warning("skipped %s: no such file, folder or matching file", text)
+    for path, reason in sources.skipped:
+        run.summary.unreadable.append((str(path), reason))
+        logger.warning("skipped %s: it %s", path, reason)
     with RowWriter(options.output, labels, options.format, options.landmarks) as writer, \
             tqdm(total=len(sources.sources), unit="file", disable=not options.progress) as bar, \
             classification_threads(threads, loaded.backend):

@@ -1,12 +1,19 @@
-"""Which files the INPUT arguments of `grefel-hf predict` name: image files, folders (recursive), globs, videos."""
+"""Which files the INPUT arguments of `grefel-hf predict` name: image files, folders (recursive), globs, videos.
+
+Folders are searched in sorted order, following symbolic links to folders but never around a loop; `**` in a glob
+does not follow them. Dangling links, link loops and entries that are not regular files (pipes, sockets, devices)
+are skipped with the reason, never silently.
+"""
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..image_processing_grefel import link_problem
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                               ".pbm", ".pnm", ".tga", ".jp2", ".jfif"})
@@ -33,11 +40,24 @@ class SourceList:
         sources: the files to process, in argument order (folders and globs sorted), each once.
         unsupported: files inside folders (or matched by globs) that are neither images nor videos by extension.
         missing: arguments that named no existing file and matched nothing.
+        skipped: (path, reason) of what cannot be read as a file: dangling symbolic links, link loops, pipes,
+            sockets, devices, folders that cannot be listed.
+        realpaths: the resolved path of every file in `sources` (what a run must never write over).
     """
 
     sources: list[Source] = field(default_factory=list)
     unsupported: list[Path] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    realpaths: set[str] = field(default_factory=set)
+    _skipped_paths: set[str] = field(default_factory=set, repr=False)
+
+    def skip(self, path: Path, reason: str) -> None:
+        """Count `path` as skipped, once however many arguments lead to it."""
+        key = os.path.abspath(path)
+        if key not in self._skipped_paths:
+            self._skipped_paths.add(key)
+            self.skipped.append((path, reason))
 
 
 def kind_of(path: Path, explicit: bool) -> str | None:
@@ -51,15 +71,63 @@ def kind_of(path: Path, explicit: bool) -> str | None:
     return None
 
 
-def _folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+NOT_A_FILE = "is not a regular file (a pipe, socket or device)"
 
 
-def _add(result: SourceList, seen: set, path: Path, explicit: bool) -> None:
-    key = os.path.realpath(path)
-    if key in seen:
+def _not_a_file(path: Path) -> str:
+    return link_problem(path) or NOT_A_FILE
+
+
+def folder_files(folder: Path, skip: Callable[[Path, str], None]) -> Iterator[Path]:
+    """The files under `folder`, in the order sorted paths have, following symbolic links to folders except
+    around a loop; what is not a readable file is passed to `skip(path, reason)`."""
+    yield from _walk(Path(folder), (os.path.realpath(folder),), skip)
+
+
+def _walk(folder: Path, ancestors: tuple[str, ...], skip: Callable[[Path, str], None]) -> Iterator[Path]:
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as err:
+        skip(folder, f"cannot be listed: {err.strerror or err}")
         return
-    seen.add(key)
+    for entry in entries:
+        path, kind = folder / entry.name, _entry_kind(entry)
+        if kind == "folder":
+            real = os.path.realpath(path)
+            if real in ancestors:
+                skip(path, f"is a symbolic link loop: it leads back to {real}")
+            else:
+                yield from _walk(path, (*ancestors, real), skip)
+        elif kind == "file":
+            yield path
+        else:
+            skip(path, _not_a_file(path))
+
+
+def _entry_kind(entry: os.DirEntry) -> str | None:
+    """"folder" or "file" (following symbolic links), or None for anything else, a link loop included."""
+    try:
+        return "folder" if entry.is_dir() else "file" if entry.is_file() else None
+    except OSError:
+        return None
+
+
+def _glob(pattern: str) -> list[Path]:
+    """Sorted matches of a glob pattern; `**` recurses without following symbolic links to folders."""
+    if "**" not in pattern:
+        return sorted(map(Path, glob.glob(pattern)))
+    parts = Path(pattern).parts
+    literal = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    base = Path(*parts[:literal]) if literal else Path(".")
+    return sorted(base.glob(str(Path(*parts[literal:]))))
+
+
+def _add(result: SourceList, path: Path, explicit: bool) -> None:
+    key = os.path.realpath(path)
+    if key in result.realpaths:
+        return
+    result.realpaths.add(key)
     kind = kind_of(path, explicit)
     if kind is None:
         result.unsupported.append(path)
@@ -69,25 +137,37 @@ def _add(result: SourceList, seen: set, path: Path, explicit: bool) -> None:
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> SourceList:
     """The files named by `inputs`: files, folders (searched recursively) and glob patterns (`**` recurses)."""
-    result, seen = SourceList(), set()
+    result = SourceList()
     for raw in inputs:
         text = os.fspath(raw)
         path = Path(text)
         if path.is_dir():
-            for file in _folder_files(path):
-                _add(result, seen, file, explicit=False)
+            for file in folder_files(path, result.skip):
+                _add(result, file, explicit=False)
         elif path.is_file():
-            _add(result, seen, path, explicit=True)
+            _add(result, path, explicit=True)
+        elif os.path.lexists(path):
+            result.skip(path, _not_a_file(path))
         elif glob.has_magic(text):
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                result.missing.append(text)
-            for match in map(Path, matches):
-                for file in _folder_files(match) if match.is_dir() else [match]:
-                    _add(result, seen, file, explicit=False)
+            _add_matches(result, text)
         else:
             result.missing.append(text)
     return result
 
 
-__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "Source", "SourceList", "expand_inputs", "kind_of"]
+def _add_matches(result: SourceList, pattern: str) -> None:
+    matches = _glob(pattern)
+    if not matches:
+        result.missing.append(pattern)
+    for match in matches:
+        if match.is_dir():
+            for file in folder_files(match, result.skip):
+                _add(result, file, explicit=False)
+        elif match.is_file():
+            _add(result, match, explicit=False)
+        else:
+            result.skip(match, _not_a_file(match))
+
+
+__all__ = ["IMAGE_EXTENSIONS", "NOT_A_FILE", "VIDEO_EXTENSIONS", "Source", "SourceList", "expand_inputs", "folder_files",
+           "kind_of"]
