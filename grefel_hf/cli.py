@@ -1,5 +1,6 @@
 """The `grefel-hf` command: `grefel-hf evaluate --model_dir M --dataset NAME_OR_PATH --output_dir OUT [...]`, and
-`predict`, `export-onnx` and `explain` (`grefel_hf.inference.commands`), and `demo` (`grefel_hf.demo.command`)."""
+`predict`, `export-onnx` and `explain` (`grefel_hf.inference.commands`), `calibrate`
+(`grefel_hf.calibration.command`) and `demo` (`grefel_hf.demo.command`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
+from .calibration.command import add_calibrate_parser, run_calibrate_command
 from .demo.command import add_demo_parser, run_demo_command
 from .evaluation.runner import EvaluationOptions, run_evaluation
 from .inference.commands import COMMANDS as INFERENCE_COMMANDS
@@ -18,8 +20,10 @@ logger = logging.getLogger("grefel_hf")
 def _evaluate_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate", help="evaluate a saved model on a dataset split",
-        description="Write metrics.json, confusion_matrix.png, reliability_diagram.png, training_curves.png (when "
-                    "trainer_state.json is beside the model), report.md and report.tex to --output_dir.",
+        description="Write metrics.json, confusion_matrix.png, reliability_diagram.png, risk_coverage.png "
+                    "(selective prediction ranked by top probability, reliability and their product), "
+                    "training_curves.png (when trainer_state.json is beside the model), report.md and report.tex "
+                    "to --output_dir.",
     )
     p.add_argument("--model_dir", required=True, help="saved GReFEL folder (train_hf.py output) or hub id")
     p.add_argument("--dataset", required=True,
@@ -47,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _evaluate_parser(subparsers)
     add_inference_parsers(subparsers)
+    add_calibrate_parser(subparsers)
     add_demo_parser(subparsers)
     return parser
 
@@ -59,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_inference_command(args)
     if args.command == "demo":
         return run_demo_command(args)
+    if args.command == "calibrate":
+        return run_calibrate_command(args)
     try:
         options = EvaluationOptions(
             model_dir=args.model_dir, dataset=args.dataset, output_dir=args.output_dir, data_dir=args.data_dir,

@@ -7,6 +7,8 @@ This file is saved next to checkpoints as remote code, so it imports only transf
 library, and never the `grefel_hf` package itself.
 """
 
+import math
+
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
@@ -83,6 +85,22 @@ def check_backbone_kwargs(config) -> None:
     if refused:
         raise ValueError(f"{type(config).__name__}.backbone_kwargs may only hold timm architecture settings "
                          f"{sorted(ALLOWED_BACKBONE_KWARGS)}; refused {refused}")
+
+
+def check_calibration(config) -> None:
+    """Refuse a calibration temperature that is not a positive finite number, or a bias that is not one finite
+    number per label (the message names the field)."""
+    temperature = config.calibration_temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
+        raise ValueError(f"{type(config).__name__}.calibration_temperature must be a positive number, got "
+                         f"{temperature!r}")
+    bias = config.calibration_bias
+    if bias is None:
+        return
+    if not isinstance(bias, list | tuple) or len(bias) != config.num_labels or any(
+            isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) for b in bias):
+        raise ValueError(f"{type(config).__name__}.calibration_bias must be None or {config.num_labels} finite "
+                         f"numbers, one per label, got {bias!r}")
 
 
 def drop_retired_kwargs(config_name: str, kwargs: dict, retired: dict[str, str]) -> None:
@@ -198,6 +216,17 @@ class GReFELConfig(PreTrainedConfig):
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of GReFEL's own linear layers (the timm backbone keeps its
             own initialisation).
+        calibration_temperature (`float`, *optional*, defaults to 1.0):
+            Temperature T of the post-hoc calibration, fitted on a validation split (`grefel-hf calibrate`, or at the
+            end of `train_hf.py`): the model's `logits` are log_softmax(log(final) / T + b), with `final` the
+            distribution `inference_mode` names and b `calibration_bias`. Above 1 softens the probabilities, below 1
+            sharpens them; a temperature alone never changes the predicted class. 1.0 with no bias leaves the
+            distribution exactly as it is (configs saved before calibration existed load that way).
+        calibration_bias (`list[float]`, *optional*):
+            Per-class bias b of the calibration, one value per label, added to the temperature-scaled
+            log-probabilities before they are renormalised (vector scaling with a shared scale; post-hoc logit
+            adjustment by class priors is a bias too). Unlike the temperature, a bias can change the predicted class.
+            None is no bias.
 
     Example:
 
@@ -237,6 +266,8 @@ class GReFELConfig(PreTrainedConfig):
     mc_dropout_rate: float | int = 0.1
     mc_dropout_seed: int = 0
     initializer_range: float = 0.02
+    calibration_temperature: float | int = 1.0
+    calibration_bias: list[float] | None = None
 
     def __post_init__(self, **kwargs):
         if kwargs.get("primary_pool_grid", 1) not in (1, None):
@@ -288,6 +319,7 @@ class GReFELConfig(PreTrainedConfig):
             raise ValueError("GReFELConfig.mc_dropout_samples must be >= 1 for the enhanced reliability variant, "
                              f"got {self.mc_dropout_samples}")
         check_backbone_kwargs(self)
+        check_calibration(self)
 
 
 __all__ = ["ALLOWED_BACKBONE_KWARGS", "FER2013_EMOTIONS", "GReFELConfig", "INFERENCE_MODES", "RETIRED_FIELDS"]

@@ -1,5 +1,6 @@
 """GReFEL's building blocks, in data-flow order: backbone helper → multi-scale level projections → geometry-aware
-anchor attention → fusion → primary head → reliability balancing (anchor path, attentive path, confidences).
+anchor attention → fusion → primary head → reliability balancing (anchor path, attentive path, confidences) →
+post-hoc calibration of the final distribution.
 
 `modeling_grefel.py` assembles them into the PreTrainedModels. This file is saved next to checkpoints as remote code:
 it imports only torch, timm, transformers and its flat siblings (`from .x import y`), never the `grefel_hf` package.
@@ -342,6 +343,24 @@ class GReFELPrimaryConfidence(nn.Module):
         return torch.sigmoid(self.mlp(measures)).squeeze(-1)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Post-hoc calibration
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def calibrate_log_probs(log_probs: torch.Tensor, temperature: float = 1.0,
+                        bias: list[float] | None = None) -> torch.Tensor:
+    """The calibrated log-probabilities log_softmax(log_probs / temperature + bias) over the last axis (see
+    `GReFELConfig.calibration_temperature`). The identity calibration (temperature 1, no bias) returns `log_probs`
+    itself, so uncalibrated models compute exactly what they did before calibration existed."""
+    if temperature == 1.0 and bias is None:
+        return log_probs
+    scaled = log_probs / temperature
+    if bias is not None:
+        scaled = scaled + torch.tensor(bias, dtype=scaled.dtype, device=scaled.device)
+    return torch.log_softmax(scaled, dim=-1)
+
+
 __all__ = [
     "GReFELAttention",
     "GReFELFusion",
@@ -351,6 +370,7 @@ __all__ = [
     "GReFELPrimaryHead",
     "GReFELReliabilityBalancing",
     "backbone_features",
+    "calibrate_log_probs",
     "create_timm_backbone",
     "distribution_agreement",
     "prepare_pixel_values",

@@ -2,7 +2,7 @@
 
 A view is a cheap, label-preserving change of an already processed batch (`pixel_values`, shape (B, C, H, W)): the
 image itself, its mirror, or a shift by a small fraction of its size (edges replicated). The model's final
-distributions over the views are averaged; the reliability is recomputed from the mean.
+distributions over the views are averaged, and so are its reliability scores.
 
 This file is saved next to checkpoints as remote code (the pipeline uses it): it imports only torch.
 """
@@ -70,13 +70,14 @@ def predict_probabilities(model, pixel_values: torch.Tensor, views: int | Sequen
                           shift: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean final distribution (B, C) of `model` over the views of `pixel_values`, and its reliability (B,).
 
-    `model` returns log-probabilities as `logits` (GReFEL and the baseline do); with one view the model's own
-    reliability is returned, with several, one minus the normalised entropy of the mean.
+    `model` returns log-probabilities as `logits` (GReFEL and the baseline do). The reliability is the mean of the
+    model's own reliability over the views; a model that returns none gets one minus the normalised entropy of the
+    mean distribution.
     """
     outputs = [model(pixel_values=view) for view in tta_views(pixel_values, views, shift)]
     probs = torch.stack([out.logits.float().exp() for out in outputs]).mean(dim=0)
-    if len(outputs) == 1 and outputs[0].get("reliability") is not None:
-        return probs, outputs[0].reliability.float()
+    if all(out.get("reliability") is not None for out in outputs):
+        return probs, torch.stack([out.reliability.float() for out in outputs]).mean(dim=0)
     entropy = -(probs * probs.clamp_min(1e-8).log()).sum(dim=-1) / torch.log(torch.tensor(float(probs.shape[-1])))
     return probs, (1.0 - entropy).clamp(0.0, 1.0)
 

@@ -195,7 +195,8 @@ def test_metrics_json_round_trip_and_schema(tmp_path):
     assert loaded == json.loads(json.dumps({"raw": metrics, "ema": metrics}))
     assert set(as_variants(loaded)) == {"raw", "ema"}
     assert set(metrics) == {"num_images", "accuracy", "macro_f1", "weighted_f1", "ece", "mean_reliability_correct",
-                            "mean_reliability_wrong", "labels", "per_class", "confusion_matrix", "calibration"}
+                            "mean_reliability_wrong", "labels", "per_class", "confusion_matrix", "calibration",
+                            "selective"}
     (tmp_path / "bad.json").write_text(json.dumps({"accuracy": 0.5}))
     with pytest.raises(ValueError, match="missing metrics.json key"):
         read_metrics_json(tmp_path / "bad.json")

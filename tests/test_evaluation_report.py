@@ -71,8 +71,9 @@ def test_hard_label_metrics_report_has_no_ece_row(tmp_path):
 
 def test_latex_report(tmp_path, raw, ema):
     text = write_latex_report({"raw": raw, "ema": ema}, tmp_path / "r.tex", caption="GReFEL on FER_2013 (50% val)").read_text()
-    assert text.count(r"\begin{tabular}") == text.count(r"\end{tabular}") == 4
-    assert text.count(r"\toprule") == 4 and text.count(r"\bottomrule") == 4
+    # overall, per class, two confusion matrices, selective prediction and its thresholds
+    assert text.count(r"\begin{tabular}") == text.count(r"\end{tabular}") == 6
+    assert text.count(r"\toprule") == 6 and text.count(r"\bottomrule") == 6
     assert r"\caption{GReFEL on FER\_2013 (50\% val): overall.}" in text
     assert r"\label{tab:grefel-confusion-ema}" in text
     assert rf"Accuracy (\%) & {100 * raw['accuracy']:.2f} & {100 * ema['accuracy']:.2f} \\" in text

@@ -1,5 +1,5 @@
 """Test-time augmentation of the Trainer's evaluations (`--eval_tta_views`), with grefel_hf.tta_grefel's views:
-one view is plain evaluation; identity and flip give the mean of the two distributions."""
+one view is plain evaluation; identity and flip give the mean of the two distributions and reliabilities."""
 
 import pytest
 import torch
@@ -34,8 +34,10 @@ def test_evaluation_with_one_view_is_plain_and_with_a_flip_the_mean_of_both(mode
     torch.testing.assert_close(torch.from_numpy(one.predictions["logits"]).exp(), probs, atol=1e-5, rtol=1e-4)
     mean = (probs + mirrored) / 2
     torch.testing.assert_close(torch.from_numpy(two.predictions["logits"]).exp(), mean, atol=1e-5, rtol=1e-4)
-    entropy = -(mean * mean.log()).sum(-1) / torch.log(torch.tensor(float(mean.shape[-1])))
-    torch.testing.assert_close(torch.from_numpy(two.predictions["reliability"]), 1 - entropy, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # the reliability: the mean of the model's own over the two views
+        reliability = (model(pixel_values=batch["pixel_values"]).reliability
+                       + model(pixel_values=batch["pixel_values"].flip(-1)).reliability) / 2
+    torch.testing.assert_close(torch.from_numpy(two.predictions["reliability"]), reliability, atol=1e-5, rtol=1e-4)
     assert two.metrics["test_loss"] == pytest.approx(one.metrics["test_loss"], rel=1e-5)  # the loss: images as they are
     assert not torch.allclose(mean, probs)  # the flip changed the answer, so the test can tell the two apart
 

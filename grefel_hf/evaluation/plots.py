@@ -1,4 +1,5 @@
-"""PNG figures for evaluation results: confusion matrix, reliability diagram and training curves.
+"""PNG figures for evaluation results: confusion matrix, reliability diagram, risk-coverage curves and training
+curves.
 
 Figures are drawn on matplotlib's Agg canvas directly (``matplotlib.figure.Figure`` + ``FigureCanvasAgg``),
 not through ``pyplot``: that needs no display, leaves the global backend alone and leaks no figures.
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from grefel_hf.metrics.classification import expected_calibration_error
+from grefel_hf.metrics.selective import RANKING_NAMES
 
 from ..json_files import read_json_file
 
@@ -106,6 +108,29 @@ def plot_reliability_diagram(calibration: dict[str, Any], path: str | Path) -> P
     ece = expected_calibration_error(calibration)
     axis.set_title(f"Reliability diagram ({int(counts.sum())} images, ECE {100 * ece:.2f}%)")
     axis.legend(loc="upper left")
+    return _save(figure, path)
+
+
+def plot_risk_coverage(selective: dict[str, Any], path: str | Path) -> Path:
+    """Plot the risk (error rate of the accepted images) against the coverage for every ranking of the `selective`
+    entry of ``metrics.json`` (see ``grefel_hf.metrics.selective``), each labelled with its AURC; return the path."""
+    rankings = selective.get("rankings") if isinstance(selective, dict) else None
+    if not rankings:
+        raise ValueError("selective-prediction metrics need at least one ranking with a curve")
+    figure, (axis,) = _new_figure(6.0, 4.5)
+    for name, summary in rankings.items():
+        curve = summary["curve"]
+        best = " (best)" if name == selective.get("best_ranking") else ""
+        axis.plot(100 * np.asarray(curve["coverage"]), 100 * np.asarray(curve["risk"]),
+                  label=f"{RANKING_NAMES.get(name, name)}{best}: AURC {100 * summary['aurc']:.2f} %")
+    axis.set_xlim(0, 100)
+    axis.set_ylim(bottom=0)
+    axis.set_xlabel("Coverage (% of images answered, most confident first)")
+    axis.set_ylabel("Risk (% of answered images wrong)")
+    ideal = selective.get("optimal_aurc")
+    note = f", ideal ranking's AURC {100 * ideal:.2f} %" if ideal is not None else ""
+    axis.set_title(f"Risk-coverage ({selective.get('num_images', '?')} images{note})", fontsize=10)
+    axis.legend(loc="upper left", fontsize="small")
     return _save(figure, path)
 
 

@@ -1,4 +1,5 @@
-"""Markdown and LaTeX reports of evaluation metrics (overall table, per-class table, confusion matrix).
+"""Markdown and LaTeX reports of evaluation metrics (overall table, per-class table, confusion matrix, selective
+prediction).
 
 Both formats are rendered from the same table model (headers + rows of cells), so they always show the
 same numbers. ``metrics`` is one ``metrics.json`` dict or several named variants side by side, e.g.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grefel_hf.metrics.classification import as_variants
+from grefel_hf.metrics.selective import RANKING_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +106,51 @@ def confusion_table(metrics: dict[str, Any]) -> Table:
     return Table(["True / Predicted"] + labels, rows)
 
 
+def _selective_variants(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `selective` entry of each variant that has one."""
+    return {name: v["selective"] for name, v in as_variants(metrics).items() if v.get("selective")}
+
+
+def _ranking_label(ranking: str, variant: str, best: bool) -> str:
+    return RANKING_NAMES.get(ranking, ranking) + (" (best)" if best else "") + (f", {variant}" if variant else "")
+
+
+def selective_table(metrics: dict[str, Any]) -> Table | None:
+    """Accuracy at each coverage and the AURC (both in %) per ranking, the best (lowest AURC) marked, and the AURC
+    of the ideal ranking; None when no variant has selective-prediction metrics."""
+    variants = _selective_variants(metrics)
+    if not variants:
+        return None
+    coverages = next(iter(variants.values()))["coverages"]
+    headers = ["Ranking", *(f"Acc. at {100 * c:g} %" for c in coverages), "AURC"]
+    rows: list[list[str | None]] = []
+    for name, selective in variants.items():
+        for ranking, summary in selective["rankings"].items():
+            rows.append([_ranking_label(ranking, name, ranking == selective["best_ranking"]),
+                         *(format_value(summary["accuracy_at"].get(str(c)), "percent") for c in coverages),
+                         format_value(summary["aurc"], "percent")])
+        rows.append([_ranking_label("ideal ranking", name, False), *([None] * len(coverages)),
+                     format_value(selective["optimal_aurc"], "percent")])
+    return Table(headers, rows)
+
+
+def threshold_table(metrics: dict[str, Any]) -> Table | None:
+    """The score threshold that gives each coverage below 100 %, for the rankings a command-line option thresholds
+    (top probability: `--min_score`; reliability: `--min_reliability`); None without selective metrics."""
+    variants = _selective_variants(metrics)
+    if not variants:
+        return None
+    coverages = [c for c in next(iter(variants.values()))["coverages"] if c < 1.0]
+    rows = []
+    for name, selective in variants.items():
+        for ranking in ("top_probability", "reliability"):
+            summary = selective["rankings"].get(ranking)
+            if summary is not None:
+                rows.append([_ranking_label(ranking, name, False),
+                             *(format_value(summary["threshold_at"][str(c)], "fraction") for c in coverages)])
+    return Table(["Threshold on", *(f"{100 * c:g} % coverage" for c in coverages)], rows)
+
+
 def render_markdown(table: Table) -> str:
     """Render a table as GitHub-flavoured Markdown (first column left-aligned, the rest right-aligned)."""
     def cell(text: str | None) -> str:
@@ -152,13 +199,21 @@ def _sections(metrics: dict[str, Any], emit: Callable[[str, Table], str]) -> lis
     for name, variant in as_variants(metrics).items():
         title = f"Confusion matrix ({name})" if name else "Confusion matrix"
         parts.append(emit(title, confusion_table(variant)))
+    selective, thresholds = selective_table(metrics), threshold_table(metrics)
+    if selective is not None:
+        parts.append(emit("Selective prediction", selective))
+        parts.append(emit("Abstention thresholds", thresholds))
     return parts
 
 
 def write_markdown_report(metrics: dict[str, Any], path: str | Path, title: str = "Evaluation results") -> Path:
     """Write overall, per-class and confusion-matrix tables as Markdown; return the path."""
     intro = ("Accuracy, precision, F1 and ECE in %. Per-class accuracy is the fraction of the class's images "
-             "classified correctly (recall). Confusion matrix rows are true classes, columns predicted.")
+             "classified correctly (recall). Confusion matrix rows are true classes, columns predicted. Selective "
+             "prediction: the images ranked by a score, most confident first; the accuracy of the first 90 %, 80 %, "
+             "50 %, and the area under the risk-coverage curve (AURC, in %: lower is better; \"best\" marks the "
+             "lowest). The abstention thresholds are the scores that keep those shares of the images "
+             "(`grefel-hf predict --min_score` / `--min_reliability`).")
     parts = [f"# {title}", intro]
     parts += _sections(metrics, lambda heading, table: f"## {heading}\n\n{render_markdown(table)}")
     return _write(path, "\n\n".join(parts) + "\n")

@@ -23,7 +23,7 @@ from ..hub import SELECTION_FILE
 from ..json_files import read_json_file
 from ..metrics.classification import compute_classification_metrics, write_metrics_json
 from ..tta_grefel import check_shift, predict_probabilities, resolve_views
-from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves
+from .plots import plot_confusion_matrix, plot_reliability_diagram, plot_risk_coverage, plot_training_curves
 from .report import write_latex_report, write_markdown_report
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,10 @@ def model_variants(model_dir: str) -> dict[str, str]:
 
 
 def load_split(options: EvaluationOptions, label_names: list[str]):
-    """The requested split, checked: it exists, is not empty, and has the model's labels in the model's order."""
+    """The requested split, checked: it exists, is not empty, and has the model's labels in the model's order.
+
+    `options` needs only the data fields of `EvaluationOptions` (`dataset`, `data_dir`, `split`, `label_mode`,
+    `max_samples`, `cache_dir`), which `calibration.folder.CalibrationOptions` has too."""
     from dataset_scripts import load_expression_dataset
 
     from ..data.labels import label_names_of
@@ -123,7 +126,9 @@ def predict(model, loader: DataLoader, tta_views: int | Sequence[str] = 1, tta_s
     return np.concatenate(labels), np.concatenate(probs), np.concatenate(reliability)
 
 
-def _loader(dataset, processor, options: EvaluationOptions) -> DataLoader:
+def evaluation_loader(dataset, processor, options: EvaluationOptions) -> DataLoader:
+    """The split's images as the model's processor makes them (never augmented), in batches of
+    `options.batch_size`."""
     from ..data.augmentation import build_eval_transform
     from ..data.collators import GReFELEvalCollator
 
@@ -164,7 +169,7 @@ def evaluate_variant(folder: str, options: EvaluationOptions, dataset=None) -> t
     model, processor = load_variant(folder)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     dataset = dataset if dataset is not None else load_split(options, label_names)
-    labels, probs, reliability = predict(model, _loader(dataset, processor, options), options.tta_views,
+    labels, probs, reliability = predict(model, evaluation_loader(dataset, processor, options), options.tta_views,
                                          options.tta_shift, options.progress)
     metrics = compute_classification_metrics(labels, probs, reliability=reliability, label_names=label_names)
     metrics.update({"model_dir": folder, "dataset": options.dataset, "split": options.split,
@@ -191,6 +196,7 @@ def write_outputs(results: dict[str, dict[str, Any]], options: EvaluationOptions
         "confusion_matrix": plot_confusion_matrix(primary["confusion_matrix"], primary["labels"],
                                                   out / "confusion_matrix.png"),
         "reliability_diagram": plot_reliability_diagram(primary["calibration"], out / "reliability_diagram.png"),
+        "risk_coverage": plot_risk_coverage(primary["selective"], out / "risk_coverage.png"),
     }
     state = Path(options.model_dir, "trainer_state.json")
     if state.is_file():
@@ -229,5 +235,5 @@ def run_evaluation(options: EvaluationOptions) -> dict[str, dict[str, Any]]:
     return results
 
 
-__all__ = ["EvaluationOptions", "PartialEvaluationError", "load_variant", "model_variants", "predict",
-           "run_evaluation"]
+__all__ = ["EvaluationOptions", "PartialEvaluationError", "evaluation_loader", "load_split", "load_variant",
+           "model_variants", "predict", "run_evaluation"]

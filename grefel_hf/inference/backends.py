@@ -5,9 +5,9 @@ which has the PyTorch model's interface). `face_pipeline` wraps either in `Facia
 `grefel-hf predict`, `explain`, the demo and `pipeline("facial-expression-recognition")` detect, crop and classify
 the same way.
 
-With `backend="auto"`, a folder that holds a `model.onnx` exported from exactly its `model.safetensors` (the export
-records the weights' SHA-256; the bundled models ship one) runs in ONNX Runtime, which classifies faces 2 to 3 times
-faster than PyTorch on a CPU; any other folder runs in PyTorch.
+With `backend="auto"`, a folder that holds a `model.onnx` exported from exactly its `model.safetensors` and
+calibration (the export records the weights' SHA-256 and the calibration; the bundled models ship one) runs in ONNX
+Runtime, which classifies faces 2 to 3 times faster than PyTorch on a CPU; any other folder runs in PyTorch.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ..face_detection_grefel import file_sha256
 from ..image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
 from ..modeling_grefel import load_naming_the_weights
 from ..pipeline_grefel import FacialExpressionRecognitionPipeline
+from ..pretrained import resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ ONNX_HINT = "pip install onnx onnxruntime (or grefel_hf[onnx])"
 METADATA_LABELS = "grefel_id2label"
 METADATA_PROCESSOR = "grefel_preprocessor"
 METADATA_WEIGHTS = "grefel_weights_sha256"
+METADATA_CALIBRATION = "grefel_calibration"
 """Metadata keys of an exported ONNX file: the class names, the image processor's settings (so the file alone is
-enough to run it) and the SHA-256 of the `model.safetensors` it was exported from."""
+enough to run it), the SHA-256 of the `model.safetensors` it was exported from and the calibration it computes
+(`calibration_metadata`; files exported before calibration existed have none, which is the identity)."""
 
 ONNX_FILE = "model.onnx"
 """The name of an ONNX export kept inside a model folder."""
@@ -210,9 +213,17 @@ def _onnx_model(path: Path, device: torch.device, threads: int | None) -> Loaded
     return LoadedModel(model, processor, "onnx", path)
 
 
+def calibration_metadata(config: dict[str, Any]) -> str:
+    """The calibration a config dict stores, as the text an ONNX export records (`METADATA_CALIBRATION`)."""
+    bias = config.get("calibration_bias")
+    return json.dumps({"temperature": float(config.get("calibration_temperature", 1.0)),
+                       "bias": None if bias is None else [float(b) for b in bias]})
+
+
 def matching_onnx_model(folder: Path, device: torch.device, threads: int | None) -> LoadedModel | None:
     """The folder's `model.onnx` in ONNX Runtime when onnxruntime is installed and the file was exported from
-    exactly the folder's `model.safetensors` (its recorded SHA-256); None otherwise."""
+    exactly the folder's `model.safetensors` (its recorded SHA-256) with the calibration of the folder's config;
+    None otherwise."""
     onnx_file, weights = folder / ONNX_FILE, folder / "model.safetensors"
     if not (onnx_file.is_file() and weights.is_file()):
         return None
@@ -222,6 +233,10 @@ def matching_onnx_model(folder: Path, device: torch.device, threads: int | None)
         return None
     if loaded.model.metadata.get(METADATA_WEIGHTS) != file_sha256(weights):
         logger.info("%s was not exported from %s's weights; running PyTorch", onnx_file, weights)
+        return None
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if loaded.model.metadata.get(METADATA_CALIBRATION, calibration_metadata({})) != calibration_metadata(config):
+        logger.info("%s computes another calibration than %s/config.json; running PyTorch", onnx_file, folder)
         return None
     return loaded
 
@@ -255,7 +270,18 @@ def face_pipeline(loaded: LoadedModel, **pipeline_options) -> FacialExpressionRe
                                                device=loaded.model.device, **pipeline_options)
 
 
-__all__ = ["BACKENDS", "DEVICES", "METADATA_LABELS", "METADATA_PROCESSOR", "METADATA_WEIGHTS", "ONNX_FILE",
+def load_face_pipeline(model: str | Path | None = None, backend: str = "auto", device: str = "auto",
+                       onnx_threads: int | None = None, **pipeline_options) -> FacialExpressionRecognitionPipeline:
+    """The facial-expression-recognition pipeline as `grefel-hf predict` builds it: `model` (a folder, an ONNX file or
+    a bundled model's name; None: the default bundled model) in ONNX Runtime where `backend="auto"` allows it (see
+    the module docstring), which `pipeline("facial-expression-recognition")` cannot choose; the same answers
+    either way. Other options are the pipeline's (`batch_size`, `num_workers`, `face_detector`, ...)."""
+    return face_pipeline(load_model(resolve_model_path(model), backend, device, onnx_threads), **pipeline_options)
+
+
+__all__ = ["BACKENDS", "DEVICES", "METADATA_CALIBRATION", "METADATA_LABELS", "METADATA_PROCESSOR", "METADATA_WEIGHTS",
+           "ONNX_FILE", "calibration_metadata",
            "ONNX_HINT", "LoadedModel", "OnnxClassifierOutput", "OnnxModelForImageClassification", "face_pipeline",
+           "load_face_pipeline",
            "load_model", "matching_onnx_model", "processor_from_dict", "require_onnxruntime",
            "resolve_device"]

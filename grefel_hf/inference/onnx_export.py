@@ -1,9 +1,10 @@
 """`grefel-hf export-onnx`: a saved model as an ONNX file with a dynamic batch size, checked against PyTorch.
 
 The file takes `pixel_values` (batch, 3, H, W) and gives `probabilities` (batch, num_labels) and `reliability`
-(batch,). Its metadata carries the class names, the image processor's settings and the SHA-256 of the
-`model.safetensors` it came from, so `grefel-hf predict --backend onnx` needs nothing but the file, and a
-`model.onnx` inside a model folder is used (`--backend auto`) only while it matches the folder's weights. Weights
+(batch,), the model's calibration included. Its metadata carries the class names, the image processor's settings,
+the calibration and the SHA-256 of the `model.safetensors` it came from, so `grefel-hf predict --backend onnx`
+needs nothing but the file, and a `model.onnx` inside a model folder is used (`--backend auto`) only while it
+matches the folder's weights and calibration. Weights
 that are exactly float16 values (the bundled models') are stored as float16 and cast back once when the file is
 loaded: the file is half the size and computes exactly the same. The export runs onnxruntime on random and on
 processed real-format images (gray, RGB, RGBA, 16-bit) at several batch sizes and fails when a class probability
@@ -26,10 +27,12 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from ..face_detection_grefel import file_sha256
 from .backends import (
+    METADATA_CALIBRATION,
     METADATA_LABELS,
     METADATA_PROCESSOR,
     METADATA_WEIGHTS,
     ONNX_HINT,
+    calibration_metadata,
     require_onnxruntime,
 )
 
@@ -118,7 +121,8 @@ def _write_metadata(path: Path, model, processor, model_dir: Path) -> None:
     graph = onnx.load(str(path))
     metadata = {METADATA_LABELS: json.dumps({str(k): v for k, v in model.config.id2label.items()}),
                 METADATA_PROCESSOR: json.dumps(processor.to_dict()),
-                "grefel_model_type": model.config.model_type}
+                "grefel_model_type": model.config.model_type,
+                METADATA_CALIBRATION: calibration_metadata(model.config.to_dict())}
     weights = model_dir / "model.safetensors"
     if weights.is_file():
         metadata[METADATA_WEIGHTS] = file_sha256(weights)

@@ -29,6 +29,10 @@ This module is the single implementation of every metric in grefel_hf: the evalu
     ``n_bins`` (int), ``bin_edges`` (n_bins + 1 floats from 0 to 1), ``bin_count`` (int per bin),
     ``bin_accuracy`` and ``bin_confidence`` (float per bin, null for an empty bin). Bin b holds the
     images whose max probability lies in ``(bin_edges[b], bin_edges[b + 1]]`` (bin 0 also holds 0).
+``selective`` (dict)
+    Selective prediction (abstaining on the least confident images), ranked by the top probability and, when a
+    reliability is given, by it and by their product: accuracy and threshold at 100/90/80/50 % coverage, the area
+    under the risk-coverage curve and the curve itself (schema and definitions in ``grefel_hf.metrics.selective``).
 
 ``hard_label_metrics`` returns the subset that needs only hard predictions (``num_images``,
 ``accuracy``, ``macro_f1``, ``weighted_f1``, ``labels``, ``per_class``, ``confusion_matrix``).
@@ -47,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from ..json_files import read_json_file
+from .selective import ranking_scores, selective_prediction
 
 logger = logging.getLogger(__name__)
 
@@ -266,10 +271,12 @@ def compute_classification_metrics(
     metrics["ece"] = expected_calibration_error(metrics["calibration"])
     metrics["mean_reliability_correct"] = None
     metrics["mean_reliability_wrong"] = None
+    rel = None
     if reliability is not None:
         rel = _validate_reliability(reliability, label_array.shape[0])
         metrics["mean_reliability_correct"] = _mean_or_none(rel[correct])
         metrics["mean_reliability_wrong"] = _mean_or_none(rel[~correct])
+    metrics["selective"] = selective_prediction(correct, ranking_scores(prob_array, rel))
     return metrics
 
 

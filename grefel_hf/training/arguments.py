@@ -337,6 +337,14 @@ class SelectionArguments:
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement."}
     )
+    calibrate: bool = field(
+        default=True,
+        metadata={"help": "At the end, after the weights and the inference mode are chosen, fit a temperature to the "
+                          "final log-probabilities on the validation split (GReFEL models only) and save it in the "
+                          "model's config (calibration_temperature), so that its probabilities are calibrated; "
+                          "calibration.json beside the weights records it with the ECE before and after. A "
+                          "temperature never changes a predicted class. False saves the model uncalibrated."},
+    )
     eval_tta_views: int = field(
         default=1,
         metadata={"help": f"Test-time augmentation of every evaluation (and so of the selection of weights and "

@@ -18,9 +18,11 @@ import transformers
 from transformers import AutoModelForImageClassification, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..calibration.fitting import CalibrationRecord
 from ..factory import build_image_processor, create_model
 from ..hub import RUN_CONFIG_FILE, SELECTION_FILE, save_grefel_folder
 from .arguments import DataArguments, GReFELTrainingArguments
+from .calibration import calibrate_on_validation, drop_stale_calibration
 from .data import (
     TrainingData,
     attach_transforms,
@@ -49,14 +51,18 @@ class RunSummary:
     validation_accuracy: float | None
     metrics: dict[str, Any]
     is_main_process: bool = True
+    calibration: CalibrationRecord | None = None
 
     def describe(self) -> str:
         """A few lines for the end of a run."""
         mode = f", inference mode {self.inference_mode}" if self.inference_mode else ""
         accuracy = "n/a" if self.validation_accuracy is None else f"{self.validation_accuracy:.2%}"
+        calibration = "" if self.calibration is None else (
+            f"\ncalibrated with temperature {self.calibration.temperature:.3f}: validation ECE "
+            f"{self.calibration.ece_before:.4f} -> {self.calibration.ece_after:.4f}")
         return (f"model saved to {self.output_dir}\n"
                 f"kept the {self.selected_weights} weights{mode}: validation accuracy {accuracy} "
-                f"(see {os.path.join(self.output_dir, SELECTION_FILE)})")
+                f"(see {os.path.join(self.output_dir, SELECTION_FILE)}){calibration}")
 
 
 def setup_logging(training_args: GReFELTrainingArguments) -> None:
@@ -134,9 +140,10 @@ def write_run_config(output_dir: str, model_args, data_args: DataArguments,
         json.dump(run_config, f, indent=2, default=str)
 
 
-def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFELTrainingArguments) -> RunSummary:
-    """Pick raw vs EMA (and then GReFEL's inference mode) on the validation split, save the model folder, and write
-    the metrics files.
+def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFELTrainingArguments,
+           data_args: DataArguments | None = None) -> RunSummary:
+    """Pick raw vs EMA (and then GReFEL's inference mode) on the validation split, calibrate the final model there
+    (`--calibrate`), save the model folder, and write the metrics files.
 
     The output folder holds the selected weights in the selected inference mode; the other weights go to its `raw/`
     or `ema/` subfolder in the config's own mode, so the evaluation CLI can report both side by side.
@@ -163,13 +170,20 @@ def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFE
     if training_args.select_inference_mode:
         decision.update(trainer.select_inference_mode(eval_metrics, decision["selected"], metric="accuracy"))
         accuracy = (decision.get("inference_mode_scores") or {}).get(decision.get("inference_mode"), accuracy)
+    calibration = None
+    if training_args.calibrate:
+        data_args = data_args or DataArguments()
+        calibration = calibrate_on_validation(trainer, data_args.dataset, data_args.eval_split)
     if trainer.is_world_process_zero():
         save_grefel_folder(trainer.model, processor, output_dir)
+        if calibration is not None:
+            calibration.write(output_dir)
         with open(os.path.join(output_dir, SELECTION_FILE), "w") as f:
             json.dump(decision, f, indent=2)
     return RunSummary(output_dir=output_dir, selected_weights=decision["selected"],
                       inference_mode=decision.get("inference_mode"), validation_accuracy=accuracy,
-                      metrics={**metrics, **eval_metrics}, is_main_process=trainer.is_world_process_zero())
+                      metrics={**metrics, **eval_metrics}, is_main_process=trainer.is_world_process_zero(),
+                      calibration=calibration)
 
 
 def configure_cpu_threads(training_args: GReFELTrainingArguments) -> None:
@@ -206,6 +220,7 @@ def prepare_run(model_args, data_args: DataArguments, training_args: GReFELTrain
             data = prepare_training_data(load_dataset_dict(data_args), data_args)
         class_weights, sample_weights = class_balance_weights(data, training_args)
         model = build_model(model_args, data.label_names)
+        drop_stale_calibration(model)
         processor = build_image_processor(model.config)
         data = attach_transforms(data, processor, training_args.augmentation_kwargs(), seed=training_args.seed)
         return build_trainer(model, processor, data, training_args, class_weights, sample_weights)
@@ -221,7 +236,7 @@ def run_training(model_args, data_args: DataArguments, training_args: GReFELTrai
     configure_cpu_threads(training_args)
     trainer = prepare_run(model_args, data_args, training_args)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
-    summary = finish(trainer, trainer.processing_class, train_result, training_args)
+    summary = finish(trainer, trainer.processing_class, train_result, training_args, data_args)
     if trainer.is_world_process_zero():
         write_run_config(training_args.output_dir, model_args, data_args, training_args)
     return summary

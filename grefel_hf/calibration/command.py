@@ -1,0 +1,59 @@
+"""The `grefel-hf calibrate` subcommand: fit a saved model folder's calibration on a validation split."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from .fitting import METHODS
+
+logger = logging.getLogger("grefel_hf")
+
+
+def add_calibrate_parser(subparsers) -> None:
+    """Add `calibrate` to the `grefel-hf` parser."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "calibrate", help="fit a saved model's probability calibration on a validation split",
+        description="Fits a temperature (and with --method temperature_bias a per-class bias) to the model's "
+                    "uncalibrated log-probabilities on the split, by negative log-likelihood, and stores it in the "
+                    "folder: the calibration fields of config.json, calibration.json (the values and the ECE, NLL "
+                    "and accuracy before and after, which push_to_hub.py's model card shows), and model.onnx "
+                    "exported again when the folder has one. Test splits are refused.")
+    p.add_argument("--model", required=True, help="saved GReFEL folder (train_hf.py or save_grefel_folder output)")
+    p.add_argument("--dataset", required=True,
+                   help="dataset_scripts builder (synthetic, fer2013, ferplus, rafdb), a save_to_disk folder, "
+                        "a Parquet folder or an image folder")
+    p.add_argument("--data_dir", default=None, help="raw data folder for the fer2013/ferplus/rafdb builders")
+    p.add_argument("--split", default="validation", help="the validation split to fit on (default: validation)")
+    p.add_argument("--label_mode", default=None, help="FER+ label mode (validation uses majority labels anyway)")
+    p.add_argument("--method", default="temperature", choices=METHODS,
+                   help="temperature: never changes a predicted label; temperature_bias: also a per-class bias, "
+                        "which can (default: temperature)")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--max_samples", type=int, default=None, help="fit on only the first N images")
+    p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--cache_dir", default=None, help="datasets cache folder of the builders")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+
+
+def run_calibrate_command(args) -> int:
+    """Run `grefel-hf calibrate`; user errors are one log line and exit status 2."""
+    from .folder import CalibrationOptions, calibrate_folder
+
+    try:
+        options = CalibrationOptions(
+            model_dir=args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+            label_mode=args.label_mode, method=args.method, batch_size=args.batch_size,
+            max_samples=args.max_samples, num_workers=args.num_workers, cache_dir=args.cache_dir,
+            progress=not args.no_progress,
+        )
+        record = calibrate_folder(options)
+    except (OSError, ValueError, ImportError) as err:
+        logger.error("grefel-hf calibrate: %s", err)
+        return 2
+    logger.info("%s", record.describe())
+    logger.info("wrote the calibration into %s", args.model)
+    return 0
+
+
+__all__ = ["add_calibrate_parser", "run_calibrate_command"]

@@ -1,0 +1,110 @@
+"""Calibrating a saved model folder on a validation split (`grefel-hf calibrate`).
+
+The model's uncalibrated log-probabilities on the split are collected (the stored calibration set aside), a
+calibration is fitted to them (`fitting.fit_calibration`), and the folder is updated: the calibration fields of
+`config.json` (nothing else in it changes), `calibration.json` with the fit's record, and `model.onnx` exported
+again when the folder has one, so that ONNX Runtime computes the calibrated probabilities too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .fitting import METHODS, CalibrationRecord, fit_calibration
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CalibrationOptions:
+    """What to calibrate and on which data (the `grefel-hf calibrate` options; the data fields are those of
+    `EvaluationOptions`, which `evaluation.runner.load_split` reads)."""
+
+    model_dir: str
+    dataset: str
+    data_dir: str | None = None
+    split: str = "validation"
+    label_mode: str | None = None
+    method: str = "temperature"
+    batch_size: int = 64
+    max_samples: int | None = None
+    num_workers: int = 0
+    cache_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Refuse a test split, an unknown method, impossible numbers or a model that is not a saved folder."""
+        if "test" in self.split.lower():
+            raise ValueError(f"--split {self.split!r} looks like a test split; a calibration is fitted on a "
+                             "validation split, so that test figures stay unbiased")
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
+        for name, low in (("batch_size", 1), ("num_workers", 0), ("max_samples", 1)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ValueError(f"--{name} must be >= {low}, got {value}")
+        if not (Path(self.model_dir) / "config.json").is_file():
+            raise FileNotFoundError(f"--model {self.model_dir} is not a saved model folder (no config.json)")
+
+
+def set_identity_calibration(config) -> None:
+    """Set `config`'s calibration aside: the model then returns its uncalibrated log-probabilities."""
+    config.calibration_temperature = 1.0
+    config.calibration_bias = None
+
+
+def uncalibrated_predictions(options: CalibrationOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, uncalibrated log-probabilities) of the folder's model on the split.
+
+    Raises:
+        ValueError: the model is not GReFEL (only GReFEL stores a calibration), or the split does not fit it.
+    """
+    from ..evaluation.runner import evaluation_loader, load_split, load_variant, predict
+
+    model, processor = load_variant(options.model_dir)
+    if model.config.model_type != "grefel":
+        raise ValueError(f"{options.model_dir} holds a {model.config.model_type!r} model; only GReFEL models store "
+                         "a calibration")
+    set_identity_calibration(model.config)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    dataset = load_split(options, names)
+    labels, probs, _ = predict(model, evaluation_loader(dataset, processor, options), 1, 0.05, options.progress)
+    return labels, np.log(np.clip(probs, 1e-12, None))
+
+
+def write_calibration(folder: str | Path, record: CalibrationRecord) -> list[Path]:
+    """Store `record`'s calibration in the folder: the config's calibration fields, `calibration.json`, and
+    `model.onnx` exported again when there is one. Returns the files written."""
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config.update(record.config_values())
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    written = [config_path, record.write(folder)]
+    onnx_file = folder / "model.onnx"
+    if onnx_file.is_file():
+        from ..inference.onnx_export import export_onnx
+
+        report = export_onnx(folder, onnx_file)
+        logger.info("exported %s again: %s", onnx_file, report.describe())
+        written.append(onnx_file)
+    return written
+
+
+def calibrate_folder(options: CalibrationOptions) -> CalibrationRecord:
+    """Fit the calibration of the model in `options.model_dir` on the split and store it there (see the module
+    docstring); returns the record."""
+    labels, log_probs = uncalibrated_predictions(options)
+    record = fit_calibration(log_probs, labels, options.method, options.dataset, options.split)
+    write_calibration(options.model_dir, record)
+    logger.info("%s", record.describe())
+    return record
+
+
+__all__ = ["CalibrationOptions", "calibrate_folder", "set_identity_calibration", "uncalibrated_predictions",
+           "write_calibration"]
