@@ -12,6 +12,7 @@ from .configuration_grefel import FER2013_EMOTIONS, GReFELConfig
 from .factory import build_image_processor, create_model
 from .hub import save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
+from .inference.backends import load_face_pipeline
 from .modeling_baseline import (
     BaselineForImageClassification,
     BaselineImageClassifierOutput,
@@ -51,6 +52,7 @@ __all__ = [
     "GReFELPreTrainedModel",
     "build_image_processor",
     "create_model",
+    "load_face_pipeline",
     "pretrained_model_path",
     "register_auto_classes",
     "save_grefel_folder",
