@@ -10,7 +10,9 @@ and gives each image its faces back, in input order. The output per image is one
     {"box": {"x", "y", "w", "h"}, "label": str, "score": float, "top_k": [{"label", "score"}, ...],
      "reliability": float, "landmarks": [[x, y], ...] or None, "detection_score": float or None}
 
-An image without a face gives an empty list. `GReFELImageClassificationPipeline` is transformers'
+An image without a face gives an empty list. With `min_score` or `min_reliability`, a face whose score (top class
+probability) or reliability is below it gets the label `uncertain`; its score, reliability and `top_k` stay as
+they are. `GReFELImageClassificationPipeline` is transformers'
 image-classification pipeline that, for models with a GReFEL image processor, reads images the same way; it is
 used through a saved folder's `custom_pipelines` (remote code) or `pipeline_class=`, never installed globally.
 
@@ -53,6 +55,9 @@ DEFAULT_BATCH_SIZE = 16
 
 DEFAULT_TOP_K = 5
 """Labels listed per face by default (transformers' image-classification default)."""
+
+UNCERTAIN = "uncertain"
+"""The label of a face whose score or reliability is below the `min_score` / `min_reliability` asked for."""
 
 READ_ERRORS = (ValueError, OSError, Image.DecompressionBombError)
 """How an image that cannot be read shows up (with `skip_unreadable`, it becomes a result with `error` set)."""
@@ -102,6 +107,8 @@ class ImageFaces:
         reliability: (num_faces,) reliability of each prediction, in [0, 1].
         image: the (H, W, 3) RGB image, when it was asked for (to draw on).
         error: why the image could not be read, for callers that asked to skip unreadable images.
+        uncertain: (num_faces,) True where the model abstains (score or reliability below the thresholds asked
+            for; see `abstentions`); None when no threshold was asked for.
     """
 
     key: Any
@@ -112,6 +119,15 @@ class ImageFaces:
     reliability: np.ndarray
     image: np.ndarray | None = None
     error: str | None = None
+    uncertain: np.ndarray | None = None
+
+    def face_labels(self, labels) -> list[str]:
+        """Each face's label: its most probable class (`labels[i]` names class i: a list or `id2label`), or
+        `UNCERTAIN` where the model abstains."""
+        best = [labels[int(probs.argmax())] for probs in self.probabilities]
+        if self.uncertain is None:
+            return best
+        return [UNCERTAIN if abstains else label for label, abstains in zip(best, self.uncertain, strict=True)]
 
 
 @dataclass
@@ -221,15 +237,36 @@ def check_batching(batch_size: Any, num_workers: Any) -> None:
         raise ValueError(f"num_workers must be 0 (no worker processes) or more, got {num_workers!r}")
 
 
+def check_threshold(name: str, value: Any) -> None:
+    """Refuse a `min_score` or `min_reliability` that is not None or a number in [0, 1], naming it."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1):
+        raise ValueError(f"{name} must be a number in [0, 1] (or None: never abstain), got {value!r}")
+
+
+def abstentions(probabilities: np.ndarray, reliability: np.ndarray, min_score: float | None = None,
+                min_reliability: float | None = None) -> np.ndarray | None:
+    """(num_faces,) True where a face's score (its top class probability) is below `min_score` or its reliability
+    below `min_reliability`; None when neither threshold is given."""
+    if min_score is None and min_reliability is None:
+        return None
+    uncertain = np.zeros(len(probabilities), dtype=bool)
+    if min_score is not None and len(probabilities):
+        uncertain |= np.asarray(probabilities).max(axis=1) < min_score
+    if min_reliability is not None:
+        uncertain |= np.asarray(reliability) < min_reliability
+    return uncertain
+
+
 def face_entries(result: ImageFaces, id2label: dict[int, str], top_k: int | None = DEFAULT_TOP_K) -> list[dict]:
     """The pipeline's output for one image: one dict per face (box, label, score, top_k, reliability, landmarks,
-    detection_score)."""
+    detection_score); the label is `UNCERTAIN` where the model abstains."""
     entries = []
-    for face, probs, rel in zip(result.faces, result.probabilities, result.reliability, strict=True):
+    labels = result.face_labels(id2label)
+    for face, probs, rel, label in zip(result.faces, result.probabilities, result.reliability, labels, strict=True):
         order = np.argsort(-probs, kind="stable")[: top_k or len(probs)]
         ranked = [{"label": id2label[int(i)], "score": float(probs[i])} for i in order]
         landmarks = None if face.landmarks is None else [[float(x), float(y)] for x, y in face.landmarks]
-        entries.append({"box": face.as_dict(), "label": ranked[0]["label"], "score": ranked[0]["score"],
+        entries.append({"box": face.as_dict(), "label": label, "score": ranked[0]["score"],
                         "top_k": ranked, "reliability": float(rel), "landmarks": landmarks,
                         "detection_score": face.score})
     return entries
@@ -271,6 +308,8 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
         margin (`float`, defaults to 0.2): margin added around each face box, as a fraction of its size.
         align (`bool`, defaults to False): rotate each face so that its eyes are level (YuNet's landmarks).
         tta_views (`int`, defaults to 1), tta_shift (`float`, defaults to 0.05): test-time augmentation.
+        min_score (`float`, optional), min_reliability (`float`, optional): abstain, with the label `uncertain`,
+            on a face whose score (top class probability) or reliability is below it (its probabilities are kept).
         timeout (`float`, optional): seconds to wait for images given as URLs.
         batch_size (`int`, defaults to 16): faces per forward pass; batches span the images of one call.
         num_workers (`int`, defaults to 0): worker processes that read images and find faces (a list of images
@@ -289,7 +328,8 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
         check_batching(self._batch_size, self._num_workers or 0)
 
     def _sanitize_parameters(self, top_k=..., timeout=None, tta_views=None, tta_shift=None, keep_image=None,
-                             skip_unreadable=None, output=None, **face_options):
+                             skip_unreadable=None, output=None, min_score=None, min_reliability=None,
+                             **face_options):
         unknown = sorted(set(face_options) - set(_FACE_OPTION_NAMES))
         if unknown:
             raise ValueError(f"unknown argument(s) {unknown} for the facial-expression-recognition pipeline")
@@ -306,8 +346,11 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
         forward = {name: value for name, value in (("tta_views", tta_views), ("tta_shift", tta_shift))
                    if value is not None}
         postprocess = {} if top_k is ... else {"top_k": top_k}
-        if output is not None:
-            postprocess["output"] = output
+        for name, value in (("output", output), ("min_score", min_score), ("min_reliability", min_reliability)):
+            if value is not None:
+                postprocess[name] = value
+        check_threshold("min_score", min_score)
+        check_threshold("min_reliability", min_reliability)
         return preprocess, forward, postprocess
 
     def __call__(self, inputs=None, **kwargs):
@@ -412,7 +455,8 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
         return {"probabilities": probabilities, "reliability": reliability, "face": model_inputs["face"],
                 "info": model_inputs["info"], "is_last": model_inputs["is_last"]}
 
-    def postprocess(self, model_outputs: list[dict], top_k=DEFAULT_TOP_K, output: str = "faces"):
+    def postprocess(self, model_outputs: list[dict], top_k=DEFAULT_TOP_K, output: str = "faces",
+                    min_score: float | None = None, min_reliability: float | None = None):
         info = model_outputs[0]["info"]
         with_face = [out for out in model_outputs if out["face"] is not None]
         probs = (torch.cat([out["probabilities"] for out in with_face]).numpy() if with_face
@@ -420,7 +464,8 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
         reliability = (torch.cat([out["reliability"] for out in with_face]).numpy() if with_face
                        else np.zeros((0,), dtype=np.float32))
         result = ImageFaces(info["key"], info["width"], info["height"], [out["face"] for out in with_face], probs,
-                            reliability, info["image"], info["error"])
+                            reliability, info["image"], info["error"],
+                            abstentions(probs, reliability, min_score, min_reliability))
         return result if output == "records" else face_entries(result, self.model.config.id2label, top_k)
 
 
@@ -454,7 +499,8 @@ class GReFELImageClassificationPipeline(ImageClassificationPipeline):
         return inputs.to(self.dtype)
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TOP_K", "READ_ERRORS", "FaceInput", "FacialExpressionRecognitionPipeline",
-           "GReFELImageClassificationPipeline", "ImageFaces", "PreparedImage", "as_face_input", "batched_chunks",
-           "check_batching", "check_top_k", "collate_chunks", "face_chunks", "face_entries", "fetch_url_image",
-           "is_grefel_processor", "leave_signals_to_the_main_process", "load_rgb", "probabilities_and_reliability"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TOP_K", "READ_ERRORS", "UNCERTAIN", "FaceInput",
+           "FacialExpressionRecognitionPipeline", "GReFELImageClassificationPipeline", "ImageFaces", "PreparedImage",
+           "abstentions", "as_face_input", "batched_chunks", "check_batching", "check_threshold", "check_top_k",
+           "collate_chunks", "face_chunks", "face_entries", "fetch_url_image", "is_grefel_processor",
+           "leave_signals_to_the_main_process", "load_rgb", "probabilities_and_reliability"]

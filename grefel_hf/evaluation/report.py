@@ -134,21 +134,31 @@ def selective_table(metrics: dict[str, Any]) -> Table | None:
     return Table(headers, rows)
 
 
+_THRESHOLD_OPTIONS = {"top_probability": "--min_score", "reliability": "--min_reliability"}
+"""The `grefel-hf predict` option that thresholds each ranking's score."""
+
+
 def threshold_table(metrics: dict[str, Any]) -> Table | None:
-    """The score threshold that gives each coverage below 100 %, for the rankings a command-line option thresholds
-    (top probability: `--min_score`; reliability: `--min_reliability`); None without selective metrics."""
+    """Per threshold: the share of images answered and the accuracy on them (both in %) with `--min_score` (top
+    probability) and `--min_reliability` at that value; None without selective metrics."""
     variants = _selective_variants(metrics)
     if not variants:
         return None
-    coverages = [c for c in next(iter(variants.values()))["coverages"] if c < 1.0]
-    rows = []
+    headers, rows = ["Threshold"], []
+    options = [ranking for ranking in _THRESHOLD_OPTIONS
+               if any(ranking in selective["rankings"] for selective in variants.values())]
+    for ranking in options:
+        headers += [f"{_THRESHOLD_OPTIONS[ranking]}: answered", f"{_THRESHOLD_OPTIONS[ranking]}: accuracy"]
+    thresholds = next(iter(variants.values()))["rankings"]["top_probability"]["at_threshold"]
     for name, selective in variants.items():
-        for ranking in ("top_probability", "reliability"):
-            summary = selective["rankings"].get(ranking)
-            if summary is not None:
-                rows.append([_ranking_label(ranking, name, False),
-                             *(format_value(summary["threshold_at"][str(c)], "fraction") for c in coverages)])
-    return Table(["Threshold on", *(f"{100 * c:g} % coverage" for c in coverages)], rows)
+        for threshold in thresholds:
+            row: list[str | None] = [threshold + (f", {name}" if name else "")]
+            for ranking in options:
+                summary = selective["rankings"].get(ranking)  # a variant without reliability scores has no column
+                kept = summary["at_threshold"][threshold] if summary else {"coverage": None, "accuracy": None}
+                row += [format_value(kept["coverage"], "percent"), format_value(kept["accuracy"], "percent")]
+            rows.append(row)
+    return Table(headers, rows)
 
 
 def render_markdown(table: Table) -> str:
@@ -212,8 +222,8 @@ def write_markdown_report(metrics: dict[str, Any], path: str | Path, title: str 
              "classified correctly (recall). Confusion matrix rows are true classes, columns predicted. Selective "
              "prediction: the images ranked by a score, most confident first; the accuracy of the first 90 %, 80 %, "
              "50 %, and the area under the risk-coverage curve (AURC, in %: lower is better; \"best\" marks the "
-             "lowest). The abstention thresholds are the scores that keep those shares of the images "
-             "(`grefel-hf predict --min_score` / `--min_reliability`).")
+             "lowest). Abstention thresholds: the share of images a `grefel-hf predict --min_score` or "
+             "`--min_reliability` threshold answers (the others become `uncertain`) and the accuracy on them.")
     parts = [f"# {title}", intro]
     parts += _sections(metrics, lambda heading, table: f"## {heading}\n\n{render_markdown(table)}")
     return _write(path, "\n\n".join(parts) + "\n")

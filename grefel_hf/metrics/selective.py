@@ -9,14 +9,17 @@ reliability and their product. Definitions, exactly as computed:
   score of the k-th face, so `--min_score` (top probability) or `--min_reliability` set to it keeps those faces;
 - AURC, the area under the risk-coverage curve: the mean of the risk over k = 1..N (lower is better);
   `optimal_aurc` is the AURC of the ideal ranking (every right answer before every wrong one), the floor any score
-  can reach with these answers.
+  can reach with these answers;
+- at a threshold t (0.5, 0.6, ..., 0.9): the coverage and accuracy of the faces whose score is at least t, what
+  `--min_score t` (top probability) or `--min_reliability t` gives (accuracy None when no face is kept).
 
 `selective_prediction` returns the `selective` entry of `metrics.json`:
 
 ``coverages`` (list of float): the coverages of the table, from 1.0 down.
 ``rankings`` (dict name -> dict): per ranking, ``aurc``, ``accuracy_at`` and ``threshold_at`` (dicts keyed by the
-    coverage written as a string, e.g. ``"0.8"``) and ``curve`` (``coverage`` and ``risk`` at coverage 1 %, 2 %, ...,
-    100 %, for the plot).
+    coverage written as a string, e.g. ``"0.8"``), ``at_threshold`` (dict keyed by the threshold as a string, each
+    ``{"coverage", "accuracy"}``) and ``curve`` (``coverage`` and ``risk`` at coverage 1 %, 2 %, ..., 100 %, for
+    the plot).
 ``best_ranking`` (str): the ranking with the lowest AURC (the first listed on a tie).
 ``optimal_aurc`` (float), ``num_images`` (int).
 """
@@ -38,6 +41,9 @@ RANKING_NAMES = {"top_probability": "top probability", "reliability": "reliabili
 
 DEFAULT_COVERAGES = (1.0, 0.9, 0.8, 0.5)
 """The coverages of the selective-prediction table."""
+
+DEFAULT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+"""The score thresholds whose coverage and accuracy are reported."""
 
 CURVE_POINTS = 100
 """Points of the stored risk-coverage curve (coverage 1 %, 2 %, ..., 100 %)."""
@@ -65,9 +71,17 @@ def risk_coverage_curve(correct: np.ndarray, scores: np.ndarray) -> tuple[np.nda
     return accepted / correct.size, risk, scores[order]
 
 
-def ranking_summary(correct: np.ndarray, scores: np.ndarray,
-                    coverages: Sequence[float] = DEFAULT_COVERAGES) -> dict[str, Any]:
-    """AURC, accuracy and threshold at each coverage, and the curve at `CURVE_POINTS` coverages, of one ranking."""
+def at_threshold(correct: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float | None]:
+    """Coverage and accuracy of the faces whose score is at least `threshold` (accuracy None when none is)."""
+    kept = np.asarray(scores) >= threshold
+    accuracy = float(np.asarray(correct, dtype=bool)[kept].mean()) if kept.any() else None
+    return {"coverage": float(kept.mean()), "accuracy": accuracy}
+
+
+def ranking_summary(correct: np.ndarray, scores: np.ndarray, coverages: Sequence[float] = DEFAULT_COVERAGES,
+                    thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict[str, Any]:
+    """AURC, accuracy and threshold at each coverage, coverage and accuracy at each threshold, and the curve at
+    `CURVE_POINTS` coverages, of one ranking."""
     coverage, risk, ranked = risk_coverage_curve(correct, scores)
     count = coverage.size
     at = {str(c): accepted_count(c, count) - 1 for c in coverages}
@@ -76,6 +90,7 @@ def ranking_summary(correct: np.ndarray, scores: np.ndarray,
         "aurc": float(risk.mean()),
         "accuracy_at": {key: float(1.0 - risk[i]) for key, i in at.items()},
         "threshold_at": {key: float(ranked[i]) for key, i in at.items()},
+        "at_threshold": {str(t): at_threshold(correct, scores, t) for t in thresholds},
         "curve": {"coverage": [float(coverage[i]) for i in points], "risk": [float(risk[i]) for i in points]},
     }
 
@@ -112,5 +127,6 @@ def selective_prediction(correct: np.ndarray, scores: Mapping[str, np.ndarray],
     }
 
 
-__all__ = ["CURVE_POINTS", "DEFAULT_COVERAGES", "RANKINGS", "RANKING_NAMES", "accepted_count", "optimal_aurc",
-           "ranking_scores", "ranking_summary", "risk_coverage_curve", "selective_prediction"]
+__all__ = ["CURVE_POINTS", "DEFAULT_COVERAGES", "DEFAULT_THRESHOLDS", "RANKINGS", "RANKING_NAMES", "accepted_count",
+           "at_threshold", "optimal_aurc", "ranking_scores", "ranking_summary", "risk_coverage_curve",
+           "selective_prediction"]
