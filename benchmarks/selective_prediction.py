@@ -8,8 +8,8 @@ be rerun without the model.
 
 The analysis splits the faces into two interleaved halves (even and odd positions): calibrations are fitted and the
 best score is chosen on the even half, then confirmed on the odd half. Every ranking is scored by the area under the
-risk-coverage curve (AURC, lower is better) and the accuracy at 90 / 80 / 50 % coverage, with the definitions of
-`grefel_hf.metrics.selective`. Calibrations compared: temperature only, and temperature plus a per-class bias.
+risk-coverage curve (AURC, lower is better) and the accuracy at 90 / 80 / 50 / 20 / 10 / 5 % coverage, with the
+definitions of `grefel_hf.metrics.selective`. Calibrations compared: temperature only, and temperature plus a per-class bias.
 
     python benchmarks/selective_prediction.py --model grefel-ferplus --dataset ferplus \\
         --data_dir /tmp/fer/ferplus/data --cache /tmp/selective/ferplus.npz \\
@@ -36,6 +36,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 logger = logging.getLogger("selective_prediction")
+
+STUDY_COVERAGES = (1.0, 0.9, 0.8, 0.5, 0.2, 0.1, 0.05)
+"""The coverages the study reports accuracy at: those of `grefel-hf evaluate`, and the most confident 20, 10, 5 %."""
 
 FIELDS = ("labels", "log_final", "primary", "corrected", "anchor", "attentive", "confidences", "mc_primary",
           "flipped_final")
@@ -195,7 +198,7 @@ def ranking_table(correct: np.ndarray, scores: dict[str, np.ndarray], parts: dic
         base = [aurc(correct[s], scores["top_probability"][s]) for s in samples]
         rows = {}
         for name, values in scores.items():
-            summary = ranking_summary(correct[index], values[index])
+            summary = ranking_summary(correct[index], values[index], STUDY_COVERAGES)
             differences = [aurc(correct[s], values[s]) - b for s, b in zip(samples, base, strict=True)]
             rows[name] = {"aurc": summary["aurc"], "accuracy_at": summary["accuracy_at"],
                           "aurc_minus_top_probability": summary["aurc"] - aurc(correct[index],
@@ -306,7 +309,9 @@ def main(argv=None) -> int:
     report = analyse(arrays, args.bootstrap)
     print_report(report)
     if args.output:
-        command = "python benchmarks/selective_prediction.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        given = " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python benchmarks/selective_prediction.py " + given.replace(args.data_dir, "DATA_DIR").replace(
+            args.cache, "CACHE.npz")  # no local paths in the report
         output = Path(args.output)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"commit": commit(), "command": command, **info, **report}, indent=2) + "\n")
