@@ -99,12 +99,12 @@ def test_predict_with_nothing_readable_exits_2_and_jsonl_keeps_no_face_rows(fold
     assert cli_main(["predict", str(bad), "--model", str(folder), "--output", str(tmp_path / "r.csv"),
                      "--no_progress"]) == 2
     Image.fromarray(chelsea()).save(tmp_path / "cat.png")
-    out = tmp_path / "r.jsonl"
+    out = tmp_path / "r2.jsonl"  # not r.jsonl: r.summary.json is the first run's, and is not written over
     assert cli_main(["predict", str(tmp_path / "*.png"), str(tmp_path / "missing.png"), "--model", str(folder),
                      "--output", str(out), "--max_frames", "1", "--no_progress"]) == 0
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["label"] == NO_FACE and row["frame"] is None and row["box_x"] is None and row["prob_happy"] is None
-    assert json.loads((tmp_path / "r.summary.json").read_text())["missing"] == [str(tmp_path / "missing.png")]
+    assert json.loads((tmp_path / "r2.summary.json").read_text())["missing"] == [str(tmp_path / "missing.png")]
 
 
 def _two_faces(tmp_path):
@@ -225,7 +225,7 @@ def test_rows_and_writers(tmp_path):
     assert text[0] == ",".join(columns(labels)) and text[2] == "y.jpg,,,,,,no_face,,,,,"
     second = json.loads((tmp_path / "rows.jsonl").read_text().splitlines()[1])
     assert list(second) == columns(labels) and second["score"] is None
-    assert output_format("r.JSONL") == "jsonl" and output_format("r.txt", "csv") == "csv"
+    assert output_format("r.JSONL") == "jsonl" and output_format("rows", "csv") == "csv"
     with pytest.raises(ValueError, match="--format"):
         output_format("r.csv", "xml")
 

@@ -1,18 +1,20 @@
 """The `grefel-hf predict`, `export-onnx` and `explain` subcommands: their options and how each runs.
 
-Every error a user can cause (a missing file, a bad option, a missing optional package) is one log line and exit
-status 2; `predict` also exits 2 when nothing at all could be processed.
+Every error a user can cause (a missing file, a bad option, a path that cannot be written, a missing optional
+package) is one log line and exit status 2; `predict` also exits 2 when nothing at all could be processed, and
+130 (SIGINT) or 143 (SIGTERM) when a signal stopped it (after writing what was done).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
+import signal
 from dataclasses import asdict
 
 from ..face_detection_grefel import FACE_DETECTORS, FaceOptions
 from ..pretrained import BUNDLED_MODELS, DEFAULT_MODEL, resolve_model_path
+from .interrupt import exit_status
 
 logger = logging.getLogger("grefel_hf")
 
@@ -90,16 +92,34 @@ def _predict_parser(subparsers) -> None:
                    help="where per-video summaries and plots go (default: <output stem>_videos beside --output)")
     p.add_argument("--tta_views", type=int, default=1, help="test-time augmentation views, 1..6 (1: none)")
     p.add_argument("--tta_shift", type=float, default=0.05, help="TTA shift as a fraction of the face size")
+    p.add_argument("--min_score", type=float, default=None,
+                   help="label a face 'uncertain' when its score (top class probability) is below this, in [0, 1]; "
+                        "its probabilities and scores are written all the same. How many faces a threshold keeps "
+                        "and how often those are right: `grefel-hf evaluate`'s selective-prediction table on your "
+                        "validation data (docs/pretrained.md gives the bundled models')")
+    p.add_argument("--min_reliability", type=float, default=None,
+                   help="label a face 'uncertain' when its reliability is below this, in [0, 1] (with --min_score: "
+                        "when either is below)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace an existing --output (and its summaries and annotated copies) instead of "
+                               "refusing to start")
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the --output of an interrupted run of the same command: inputs (and video "
+                               "frames) whose rows it holds are skipped, the rest appended, so that it ends as an "
+                               "uninterrupted run's would; without an --output yet, a new run")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
 
 
 def _export_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "export-onnx", help="export a saved model to ONNX (dynamic batch) and check it against PyTorch",
-        description="Fails (exit status 2, file removed) when a class probability differs from PyTorch by more "
-                    "than --tolerance.")
+        description="Fails (exit status 2, nothing written) when a class probability differs from PyTorch by "
+                    "more than --tolerance.")
     p.add_argument("--model", default=None, help=_MODEL_HELP.format(""))
     p.add_argument("--output", required=True, help="the .onnx file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output (kept if the new export "
+                                                             "fails its check)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted difference (default: 1e-4)")
 
@@ -122,29 +142,25 @@ def add_inference_parsers(subparsers) -> None:
     _explain_parser(subparsers)
 
 
-def check_output_paths(files: dict[str, str | None] | None = None, folders: dict[str, str | None] | None = None) -> None:
-    """Refuse, before any work, an output file that is an existing folder or an output folder that is an existing
-    file (`{option: path}`; None is skipped)."""
-    for option, path in (files or {}).items():
-        if path is not None and os.path.isdir(path):
-            raise ValueError(f"{option} {path} is an existing folder; expected a file to write")
-    for option, path in (folders or {}).items():
-        if path is not None and os.path.exists(path) and not os.path.isdir(path):
-            raise ValueError(f"{option} {path} is an existing file; expected a folder to write into")
-
-
 def _predict(args) -> int:
     from .predict import PredictOptions, run_predict
 
-    check_output_paths({"--output": args.output}, {"--annotate": args.annotate, "--summary_dir": args.summary_dir})
     options = PredictOptions(
         inputs=args.inputs, output=args.output, model=args.model, format=args.format, backend=args.backend,
         device=args.device, batch_size=args.batch_size, num_workers=args.num_workers, threads=args.threads,
         frame_stride=args.frame_stride, max_frames=args.max_frames, faces=face_options_from(args),
         landmarks=args.landmarks, annotate_dir=args.annotate, summary_dir=args.summary_dir,
-        tta_views=args.tta_views, tta_shift=args.tta_shift, progress=not args.no_progress,
+        tta_views=args.tta_views, tta_shift=args.tta_shift, min_score=args.min_score,
+        min_reliability=args.min_reliability, overwrite=args.overwrite, resume=args.resume,
+        progress=not args.no_progress,
     )
     report = run_predict(options)
+    if report.summary.interrupted:
+        logger.error("grefel-hf predict: stopped by %s after %d images and %d video frames; their rows are in %s "
+                     "and %s says what was done; run the same command with --resume to finish",
+                     report.summary.stopped_by, report.summary.images, report.summary.frames, report.output,
+                     report.summary_file)
+        return exit_status(signal.Signals[report.summary.stopped_by])
     if report.summary.processed == 0:
         logger.error("grefel-hf predict: nothing could be processed (%s); see %s", report.summary.describe(),
                      report.summary_file)
@@ -154,9 +170,9 @@ def _predict(args) -> int:
 
 
 def _export(args) -> int:
-    from .onnx_export import export_onnx
+    from .onnx_export import check_export_output, export_onnx
 
-    check_output_paths({"--output": args.output})
+    check_export_output(args.output, args.overwrite)
     report = export_onnx(resolve_model_path(args.model), args.output, args.opset, args.tolerance)
     logger.info("%s", report.describe())
     logger.info("wrote %s", report.path)
@@ -165,8 +181,10 @@ def _export(args) -> int:
 
 def _explain(args) -> int:
     from .explain import explain_image
+    from .targets import check_output_paths, check_writable
 
     check_output_paths(folders={"--output_dir": args.output_dir})
+    check_writable("--output_dir", args.output_dir, folder=True)
     report = explain_image(args.image, resolve_model_path(args.model), args.output_dir, face_options_from(args),
                            args.anchors)
     if not report.faces:
@@ -189,6 +207,9 @@ def run_inference_command(args) -> int:
     except USER_ERRORS as err:
         logger.error("grefel-hf %s: %s", args.command, err)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a run that stops cleanly
+        logger.error("grefel-hf %s: interrupted (SIGINT); what was written so far is kept", args.command)
+        return exit_status(signal.SIGINT)
 
 
 __all__ = ["COMMANDS", "add_inference_parsers", "run_inference_command"]

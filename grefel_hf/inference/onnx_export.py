@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from .backends import (
     calibration_metadata,
     require_onnxruntime,
 )
+from .targets import check_output_paths, check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -182,15 +184,32 @@ def check_parity(path: Path, wrapper: nn.Module, inputs: dict[str, torch.Tensor]
     return checks
 
 
+def check_export_output(output: str | Path, overwrite: bool = False) -> None:
+    """Refuse, before any work, an `--output` for `grefel-hf export-onnx` that is not a `.onnx` file name, that
+    exists (unless `overwrite`), or that cannot be written, in one line naming it."""
+    output = Path(output)
+    check_output_paths({"--output": output})
+    if output.suffix.lower() != ".onnx":
+        raise ValueError(f"--output {output}: expected a .onnx file name")
+    if os.path.lexists(output) and not overwrite:
+        raise ValueError(f"--output {output} already exists; give --overwrite to replace it")
+    check_writable("--output", output)
+
+
 def export_onnx(model_dir: str | Path, output: str | Path, opset: int = DEFAULT_OPSET,
                 tolerance: float = DEFAULT_TOLERANCE) -> OnnxExportReport:
-    """Export the model saved in `model_dir` to `output` and check it (see the module docstring).
+    """Export the model saved in `model_dir` to `output` and check it (see the module docstring). The file is
+    written beside `output` under another name and takes its place only once it passed its check, so an existing
+    `output` is kept when the export fails or is interrupted.
 
     Raises:
         FileNotFoundError: no saved model in `model_dir`. ImportError: onnx or onnxruntime is missing.
-        ValueError: the parity check failed (the file is removed; the message gives the differences).
+        ValueError: `output` is not a .onnx file name, or the parity check failed (nothing is written; the message
+        gives the differences).
     """
     model_dir, output = Path(model_dir), Path(output)
+    if output.suffix.lower() != ".onnx":
+        raise ValueError(f"--output {output}: expected a .onnx file name")
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"--model {model_dir} is not a saved model folder (no config.json)")
     require_onnxruntime()
@@ -201,16 +220,21 @@ def export_onnx(model_dir: str | Path, output: str | Path, opset: int = DEFAULT_
     with torch.no_grad():
         wrapper(inputs["random batch"])  # run once eagerly: fixed inference-time state becomes graph constants
     output.parent.mkdir(parents=True, exist_ok=True)
-    _trace(wrapper, inputs["random batch"], output, opset)
-    wrapper.eval()  # the exporter restores the mode the wrapper had; keep it in inference mode regardless
-    _write_metadata(output, model, processor, model_dir)
-    store_exact_half_weights(output)
-    report = OnnxExportReport(output, opset, tolerance, check_parity(output, wrapper, inputs))
-    if report.max_abs_diff > tolerance:
-        output.unlink()
-        raise ValueError(f"the ONNX export failed its parity check and was removed: {report.describe()}")
+    partial = output.with_name(f".{output.stem}.partial.onnx")
+    try:
+        _trace(wrapper, inputs["random batch"], partial, opset)
+        wrapper.eval()  # the exporter restores the mode the wrapper had; keep it in inference mode regardless
+        _write_metadata(partial, model, processor, model_dir)
+        store_exact_half_weights(partial)
+        report = OnnxExportReport(output, opset, tolerance, check_parity(partial, wrapper, inputs))
+        if report.max_abs_diff > tolerance:
+            raise ValueError(f"the ONNX export failed its parity check and was not written: {report.describe()}")
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
     return report
 
 
 __all__ = ["DEFAULT_OPSET", "DEFAULT_TOLERANCE", "OnnxExportReport", "ParityCheck", "ProbabilityModel",
-           "check_parity", "export_onnx", "parity_inputs", "real_format_images", "store_exact_half_weights"]
+           "check_export_output", "check_parity", "export_onnx", "parity_inputs", "real_format_images",
+           "store_exact_half_weights"]

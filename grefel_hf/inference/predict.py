@@ -7,15 +7,21 @@ that span files and frames. Runs of images are handed to the pipeline as lists, 
 them and find their faces in parallel, in order; a video's frames stream through one worker. One row per face, or a
 `no_face` row (`writers`); per video a summary and an emotion-over-time plot; with `annotate_dir`, copies with
 boxes and labels. Unreadable and unsupported files are skipped and counted.
+
+Nothing is lost and nothing overwritten: the paths are checked before any work (`targets`: inputs are never
+written, an existing output is kept unless `overwrite` or continued with `resume`); rows are flushed as each image
+or frame is done; SIGINT and SIGTERM stop the run at the next image or frame (`interrupt`), with the summaries of
+what was done; `resume` continues an interrupted run's file so that it ends as an uninterrupted run's (`resume`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -23,14 +29,17 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..face_detection_grefel import FaceOptions
-from ..pipeline_grefel import FaceInput, ImageFaces
+from ..pipeline_grefel import UNCERTAIN, FaceInput, ImageFaces, check_threshold
 from ..pretrained import resolve_model_path
-from .annotate import UniqueNames, annotated_image_path, draw_faces
+from .annotate import draw_faces
 from .backends import LoadedModel, face_pipeline, load_model
-from .sources import Source, expand_inputs
+from .interrupt import StopSignals
+from .resume import ResumePoint, faces_from_rows, frames_of, read_resume_point, recorded_rows_bytes
+from .sources import Source, SourceList, expand_inputs
 from .summaries import RunSummary, VideoSummary, VideoTimeline, write_json
+from .targets import OutputNames, RunTargets, SourceFiles, check_targets
 from .video import Mp4Writer, VideoFrames
-from .writers import RowWriter, output_format, prediction_rows
+from .writers import RowWriter, columns, escaped_name, output_format, prediction_rows, stored_text
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +72,11 @@ class PredictOptions:
         annotate_dir: where copies with boxes and labels go (None: none written).
         summary_dir: where per-video summaries and plots go (None: `<output stem>_videos` beside the output).
         tta_views, tta_shift: test-time augmentation (1 view: none).
+        min_score, min_reliability: label a face `uncertain` when its score (top class probability) or reliability
+            is below it (None: never); its probabilities and scores are written all the same.
+        overwrite: replace an existing output (rows, summaries, annotated copies) instead of refusing to start.
+        resume: continue the output of an interrupted run of the same command (see `resume`); without an output
+            to continue, a new run.
         progress: show a progress bar.
     """
 
@@ -83,11 +97,17 @@ class PredictOptions:
     summary_dir: str | None = None
     tta_views: int = 1
     tta_shift: float = 0.05
+    min_score: float | None = None
+    min_reliability: float | None = None
+    overwrite: bool = False
+    resume: bool = False
     progress: bool = True
 
     def __post_init__(self):
         if not self.inputs:
             raise ValueError("give at least one INPUT: an image, a folder, a glob pattern or a video")
+        if self.overwrite and self.resume:
+            raise ValueError("--overwrite and --resume exclude each other: replace the output, or continue it")
         for name in ("batch_size", "frame_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
@@ -96,6 +116,8 @@ class PredictOptions:
             if value is not None and value < low:
                 raise ValueError(f"--{name} must be >= {low}, got {value}")
         output_format(self.output, self.format)
+        for name in ("min_score", "min_reliability"):
+            check_threshold(f"--{name}", getattr(self, name))
 
     @property
     def workers(self) -> int:
@@ -121,6 +143,10 @@ class FrameKey:
     source: Source
     frame: int | None = None
 
+    def __str__(self) -> str:  # how errors name it
+        name = escaped_name(self.source.path)
+        return name if self.frame is None else f"{name} frame {self.frame}"
+
 
 def image_runs(sources: list[Source]) -> Iterator[tuple[str, list[Source]]]:
     """The sources in order as ("images", up to `IMAGES_PER_CALL` images) and ("video", [one video]) groups."""
@@ -141,62 +167,151 @@ def image_runs(sources: list[Source]) -> Iterator[tuple[str, list[Source]]]:
 
 
 class _Run:
-    """One run's state: what comes back from the pipeline (`take`), written as rows, summaries and annotations."""
+    """One run's state: what comes back from the pipeline (`take_image`, `take_video`), written as rows, summaries
+    and annotations, and counted; `stop` says when a signal asked the run to end."""
 
-    def __init__(self, options: PredictOptions, labels: list[str]):
-        self.options, self.labels = options, labels
+    def __init__(self, options: PredictOptions, labels: list[str], targets: RunTargets, stop: StopSignals):
+        self.options, self.labels, self.targets, self.stop = options, labels, targets, stop
         self.summary = RunSummary()
-        output = Path(options.output)
-        self.summary_dir = Path(options.summary_dir or output.parent / f"{output.stem}_videos")
-        self.summary_names = UniqueNames(self.summary_dir)
-        self.annotations = UniqueNames(options.annotate_dir) if options.annotate_dir else None
+        self.names = OutputNames(targets)
+        self.done: set[str] = set()
         self.videos: list[VideoSummary] = []
         self.video_files: list[Path] = []
 
-    def take_image(self, result: ImageFaces, writer: RowWriter) -> None:
-        """Write one still image's rows and annotated copy, or count it as unreadable."""
-        source = result.key.source
-        if result.error is not None:
-            self.summary.unreadable.append((str(source.path), result.error))
-            logger.warning("skipped %s: %s", source.path, result.error)
-            return
-        self.summary.images += 1
-        self._write_rows(result, writer)
-        if self.annotations is not None:
-            path = annotated_image_path(self.annotations, source.path)
-            Image.fromarray(draw_faces(result.image, result, self.labels)).save(path)
+    def begin(self, source: Source) -> SourceFiles:
+        """The files of the next input (every input, in order, done or not, so names never depend on which are
+        done); counts a name that is not UTF-8."""
+        name = escaped_name(source.path)
+        if name != os.fspath(source.path):
+            self.summary.escaped_names += 1
+            logger.warning("a file name that is not valid UTF-8 is written as %s (undecodable bytes as \\xNN, "
+                           "backslashes doubled)", name)
+        return self.names.of(source)
+
+    def unreadable(self, source: Source | Path, reason: str) -> None:
+        name = escaped_name(source.path if isinstance(source, Source) else source)
+        self.summary.unreadable.append((name, reason))
+        logger.warning("skipped %s: %s", name, reason)
+
+    def count(self, result: ImageFaces, frame: int | None) -> None:
+        """Count one image or frame and its faces."""
+        self.summary.images += frame is None
+        self.summary.frames += frame is not None
+        self.summary.faces += len(result.faces)
+        self.summary.uncertain += result.face_labels(self.labels).count(UNCERTAIN)
+        self.summary.without_face += not result.faces
+
+    def count_kept(self, source: str, frame: int | None, rows: list[dict]) -> None:
+        """Count an image or frame whose rows a resumed run keeps."""
+        self.count(faces_from_rows(rows, self.labels), frame)
+        self.summary.resumed_rows += len(rows)
 
     def _write_rows(self, result: ImageFaces, writer: RowWriter) -> None:
         key: FrameKey = result.key
-        writer.write(prediction_rows(str(key.source.path), key.frame, result, self.labels, self.options.landmarks))
-        self.summary.faces += len(result.faces)
-        self.summary.without_face += not result.faces
+        writer.write(prediction_rows(escaped_name(key.source.path), key.frame, result, self.labels,
+                                     self.options.landmarks))
+        writer.flush()
+        self.count(result, key.frame)
 
-    def take_video(self, source: Source, fps: float, results: Iterator[ImageFaces], writer: RowWriter) -> None:
-        """Write a video's frame rows as they come, then its summary, plot and annotated copy."""
-        timeline = VideoTimeline(str(source.path), fps, self.labels)
+    def take_image(self, result: ImageFaces, files: SourceFiles, writer: RowWriter) -> None:
+        """Write one still image's rows and annotated copy, or count it as unreadable."""
+        if result.error is not None:
+            self.unreadable(result.key.source, result.error)
+            return
+        self._write_rows(result, writer)
+        if files.annotated is not None:
+            files.annotated.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(draw_faces(result.image, result, self.labels)).save(files.annotated)
+
+    def take_video(self, source: Source, frames: VideoFrames, files: SourceFiles, results: Iterator[ImageFaces],
+                   writer: RowWriter, kept: list[dict]) -> None:
+        """Write a video's frame rows as they come (after the `kept` rows of a resumed run, replayed), until it ends
+        or a signal stops the run; then its summary, plot and annotated copy, for the frames done."""
+        timeline = VideoTimeline(escaped_name(source.path), frames.fps, self.labels)
         video_writer = None
-        if self.annotations is not None:
-            video_writer = Mp4Writer(self.annotations.path(source.path.stem, ".mp4"), fps / self.options.frame_stride)
+        if files.annotated is not None:
+            video_writer = Mp4Writer(files.annotated, frames.fps / self.options.frame_stride)
         try:
+            self._replay(frames, kept, timeline, video_writer)
             for result in results:
-                self.summary.frames += 1
                 self._write_rows(result, writer)
                 timeline.add(result.key.frame, result)
                 if video_writer is not None:
                     video_writer.write(draw_faces(result.image, result, self.labels))
+                if self.stop.requested:
+                    break
         finally:
             if video_writer is not None:
                 video_writer.close()
         if not timeline.times:
-            self.summary.unreadable.append((str(source.path), "OpenCV could read no frame of this video"))
+            self.unreadable(source, "OpenCV could read no frame of this video")
             return
+        self._video_summary(source, frames, files, timeline)
+
+    def _replay(self, frames: VideoFrames, kept: list[dict], timeline: VideoTimeline,
+                video_writer: Mp4Writer | None) -> None:
+        """The frames a resumed run keeps, back into the video's timeline and annotated copy."""
+        pictures = iter(VideoFrames(frames.path, frames.frame_stride, frames.max_frames)) if video_writer else None
+        try:
+            for frame, rows in frames_of(kept):
+                result = faces_from_rows(rows, self.labels)
+                timeline.add(frame, result)
+                if pictures is not None:
+                    rgb = next(rgb for index, rgb in pictures if index == frame)
+                    video_writer.write(draw_faces(rgb, result, self.labels))
+        finally:
+            if pictures is not None:
+                pictures.close()
+
+    def _video_summary(self, source: Source, frames: VideoFrames, files: SourceFiles,
+                       timeline: VideoTimeline) -> None:
+        complete = not self.stop.requested
+        expected = frames.expected_frames
+        truncated = complete and expected is not None and len(timeline.times) < expected
+        summary = replace(timeline.summary(), frames_stated=frames.stated_frames or None, truncated=truncated,
+                          complete=complete)
+        if truncated:
+            self.summary.truncated_videos.append(summary.source)
+            logger.warning("%s: only %d of the %d frames to process could be read (its header states %d frames, "
+                           "--frame_stride %d); the video seems cut short", summary.source, len(timeline.times),
+                           expected, frames.stated_frames, frames.frame_stride)
         self.summary.videos += 1
-        summary = timeline.summary()
         self.videos.append(summary)
-        stem = source.path.stem
-        self.video_files.append(write_json(self.summary_names.path(stem, ".summary.json"), asdict(summary)))
-        self.video_files.append(timeline.plot(self.summary_names.path(stem, ".emotions.png")))
+        self.video_files.append(write_json(files.summary, asdict(summary)))
+        self.video_files.append(timeline.plot(files.plot))
+
+    def skip_done(self, source: Source, files: SourceFiles) -> None:
+        """An input whose rows a resumed run keeps: a video's summary comes back from its file."""
+        if files.summary is None:
+            return
+        if not files.summary.is_file():
+            logger.warning("%s: its rows are kept, but not its summary %s (left out of the run summary)",
+                           escaped_name(source.path), files.summary)
+            return
+        known = {f.name for f in fields(VideoSummary)}
+        data = json.loads(files.summary.read_text(encoding="utf-8"))
+        self.videos.append(VideoSummary(**{k: v for k, v in data.items() if k in known}))
+        self.video_files.extend([files.summary, files.plot])
+
+    def resume_point(self, sources: SourceList, writer_format: str) -> ResumePoint | None:
+        """What the output already holds, for `resume` (None: a new output)."""
+        output = self.targets.output
+        if not (self.options.resume and output.is_file()):
+            return None
+        point = read_resume_point(output, writer_format, columns(self.labels, self.options.landmarks),
+                                  self.count_kept, recorded_rows_bytes(self.targets.summary_file))
+        named = {stored_text(escaped_name(s.path), writer_format) for s in sources.sources}
+        strangers = sorted(point.done - named) + ([point.video] if point.video not in (None, *named) else [])
+        if strangers:
+            raise ValueError(f"--resume: {output} holds rows for {strangers[0]}, which these inputs do not name; "
+                             "resume only the command that wrote it")
+        self.summary.videos += point.videos_done
+        self.done = point.done
+        logger.info("resuming %s: %d rows kept", output, point.rows)
+        return point
+
+    def is_done(self, source: Source, writer: RowWriter) -> bool:
+        return writer.stored_text(escaped_name(source.path)) in self.done
 
 
 @contextmanager
@@ -217,28 +332,56 @@ def _frames(frames: VideoFrames, source: Source) -> Iterator[FaceInput]:
         yield FaceInput(rgb, FrameKey(source, index))
 
 
-def _process(run: _Run, pipe, sources: list[Source], writer: RowWriter, bar) -> None:
+def _images(run: _Run, pipe, group: list[Source], writer: RowWriter, bar, settings: dict) -> None:
+    todo = []
+    for source in group:
+        files = run.begin(source)
+        if run.is_done(source, writer):
+            bar.update(1)
+        else:
+            todo.append((source, files))
+    if not todo:
+        return
+    inputs = [FaceInput(str(source.path), FrameKey(source)) for source, _ in todo]
+    results = pipe.image_faces(inputs, num_workers=min(run.options.workers, len(inputs)), **settings)
+    for (_, files), result in zip(todo, results, strict=False):
+        run.take_image(result, files, writer)
+        bar.update(1)
+        if run.stop.requested:
+            return
+
+
+def _video(run: _Run, pipe, source: Source, writer: RowWriter, bar, settings: dict, point: ResumePoint) -> None:
+    o, files = run.options, run.begin(source)
+    bar.set_postfix_str(escaped_name(source.path.name), refresh=False)
+    if run.is_done(source, writer):
+        run.skip_done(source, files)
+        bar.update(1)
+        return
+    going_on = point.video == writer.stored_text(escaped_name(source.path))
+    try:
+        frames = VideoFrames(source.path, o.frame_stride, o.max_frames, point.next_frame if going_on else 0)
+    except ValueError as err:
+        run.unreadable(source, str(err))
+    else:
+        results = pipe.image_faces(_frames(frames, source), num_workers=min(o.workers, 1), **settings)
+        run.take_video(source, frames, files, results, writer, point.video_rows if going_on else [])
+    bar.update(1)
+
+
+def _process(run: _Run, pipe, sources: list[Source], writer: RowWriter, bar, point: ResumePoint) -> None:
+    """Every input in order, until all are done or a signal asks the run to stop."""
     o = run.options
-    settings = {"batch_size": o.batch_size, "keep_image": run.annotations is not None, "skip_unreadable": True,
+    settings = {"batch_size": o.batch_size, "keep_image": o.annotate_dir is not None, "skip_unreadable": True,
+                "min_score": o.min_score, "min_reliability": o.min_reliability,
                 **{name: getattr(o.faces, name) for name in asdict(o.faces)}}
     for kind, group in image_runs(sources):
+        if run.stop.requested:
+            return
         if kind == "images":
-            inputs = [FaceInput(str(s.path), FrameKey(s)) for s in group]
-            for result in pipe.image_faces(inputs, num_workers=min(o.workers, len(group)), **settings):
-                run.take_image(result, writer)
-                bar.update(1)
-            continue
-        source = group[0]
-        bar.set_postfix_str(source.path.name, refresh=False)
-        try:
-            frames = VideoFrames(source.path, o.frame_stride, o.max_frames)
-        except ValueError as err:
-            run.summary.unreadable.append((str(source.path), str(err)))
-            logger.warning("skipped %s: %s", source.path, err)
+            _images(run, pipe, group, writer, bar, settings)
         else:
-            results = pipe.image_faces(_frames(frames, source), num_workers=min(o.workers, 1), **settings)
-            run.take_video(source, frames.fps, results, writer)
-        bar.update(1)
+            _video(run, pipe, group[0], writer, bar, settings, point)
 
 
 def load_for_predict(options: PredictOptions) -> tuple[LoadedModel, int]:
@@ -248,38 +391,48 @@ def load_for_predict(options: PredictOptions) -> tuple[LoadedModel, int]:
     return loaded, threads
 
 
+def _note_skipped(run: _Run, sources: SourceList) -> None:
+    run.summary.unsupported = [escaped_name(p) for p in sources.unsupported]
+    run.summary.missing = [escaped_name(text) for text in sources.missing]
+    for path in sources.unsupported:
+        logger.warning("skipped %s: neither an image nor a video by its extension", escaped_name(path))
+    for text in sources.missing:
+        logger.warning("skipped %s: no such file, folder or matching file", escaped_name(text))
+    for path, reason in sources.skipped:
+        run.unreadable(path, reason)
+
+
 def run_predict(options: PredictOptions) -> PredictReport:
     """Run `grefel-hf predict` (see the module docstring); `report.summary.processed == 0` means nothing could be
-    processed.
+    processed, `report.summary.interrupted` that SIGINT or SIGTERM stopped the run (what was done is written).
 
     Raises:
-        FileNotFoundError, ValueError, ImportError: the model, an option or a needed package is missing or wrong.
+        FileNotFoundError, ValueError, ImportError, OSError: the model, an option, a path or a needed package is
+        missing or wrong (all checked before any work).
     """
-    sources = expand_inputs(options.inputs)
-    loaded, threads = load_for_predict(options)
-    pipe = face_pipeline(loaded, tta_views=options.tta_views, tta_shift=options.tta_shift)
-    labels = [pipe.model.config.id2label[i] for i in range(pipe.model.config.num_labels)]
-    run = _Run(options, labels)
-    run.summary.unsupported = [str(p) for p in sources.unsupported]
-    run.summary.missing = list(sources.missing)
-    for path in sources.unsupported:
-        logger.warning("skipped %s: neither an image nor a video by its extension", path)
-    for text in sources.missing:
-        logger.warning("skipped %s: no such file, folder or matching file", text)
-    for path, reason in sources.skipped:
-        run.summary.unreadable.append((str(path), reason))
-        logger.warning("skipped %s: it %s", path, reason)
-    with RowWriter(options.output, labels, options.format, options.landmarks) as writer, \
-            tqdm(total=len(sources.sources), unit="file", disable=not options.progress) as bar, \
-            classification_threads(threads, loaded.backend):
-        _process(run, pipe, sources.sources, writer, bar)
-    output = Path(options.output)
-    summary_file = write_json(output.with_name(f"{output.stem}.summary.json"), {
-        "model": str(loaded.path), "backend": loaded.backend, "output": str(output),
+    with StopSignals() as stop:
+        sources = expand_inputs(options.inputs)
+        targets = RunTargets.of(options.output, options.annotate_dir, options.summary_dir)
+        check_targets(targets, sources, options.overwrite, options.resume)
+        loaded, threads = load_for_predict(options)
+        pipe = face_pipeline(loaded, tta_views=options.tta_views, tta_shift=options.tta_shift)
+        labels = [pipe.model.config.id2label[i] for i in range(pipe.model.config.num_labels)]
+        run = _Run(options, labels, targets, stop)
+        _note_skipped(run, sources)
+        fmt = output_format(options.output, options.format)
+        point = run.resume_point(sources, fmt)
+        with RowWriter(options.output, labels, fmt, options.landmarks, None if point is None else point.keep_bytes) \
+                as writer, tqdm(total=len(sources.sources), unit="file", disable=not options.progress) as bar, \
+                classification_threads(threads, loaded.backend):
+            _process(run, pipe, sources.sources, writer, bar, point or ResumePoint())
+        run.summary.interrupted, run.summary.stopped_by = stop.requested, stop.name
+        run.summary.rows_bytes = targets.output.stat().st_size
+    summary_file = write_json(targets.summary_file, {
+        "model": str(loaded.path), "backend": loaded.backend, "output": str(targets.output),
         **run.summary.as_dict(), "video_summaries": [asdict(v) for v in run.videos],
     })
     logger.info("%s", run.summary.describe())
-    return PredictReport(output, summary_file, run.summary, run.videos, run.video_files)
+    return PredictReport(targets.output, summary_file, run.summary, run.videos, run.video_files)
 
 
 __all__ = ["IMAGES_PER_CALL", "FrameKey", "PredictOptions", "PredictReport", "default_num_workers", "image_runs",

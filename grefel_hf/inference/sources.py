@@ -43,6 +43,7 @@ class SourceList:
         skipped: (path, reason) of what cannot be read as a file: dangling symbolic links, link loops, pipes,
             sockets, devices, folders that cannot be listed.
         realpaths: the resolved path of every file in `sources` (what a run must never write over).
+        folders: the folders searched (named, or matched by a glob), where a run must not write either.
     """
 
     sources: list[Source] = field(default_factory=list)
@@ -50,6 +51,8 @@ class SourceList:
     missing: list[str] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     realpaths: set[str] = field(default_factory=set)
+    folders: list[Path] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set, repr=False)
     _skipped_paths: set[str] = field(default_factory=set, repr=False)
 
     def skip(self, path: Path, reason: str) -> None:
@@ -125,14 +128,15 @@ def _glob(pattern: str) -> list[Path]:
 
 def _add(result: SourceList, path: Path, explicit: bool) -> None:
     key = os.path.realpath(path)
-    if key in result.realpaths:
+    if key in result._seen:
         return
-    result.realpaths.add(key)
+    result._seen.add(key)
     kind = kind_of(path, explicit)
     if kind is None:
         result.unsupported.append(path)
     else:
         result.sources.append(Source(path, kind))
+        result.realpaths.add(key)
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> SourceList:
@@ -142,6 +146,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> SourceList:
         text = os.fspath(raw)
         path = Path(text)
         if path.is_dir():
+            result.folders.append(path)
             for file in folder_files(path, result.skip):
                 _add(result, file, explicit=False)
         elif path.is_file():
@@ -161,6 +166,7 @@ def _add_matches(result: SourceList, pattern: str) -> None:
         result.missing.append(pattern)
     for match in matches:
         if match.is_dir():
+            result.folders.append(match)
             for file in folder_files(match, result.skip):
                 _add(result, file, explicit=False)
         elif match.is_file():
@@ -169,5 +175,5 @@ def _add_matches(result: SourceList, pattern: str) -> None:
             result.skip(match, _not_a_file(match))
 
 
-__all__ = ["IMAGE_EXTENSIONS", "NOT_A_FILE", "VIDEO_EXTENSIONS", "Source", "SourceList", "expand_inputs", "folder_files",
-           "kind_of"]
+__all__ = ["IMAGE_EXTENSIONS", "NOT_A_FILE", "VIDEO_EXTENSIONS", "Source", "SourceList", "expand_inputs",
+           "folder_files", "kind_of"]
