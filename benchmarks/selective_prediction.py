@@ -186,9 +186,10 @@ def aurc(correct: np.ndarray, scores: np.ndarray) -> float:
 
 def ranking_table(correct: np.ndarray, scores: dict[str, np.ndarray], parts: dict[str, np.ndarray],
                   bootstrap: int, seed: int = 0) -> dict[str, dict]:
-    """Per part (a boolean mask) and score: AURC, accuracy at 90/80/50 % coverage, and the AURC difference to the
-    top probability with its bootstrap standard error (resampling the part's faces)."""
-    from grefel_hf.metrics.selective import ranking_summary
+    """Per part (a boolean mask) and score: AURC, accuracy at `STUDY_COVERAGES`, and the AURC difference to the
+    top probability with its bootstrap standard error (resampling the part's faces); and per part the AURC of the
+    ideal ranking."""
+    from grefel_hf.metrics.selective import optimal_aurc, ranking_summary
 
     rng = np.random.default_rng(seed)
     table = {}
@@ -205,6 +206,7 @@ def ranking_table(correct: np.ndarray, scores: dict[str, np.ndarray], parts: dic
                                                                                 scores["top_probability"][index]),
                           "bootstrap_se": float(np.std(differences))}
         table[part] = dict(sorted(rows.items(), key=lambda item: item[1]["aurc"]))
+        table[part]["ideal ranking"] = {"aurc": optimal_aurc(correct[index])}
     return table
 
 
@@ -222,7 +224,9 @@ def calibration_study(arrays: dict[str, np.ndarray], even: np.ndarray) -> dict[s
     odd_log, odd_labels = log_final[~even], labels[~even]
     ece, nll, accuracy, before = calibration_scores(odd_log, odd_labels)
     study = {"odd_half_before": {"ece": ece, "nll": nll, "accuracy": accuracy,
-                                 "classwise_ece": classwise_ece(np.exp(odd_log), odd_labels)}}
+                                 "classwise_ece": classwise_ece(np.exp(odd_log), odd_labels)},
+             "mean_top_probability_before": float(np.exp(log_final).max(1).mean()),
+             "accuracy": float((log_final.argmax(1) == labels).mean())}
     for method in METHODS:
         fit = fit_calibration(log_final[even], labels[even], method)
         odd_after = calibrated(odd_log, fit.temperature, fit.bias)
@@ -262,7 +266,7 @@ def analyse(arrays: dict[str, np.ndarray], bootstrap: int) -> dict:
     scores = candidate_scores(arrays, probs)
     parts = {"even (choice)": even, "odd (check)": ~even, "all": np.ones_like(even)}
     table = ranking_table(correct, scores, parts, bootstrap)
-    one_pass = [name for name in table["even (choice)"] if not name.startswith("flip:")]
+    one_pass = [name for name in table["even (choice)"] if not name.startswith(("flip:", "ideal"))]
     return {"calibration": calibration_study(arrays, even), "second_choice_when_wrong": second_choice(arrays),
             "accuracy": float(correct.mean()), "ranking_temperature_fitted_on_even": fit.temperature,
             "rankings": table, "best_one_pass_score_on_even": one_pass[0]}
@@ -272,6 +276,9 @@ def print_report(report: dict) -> None:
     for part, rows in report["rankings"].items():
         print(f"\n{part}: AURC (%), accuracy at 80 / 50 % coverage, AURC minus top probability's (bootstrap SE)")
         for name, row in rows.items():
+            if "accuracy_at" not in row:
+                print(f"  {100 * row['aurc']:6.2f}  {name}")
+                continue
             print(f"  {100 * row['aurc']:6.2f}  {100 * row['accuracy_at']['0.8']:6.2f} "
                   f"{100 * row['accuracy_at']['0.5']:6.2f}  {100 * row['aurc_minus_top_probability']:+6.2f} "
                   f"({100 * row['bootstrap_se']:.2f})  {name}")
