@@ -1,6 +1,8 @@
 """`grefel-hf export-onnx`: dynamic batch, parity with PyTorch, and `predict --backend onnx`."""
 
 import csv
+import logging
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -11,6 +13,7 @@ from PIL import Image
 
 from grefel_hf import GReFELForImageClassification, GReFELImageProcessor
 from grefel_hf.cli import main as cli_main
+from grefel_hf.inference.backends import OnnxModelForImageClassification
 from grefel_hf.inference.onnx_export import export_onnx, real_format_images
 
 
@@ -46,6 +49,24 @@ def test_onnx_matches_pytorch_on_random_and_real_format_inputs(exported):
         assert np.abs(reliability - expected.reliability.numpy()).max() < 1e-4
 
 
+def test_export_command_keeps_an_existing_file_unless_overwrite_and_a_failed_export_keeps_it(exported, tmp_path,
+                                                                                             caplog):
+    folder, _ = exported
+    output = tmp_path / "model.onnx"
+    output.write_bytes(b"an earlier export")
+    base = ["export-onnx", "--model", str(folder)]
+    for argv, message in ((["--output", str(output)], r"model\.onnx already exists; give --overwrite to replace it"),
+                          (["--output", str(tmp_path / "model.bin")], r"model\.bin: expected a \.onnx file name"),
+                          (["--output", str(output), "--overwrite", "--tolerance", "0"], "failed its parity check")):
+        caplog.clear()
+        assert cli_main([*base, *argv]) == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and re.search(message, errors[0]), errors
+        assert output.read_bytes() == b"an earlier export" and sorted(tmp_path.iterdir()) == [output]
+    assert cli_main([*base, "--output", str(output), "--overwrite"]) == 0
+    assert OnnxModelForImageClassification.from_onnx(output).config.num_labels == 7
+
+
 def _labels(path):
     with open(path, newline="") as f:
         return [(row["source"], row["frame"], row["label"], row["box_x"]) for row in csv.DictReader(f)]
@@ -69,6 +90,7 @@ def test_export_command_fails_above_the_tolerance_and_removes_the_file(exported,
     output = tmp_path / "strict.onnx"
     assert cli_main(["export-onnx", "--model", str(folder), "--output", str(output), "--tolerance", "0"]) == 2
     assert "failed its parity check" in caplog.text and not output.exists()
+    assert list(tmp_path.iterdir()) == []  # nor a partial file
     assert cli_main(["export-onnx", "--model", str(tmp_path / "nowhere"), "--output", str(output)]) == 2
     assert cli_main(["predict", str(tmp_path), "--model", str(folder / "config.json"), "--backend", "onnx",
                      "--output", str(tmp_path / "r.csv"), "--no_progress"]) == 2

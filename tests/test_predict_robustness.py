@@ -194,7 +194,8 @@ for argv in {runs!r}:
 
 
 def test_read_only_folders_are_one_line_before_any_work(model_dir, tmp_path):
-    """Output, --annotate and --summary_dir in a read-only folder, and a missing parent that cannot be created."""
+    """Output, --annotate and --summary_dir in a read-only folder, and a missing parent that cannot be created;
+    explain's --output_dir and export-onnx's --output there too."""
     (tmp_path / "in").mkdir()
     _photo(tmp_path / "in" / "a.png")
     write_astronaut_video(tmp_path / "in" / "clip.mp4", frames=2, side=96)
@@ -204,17 +205,20 @@ def test_read_only_folders_are_one_line_before_any_work(model_dir, tmp_path):
     runs = [[*base, "--output", str(locked / "r.csv")],
             [*base, "--output", str(locked / "new" / "deeper" / "r.csv")],
             [*base, "--output", str(tmp_path / "r1.csv"), "--annotate", str(locked)],
-            [*base, "--output", str(tmp_path / "r2.csv"), "--summary_dir", str(locked / "videos")]]
+            [*base, "--output", str(tmp_path / "r2.csv"), "--summary_dir", str(locked / "videos")],
+            ["explain", str(tmp_path / "in" / "a.png"), "--model", str(model_dir), "--output_dir", str(locked)],
+            ["export-onnx", "--model", str(model_dir), "--output", str(locked / "model.onnx")]]
     locked.chmod(0o555)
     try:
         run = subprocess.run([*_without_root_powers(), sys.executable, "-c", READ_ONLY_SCRIPT.format(runs=runs)],
                              capture_output=True, text=True, timeout=300)
     finally:
         locked.chmod(0o755)
-    assert run.stdout.split() == ["exit", "2"] * 4, run.stdout + run.stderr
+    assert run.stdout.split() == ["exit", "2"] * 6, run.stdout + run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("ERROR")]
-    assert len(errors) == 4 and "Traceback" not in run.stderr, run.stderr
-    for line, option in zip(errors, ["--output", "--output", "--annotate", "--summary_dir"], strict=True):
+    assert len(errors) == 6 and "Traceback" not in run.stderr, run.stderr
+    options = ["--output", "--output", "--annotate", "--summary_dir", "--output_dir", "--output"]
+    for line, option in zip(errors, options, strict=True):
         assert re.search(rf"{option} .*: cannot write into the folder .*locked \(read-only or no permission\)",
                          line), line
     assert not any(locked.iterdir()) and not list(tmp_path.glob("r*.csv"))
