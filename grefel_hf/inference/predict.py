@@ -228,7 +228,7 @@ class _Run:
         """Write a video's frame rows as they come (after the `kept` rows of a resumed run, replayed), until it ends
         or a signal stops the run; then its summary, plot and annotated copy, for the frames done."""
         timeline = VideoTimeline(escaped_name(source.path), frames.fps, self.labels)
-        video_writer = None
+        video_writer, stopped = None, False
         if files.annotated is not None:
             video_writer = Mp4Writer(files.annotated, frames.fps / self.options.frame_stride)
         try:
@@ -239,6 +239,7 @@ class _Run:
                 if video_writer is not None:
                     video_writer.write(draw_faces(result.image, result, self.labels))
                 if self.stop.requested:
+                    stopped = True
                     break
         finally:
             if video_writer is not None:
@@ -246,7 +247,7 @@ class _Run:
         if not timeline.times:
             self.unreadable(source, "OpenCV could read no frame of this video")
             return
-        self._video_summary(source, frames, files, timeline)
+        self._video_summary(source, frames, files, timeline, complete=not stopped)
 
     def _replay(self, frames: VideoFrames, kept: list[dict], timeline: VideoTimeline,
                 video_writer: Mp4Writer | None) -> None:
@@ -256,16 +257,15 @@ class _Run:
             for frame, rows in frames_of(kept):
                 result = faces_from_rows(rows, self.labels)
                 timeline.add(frame, result)
-                if pictures is not None:
-                    rgb = next(rgb for index, rgb in pictures if index == frame)
+                rgb = None if pictures is None else next((rgb for index, rgb in pictures if index == frame), None)
+                if rgb is not None:
                     video_writer.write(draw_faces(rgb, result, self.labels))
         finally:
             if pictures is not None:
                 pictures.close()
 
-    def _video_summary(self, source: Source, frames: VideoFrames, files: SourceFiles,
-                       timeline: VideoTimeline) -> None:
-        complete = not self.stop.requested
+    def _video_summary(self, source: Source, frames: VideoFrames, files: SourceFiles, timeline: VideoTimeline,
+                       complete: bool) -> None:
         expected = frames.expected_frames
         truncated = complete and expected is not None and len(timeline.times) < expected
         summary = replace(timeline.summary(), frames_stated=frames.stated_frames or None, truncated=truncated,

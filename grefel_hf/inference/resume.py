@@ -51,10 +51,10 @@ class ResumePoint:
 
     Args:
         keep_bytes: the bytes of the file to keep; the rest is dropped and written again.
-        next_frame: the first frame of `video` still to do.
         done: the inputs (as their `source` cells read back) whose rows are all kept: skipped.
-        video: the `source` cell of a video whose rows the kept part ends with, to go on from `next_frame`;
-            `video_rows` are its kept rows (its summary, plot and annotated copy are made from them and the rest).
+        video: the `source` cell of a video whose rows the kept part ends with, to go on from `next_frame` (the
+            first frame still to do); `video_rows` are its kept rows (its summary, plot and annotated copy are
+            made from them and the rest).
         rows: rows kept; videos_done: videos among `done`.
     """
 

@@ -144,35 +144,29 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> SourceList:
     result = SourceList()
     for raw in inputs:
         text = os.fspath(raw)
-        path = Path(text)
-        if path.is_dir():
-            result.folders.append(path)
-            for file in folder_files(path, result.skip):
-                _add(result, file, explicit=False)
-        elif path.is_file():
-            _add(result, path, explicit=True)
-        elif os.path.lexists(path):
-            result.skip(path, _not_a_file(path))
+        if os.path.lexists(text):
+            _add_path(result, Path(text), explicit=True)
         elif glob.has_magic(text):
-            _add_matches(result, text)
+            matches = _glob(text)
+            if not matches:
+                result.missing.append(text)
+            for match in matches:
+                _add_path(result, match, explicit=False)
         else:
             result.missing.append(text)
     return result
 
 
-def _add_matches(result: SourceList, pattern: str) -> None:
-    matches = _glob(pattern)
-    if not matches:
-        result.missing.append(pattern)
-    for match in matches:
-        if match.is_dir():
-            result.folders.append(match)
-            for file in folder_files(match, result.skip):
-                _add(result, file, explicit=False)
-        elif match.is_file():
-            _add(result, match, explicit=False)
-        else:
-            result.skip(match, _not_a_file(match))
+def _add_path(result: SourceList, path: Path, explicit: bool) -> None:
+    """A named or matched path: a folder's files, a file, or what cannot be read, skipped with the reason."""
+    if path.is_dir():
+        result.folders.append(path)
+        for file in folder_files(path, result.skip):
+            _add(result, file, explicit=False)
+    elif path.is_file():
+        _add(result, path, explicit=explicit)
+    else:
+        result.skip(path, _not_a_file(path))
 
 
 __all__ = ["IMAGE_EXTENSIONS", "NOT_A_FILE", "VIDEO_EXTENSIONS", "Source", "SourceList", "expand_inputs",
