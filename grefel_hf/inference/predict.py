@@ -404,7 +404,8 @@ def _note_skipped(run: _Run, sources: SourceList) -> None:
 
 def run_predict(options: PredictOptions) -> PredictReport:
     """Run `grefel-hf predict` (see the module docstring); `report.summary.processed == 0` means nothing could be
-    processed, `report.summary.interrupted` that SIGINT or SIGTERM stopped the run (what was done is written).
+    processed, `report.summary.interrupted` that SIGINT or SIGTERM stopped the run (what was done is written):
+    called from the main thread, it handles those signals while it runs instead of raising KeyboardInterrupt.
 
     Raises:
         FileNotFoundError, ValueError, ImportError, OSError: the model, an option, a path or a needed package is
