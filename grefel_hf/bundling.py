@@ -4,11 +4,17 @@ The bundle is a saved GReFEL folder (config, processor config) whose weights are
 they load back as float32, so predictions use float32 arithmetic). It carries no remote code, since the installed
 package's own classes load it, and so its configs name none (no `auto_map`, no `custom_pipelines`). Besides:
 
-- `validation_metrics.json`: the evaluation CLI's metrics of exactly these weights on the validation split;
+- `calibration.json`: the temperature fitted to these weights on the validation split (`grefel-hf calibrate`),
+  which the config stores and the model applies, with the calibration error before and after;
+- `validation_metrics.json`: the evaluation CLI's metrics of exactly these weights, calibrated, on the validation
+  split;
 - `provenance.json`: how they were made (recipe, command, seed, commit, training data) and the SHA-256 of
   `model.safetensors`;
-- `README.md`: a model card built from the two, with the licences of the training data, the intended use and its
+- `README.md`: a model card built from them, with the licences of the training data, the intended use and its
   limits. Its model-index figures are those of `validation_metrics.json`; its text records the checksum.
+
+`refresh_bundle` rewrites the metrics, provenance and card of a bundle whose calibration changed (the weights and
+their checksum stay as they are).
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .calibration.fitting import CalibrationRecord
 from .face_detection_grefel import YUNET_FILE, file_sha256
 from .hub import save_grefel_folder
 from .inference.backends import ONNX_FILE
@@ -120,7 +127,12 @@ import grefel_hf  # registers the facial-expression-recognition pipeline
 
 faces = pipeline("facial-expression-recognition"{model})   # {comment}
 faces("photo.jpg")  # [{{"box": {{"x", "y", "w", "h"}}, "label", "score", "reliability", "top_k"}}, ...] per face
+faces("photo.jpg", min_score=0.6)  # faces whose top probability is below 0.6 are labelled "uncertain"
 ```
+
+`grefel-hf predict --min_score T` (or `--min_reliability T`) labels the faces below T `uncertain` and still writes
+their probabilities; the table under "Selective prediction" below gives, for each T, the share of validation faces
+answered and the accuracy on them.
 
 On a face crop, through the Auto classes:
 `AutoModelForImageClassification.from_pretrained(grefel_hf.pretrained_model_path({path_call}))`. The model's `logits`
@@ -139,7 +151,7 @@ def write_bundle_card(folder: Path, model, metrics: Mapping[str, Any], provenanc
         dataset_split="validation", license="apache-2.0", record=record, model_config=model.config.to_dict(),
         extra_sections={"Training data and licences": f"Trained on {provenance.dataset}.\n\n{provenance.licences}",
                         "Provenance": _provenance_section(provenance, checksum)},
-        usage=bundle_usage(provenance.name),
+        usage=bundle_usage(provenance.name), calibration=CalibrationRecord.read(folder),
     )
     card.save(folder / "README.md")
 
@@ -207,5 +219,18 @@ def finish_bundle(folder: str | Path, metrics: Mapping[str, Any], provenance: Pr
     return checksum
 
 
+def read_provenance(folder: str | Path) -> Provenance:
+    """The `Provenance` a bundle's `provenance.json` records (without the checksum fields `finish_bundle` adds)."""
+    record = json.loads((Path(folder) / PROVENANCE_FILE).read_text())
+    return Provenance(**{f.name: record[f.name] for f in fields(Provenance) if f.name in record})
+
+
+def refresh_bundle(folder: str | Path, metrics: Mapping[str, Any]) -> str:
+    """Rewrite the validation metrics, provenance and card of the bundle in `folder` from its own provenance and
+    new `metrics` (after its calibration changed); the weights are untouched. Returns their checksum."""
+    return finish_bundle(folder, metrics, read_provenance(folder))
+
+
 __all__ = ["METRICS_FILE", "PROVENANCE_FILE", "Provenance", "WEIGHTS_FILE", "bundle_usage", "drop_remote_code",
-           "finish_bundle", "store_weights_in_half_precision", "write_bundle_onnx", "write_bundle_weights"]
+           "finish_bundle", "read_provenance", "refresh_bundle", "store_weights_in_half_precision",
+           "write_bundle_onnx", "write_bundle_weights"]

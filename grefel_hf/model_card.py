@@ -14,8 +14,16 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from grefel_hf.evaluation.report import overall_table, per_class_table, render_markdown
+from grefel_hf.calibration.fitting import CalibrationRecord
+from grefel_hf.evaluation.report import (
+    overall_table,
+    per_class_table,
+    render_markdown,
+    selective_table,
+    threshold_table,
+)
 from grefel_hf.metrics.classification import check_metrics_dict
+from grefel_hf.metrics.selective import RANKING_NAMES, ordered_rankings
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +175,61 @@ print(model.config.id2label[label_id], float(probs[0, label_id]), float(outputs.
 ```"""
 
 
+def selective_summary(selective: Mapping[str, Any]) -> str:
+    """Plain sentences from a `selective` metrics entry: which ranking has the lowest AURC, and each ranking's
+    accuracy at the coverages below 100 %."""
+    rankings, best = selective["rankings"], selective["best_ranking"]
+    top = rankings["top_probability"]["aurc"]
+    against = "" if best == "top_probability" else f", against {100 * top:.2f} % for the top probability"
+    lines = [f"Ranked by **{RANKING_NAMES.get(best, best)}**, the answers have the lowest area under the "
+             f"risk-coverage curve ({100 * rankings[best]['aurc']:.2f} %{against})."]
+    for coverage in (c for c in selective["coverages"] if c < 1.0):
+        parts = [f"{RANKING_NAMES.get(name, name)} {100 * summary['accuracy_at'][str(coverage)]:.2f} %"
+                 for name, summary in ordered_rankings(rankings)]
+        lines.append(f"Accuracy on the {100 * coverage:g} % of images answered first: {', '.join(parts)}.")
+    return " ".join(lines)
+
+
+def _selective_section(metrics: Mapping[str, Any]) -> list[str]:
+    """The selective-prediction tables and their summary, when `metrics` has them."""
+    if not metrics.get("selective"):
+        return []
+    return [
+        "### Selective prediction",
+        "The images ranked by a score, most confident first: the accuracy of the first 100, 90, 80 and 50 %, and "
+        "the area under the risk-coverage curve (AURC, lower is better). " + selective_summary(metrics["selective"]),
+        render_markdown(selective_table(dict(metrics))),
+        "With `grefel-hf predict --min_score T` (top probability) or `--min_reliability T`, faces below T are "
+        "labelled `uncertain`; on this split each threshold answers for (and is right on) this share of the images:",
+        render_markdown(threshold_table(dict(metrics))),
+    ]
+
+
+def _calibration_section(calibration: CalibrationRecord | None) -> str:
+    """How the probabilities were calibrated, or that they were not."""
+    if calibration is None:
+        return ("## Calibration\n\nNo calibration was fitted to this model: read its probabilities as scores rather "
+                "than as calibrated chances, and check them on held-out data (`grefel-hf calibrate` fits one).")
+    bias = ("" if calibration.bias is None
+            else " and a per-class bias (" + ", ".join(f"{b:+.3f}" for b in calibration.bias) + ")")
+    if not calibration.applied:
+        return (f"## Calibration\n\nA temperature of {calibration.temperature:.4f}{bias}, fitted by negative "
+                f"log-likelihood on the `{calibration.split}` split of {calibration.dataset} "
+                f"({calibration.num_images} images), would have raised the expected calibration error there from "
+                f"{100 * calibration.ece_before:.2f} % to {100 * calibration.ece_after:.2f} % (log-likelihood "
+                f"{calibration.nll_before:.4f} to {calibration.nll_after:.4f}), so it is not applied: the model's "
+                "probabilities are its own, and the figures below are of those.")
+    return (f"## Calibration\n\nThe model's probabilities are calibrated: a temperature of "
+            f"{calibration.temperature:.4f}{bias}, fitted by negative log-likelihood on the `{calibration.split}` "
+            f"split of {calibration.dataset} ({calibration.num_images} images) and applied by the model itself "
+            "(config fields `calibration_temperature` and `calibration_bias`, so every way of running it gets "
+            "calibrated probabilities). On that split the expected calibration error went from "
+            f"{100 * calibration.ece_before:.2f} % to {100 * calibration.ece_after:.2f} % and the negative "
+            f"log-likelihood from {calibration.nll_before:.4f} to {calibration.nll_after:.4f}; accuracy "
+            f"{100 * calibration.accuracy_before:.2f} % before, {100 * calibration.accuracy_after:.2f} % after "
+            f"({calibration.labels_changed} predicted labels changed).")
+
+
 def _results_section(
     metrics: Mapping[str, Any] | None, dataset_name: str, dataset_split: str, images: Mapping[str, str | None]
 ) -> str:
@@ -180,6 +243,7 @@ def _results_section(
         render_markdown(overall_table(dict(metrics))),
         "### Per class",
         render_markdown(per_class_table(dict(metrics))),
+        *_selective_section(metrics),
     ]
     for title, image in images.items():
         if image:
@@ -239,8 +303,9 @@ def _limitations_section(kind: str) -> str:
   photo, several faces or an image without a face still gets an expression label, possibly with a high score.
 - It recognises *facial expressions* as labelled by annotators, not a person's inner emotional state.
   Do not use it for decisions about people (hiring, policing, surveillance, health, credit, education).
-- The reliability score is the model's own estimate. Check it against held-out data from your setting
-  before using it to accept or reject predictions."""
+- The reliability score is the model's own estimate (the probability GReFEL's attentive path gives the
+  predicted class). Check it, and the `--min_score` / `--min_reliability` thresholds, against held-out data from
+  your setting (`grefel-hf evaluate` reports both rankings) before using them to accept or reject predictions."""
     return text + _DATASET_NOTES[kind]
 
 
@@ -291,6 +356,7 @@ def build_model_card(
     confusion_matrix_image: str | None = None, reliability_diagram_image: str | None = None,
     training_curves_image: str | None = None, dataset_config: str | None = None, extra_tags: Sequence[str] = (),
     extra_sections: Mapping[str, str] | None = None, usage: str | None = None,
+    calibration: CalibrationRecord | None = None, risk_coverage_image: str | None = None,
 ) -> ModelCard:
     """Build the Hub model card of a GReFEL checkpoint.
 
@@ -308,22 +374,25 @@ def build_model_card(
         training_args: Trainer's training arguments and/or all_results.json as a dict.
         record: how the weights were made (training dataset, pretrained start); None when not recorded.
         model_config: the model's config as a dict, for the model section.
-        confusion_matrix_image, reliability_diagram_image, training_curves_image: relative paths or URLs
-            of figures in the repository.
+        confusion_matrix_image, reliability_diagram_image, training_curves_image, risk_coverage_image: relative
+            paths or URLs of figures in the repository.
         extra_tags: tags added to the default ones.
         extra_sections: more Markdown sections, heading -> body, placed before the citation.
         usage: the "How to use" section's Markdown, instead of the Hub snippets built from `repo_id`.
+        calibration: the model's calibration record (its `calibration.json`), or None when it was not calibrated;
+            the card's calibration section states it.
     """
     _check_card_metrics(metrics, label_names)
     data = build_card_data(metrics, model_name=model_name, base_model=_pretrained_base(base_model, record), datasets=datasets,
                            dataset_name=dataset_name, dataset_split=dataset_split, license=license,
                            dataset_config=dataset_config, extra_tags=extra_tags)
     images = {"Confusion matrix": confusion_matrix_image, "Reliability diagram": reliability_diagram_image,
-              "Training curves": training_curves_image}
+              "Risk-coverage curves": risk_coverage_image, "Training curves": training_curves_image}
     kind = dataset_kind(record.dataset if record else None, *datasets, dataset_name)
     body = [_intro(model_name, label_names, base_model, model_config, record),
             usage or _usage_section(repo_id, len(label_names)), _model_section(model_config, record),
-            _results_section(metrics, dataset_name, dataset_split, images), _training_section(training_args),
+            _calibration_section(calibration), _results_section(metrics, dataset_name, dataset_split, images),
+            _training_section(training_args),
             _limitations_section(kind)]
     body += [f"## {heading}\n\n{text.strip()}" for heading, text in (extra_sections or {}).items()]
     body.append(f"## Citation\n\n{_CITATION}")

@@ -34,6 +34,7 @@ from huggingface_hub import create_repo, get_token, snapshot_download, upload_fo
 from PIL import Image
 from safetensors.torch import save_file
 
+from .calibration.fitting import CALIBRATION_FILE, CalibrationRecord
 from .factory import build_image_processor
 from .hub import RUN_CONFIG_FILE, SELECTION_FILE, missing_files, save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor
@@ -52,11 +53,12 @@ UPLOAD_IGNORE_PATTERNS = ["__pycache__/*", "*/__pycache__/*", "*.pyc", "checkpoi
 FIGURES = {
     "confusion_matrix.png": "confusion_matrix_image",
     "reliability_diagram.png": "reliability_diagram_image",
+    "risk_coverage.png": "risk_coverage_image",
     "training_curves.png": "training_curves_image",
 }
 """Evaluation figures copied into the stage when found, and the build_model_card argument that links each."""
 
-RUN_RECORDS = (SELECTION_FILE, "all_results.json")
+RUN_RECORDS = (SELECTION_FILE, "all_results.json", CALIBRATION_FILE)
 """Small run records of the model folder that are uploaded as they are (training_config.json is not:
 it holds the trainer's local paths; the card shows its hyper-parameters instead)."""
 
@@ -260,7 +262,7 @@ def write_card(args: PushArguments, model_dir: Path, stage: Path, config) -> dic
         label_names=names, base_model=getattr(config, "backbone", None), datasets=list(args.dataset_id),
         dataset_name=args.dataset_name or _default_dataset_name(record), dataset_split=args.dataset_split,
         dataset_config=args.dataset_config, license=args.license, training_args=training_args, record=record,
-        model_config=config.to_dict(), **figure_links,
+        model_config=config.to_dict(), calibration=CalibrationRecord.read(model_dir), **figure_links,
     )
     card.save(stage / "README.md")
     return metrics

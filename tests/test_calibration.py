@@ -63,6 +63,22 @@ def test_a_bias_fit_finds_a_class_prior_shift_and_counts_the_labels_it_changes()
     assert record.accuracy_after > record.accuracy_before and record.nll_after < record.nll_before
 
 
+def test_a_fit_that_would_raise_the_ece_is_recorded_but_not_applied(tmp_path):
+    """Every face gets (0.6, 0.3, 0.1) and 60 % are class 0, 40 % class 1: the top probability is exactly
+    calibrated, but the likelihood wants class 2's probability moved to class 1, so it sharpens (T < 1), which
+    makes the top probability over-confident."""
+    probs, labels = np.tile([0.6, 0.3, 0.1], (100, 1)), np.array([0] * 60 + [1] * 40)
+    record = fit_calibration(np.log(probs), labels)
+    assert record.temperature < 0.9 and record.nll_after < record.nll_before
+    assert record.ece_before == pytest.approx(0.0, abs=1e-9) and record.ece_after > 0.05
+    assert not record.applied and "NOT applied" in record.describe()
+    assert record.config_values() == {"calibration_temperature": 1.0, "calibration_bias": None}
+    folder = save_tiny_model(tmp_path / "model")
+    write_calibration(folder, record)
+    assert GReFELForImageClassification.from_pretrained(folder).config.calibration_temperature == 1.0
+    assert not CalibrationRecord.read(folder).applied
+
+
 def test_the_record_round_trips_and_bad_records_and_methods_are_refused(tmp_path):
     log_probs, labels = sampled_log_probs(2.0, count=300)
     record = fit_calibration(log_probs, labels, "temperature", "synthetic", "validation")
@@ -174,6 +190,8 @@ def test_push_to_hub_staging_keeps_the_calibration_in_the_remote_code(calibrated
     model, processor, _ = stage_folder(PushArguments(model_dir=str(calibrated_folder), repo_id="someone/tiny"),
                                        calibrated_folder, stage)
     assert json.loads((stage / "config.json").read_text())["calibration_temperature"] == 0.4
+    assert CalibrationRecord.read(stage) == CalibrationRecord.read(calibrated_folder)  # uploaded beside the weights
+    assert "a temperature of 0.4000 and a per-class bias" in (stage / "README.md").read_text()
     validate_staged_folder(stage, model, processor)
     uncalibrated = GReFELForImageClassification.from_pretrained(calibrated_folder, calibration_temperature=1.0,
                                                                 calibration_bias=None).eval()

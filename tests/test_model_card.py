@@ -119,3 +119,28 @@ def test_a_card_states_the_training_data_and_start_and_drops_what_does_not_apply
     assert data["base_model"] == "someone/grefel-base"
     unrecorded = save_and_load(build_model_card(metrics, **CARD_KWARGS), tmp_path)
     assert "base_model" not in unrecorded.data.to_dict() and "was not recorded" in unrecorded.text
+
+
+def test_the_card_states_the_calibration_and_which_ranking_answers_best(tmp_path, metrics):
+    from grefel_hf.calibration.fitting import CalibrationRecord
+
+    record = CalibrationRecord("temperature", 0.6543, None, "ferplus", "validation", 300, 0.1129, 0.0165, 0.4144,
+                               0.338, 0.8856, 0.8856, 0)
+    text = save_and_load(build_model_card(metrics, calibration=record, **CARD_KWARGS), tmp_path).text
+    assert "a temperature of 0.6543, fitted by negative log-likelihood on the `validation` split of ferplus" in text
+    assert "from 11.29 % to 1.65 %" in text and "(0 predicted labels changed)" in text
+    selective = metrics["selective"]
+    best = {"top_probability": "top probability", "reliability": "reliability",
+            "product": "top probability × reliability"}[selective["best_ranking"]]
+    assert f"Ranked by **{best}**, the answers have the lowest area under the risk-coverage curve" in text
+    top_80 = selective["rankings"]["top_probability"]["accuracy_at"]["0.8"]
+    assert f"answered first: top probability {100 * top_80:.2f} %" in text
+    kept = selective["rankings"]["top_probability"]["at_threshold"]["0.6"]
+    assert f"| 0.6 | {100 * kept['coverage']:.2f} | {100 * kept['accuracy']:.2f} |" in text
+    uncalibrated = save_and_load(build_model_card(metrics, **CARD_KWARGS), tmp_path).text
+    assert "No calibration was fitted to this model" in uncalibrated
+    declined = CalibrationRecord("temperature", 0.9508, None, "fer2013", "validation", 3589, 0.0404, 0.0498, 0.9019,
+                                 0.9005, 0.6815, 0.6815, 0, applied=False)
+    text = save_and_load(build_model_card(metrics, calibration=declined, **CARD_KWARGS), tmp_path).text
+    assert "would have raised the expected calibration error there from 4.04 % to 4.98 %" in text
+    assert "so it is not applied" in text

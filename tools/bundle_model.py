@@ -5,11 +5,17 @@
         --command "accelerate launch train_hf.py recipes/grefel_ferplus_bundled.yaml" --seed 42 --commit abc1234 \\
         --dataset_description "FER+ (FER2013Train, majority labels)" --licences_file docs/ferplus_licences.md
 
-It saves the selected weights in float16 into grefel_hf/pretrained/<name>/, evaluates exactly those weights on the
-validation split with the evaluation CLI's code, and writes validation_metrics.json, provenance.json and the card.
+It saves the selected weights in float16 into grefel_hf/pretrained/<name>/, fits their calibration on the validation
+split (`grefel-hf calibrate`'s code: config, calibration.json, model.onnx), evaluates exactly those weights there with
+the evaluation CLI's code, and writes validation_metrics.json, provenance.json and the card.
+
+An existing bundle whose calibration is fitted again keeps its weights and provenance:
+
+    python tools/bundle_model.py --recalibrate grefel-ferplus --data_dir /data/FERPlus/data
 """
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -18,10 +24,27 @@ from pathlib import Path
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import grefel_hf  # noqa: F401  (registers the Auto classes)
-from grefel_hf.bundling import Provenance, finish_bundle, write_bundle_weights
+from grefel_hf.bundling import (
+    Provenance,
+    finish_bundle,
+    read_provenance,
+    refresh_bundle,
+    write_bundle_weights,
+)
+from grefel_hf.calibration.fitting import CalibrationRecord
+from grefel_hf.calibration.folder import CalibrationOptions, calibrate_folder
 from grefel_hf.evaluation.runner import EvaluationOptions, run_evaluation
+from grefel_hf.pretrained import pretrained_model_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_recalibration(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Fit a bundled model's calibration again and rewrite its metrics "
+                                                 "and card (weights and provenance unchanged).")
+    parser.add_argument("--recalibrate", required=True, metavar="NAME", help="the bundled model's name")
+    parser.add_argument("--data_dir", required=True, help="its dataset's raw files (the validation split)")
+    return parser.parse_args(argv)
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -48,21 +71,42 @@ def shown(path: Path) -> str:
     return str(path.resolve().relative_to(REPO_ROOT)) if path.resolve().is_relative_to(REPO_ROOT) else str(path)
 
 
+def calibrate_and_evaluate(folder: Path, dataset: str, data_dir: str) -> tuple[CalibrationRecord, dict]:
+    """Fit the bundle's calibration on the validation split, then its validation metrics (calibrated)."""
+    record = calibrate_folder(CalibrationOptions(model_dir=str(folder), dataset=dataset, data_dir=data_dir,
+                                                 progress=False))
+    with tempfile.TemporaryDirectory() as scratch:
+        results = run_evaluation(EvaluationOptions(model_dir=str(folder), dataset=dataset, data_dir=data_dir,
+                                                   split="validation", output_dir=scratch, progress=False))
+    (metrics,) = results.values()
+    return record, {**metrics, "model_dir": shown(folder)}  # no local paths in the bundle
+
+
+def recalibrate(args: argparse.Namespace) -> int:
+    """Fit an existing bundle's calibration again; its weights, checksum and provenance stay."""
+    folder = Path(pretrained_model_path(args.recalibrate))
+    before = json.loads((folder / "validation_metrics.json").read_text())
+    record, metrics = calibrate_and_evaluate(folder, read_provenance(folder).dataset_id, args.data_dir)
+    checksum = refresh_bundle(folder, metrics)
+    same = metrics["confusion_matrix"] == before["confusion_matrix"]
+    print(f"recalibrated {args.recalibrate}: {record.describe()}; validation ECE {before['ece']:.4f} -> "
+          f"{metrics['ece']:.4f}, accuracy {before['accuracy']:.4f} -> {metrics['accuracy']:.4f}, confusion matrix "
+          f"{'unchanged' if same else 'CHANGED'}; weights sha256 {checksum}")
+    return 0 if same or record.method != "temperature" else 1
+
+
 def main() -> int:
-    args = parse_arguments()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if "--recalibrate" in sys.argv[1:]:
+        return recalibrate(parse_recalibration(sys.argv[1:]))
+    args = parse_arguments()
     output = Path(args.output_dir or REPO_ROOT / "grefel_hf" / "pretrained" / args.name)
     model = AutoModelForImageClassification.from_pretrained(args.trained_dir).eval()
     processor = AutoImageProcessor.from_pretrained(args.trained_dir)
     write_bundle_weights(model, processor, output)
     evaluation_command = (f"grefel-hf evaluate --model_dir {shown(output)} --dataset {args.dataset} "
                           f"--data_dir DATA_DIR --split validation --output_dir EVAL_DIR")
-    with tempfile.TemporaryDirectory() as scratch:
-        results = run_evaluation(EvaluationOptions(model_dir=str(output), dataset=args.dataset,
-                                                   data_dir=args.data_dir, split="validation", output_dir=scratch,
-                                                   progress=False))
-    (metrics,) = results.values()
-    metrics = {**metrics, "model_dir": shown(output)}  # no local paths in the bundle
+    _, metrics = calibrate_and_evaluate(output, args.dataset, args.data_dir)
     provenance = Provenance(
         name=args.name, recipe=args.recipe, command=args.command, seed=args.seed, commit=args.commit,
         dataset=args.dataset_description, dataset_id=args.dataset, evaluation_dataset=args.evaluation_description,

@@ -8,8 +8,13 @@ log_softmax(log_probs / T + b). Both fits minimise the negative log-likelihood (
 - `"temperature_bias"`: T and a per-class bias b together (L-BFGS from the temperature fit; b centred to mean 0,
   which changes nothing). A bias can change predicted classes; the record counts how many changed.
 
+A fit is applied only when it does not raise the expected calibration error (ECE) of the top probability on the
+data it was fitted on: the NLL also rewards getting the other classes' probabilities right, and a model whose top
+probability is already calibrated can see its ECE rise under the NLL-optimal temperature (the bundled FER2013 model
+does). A fit that is not applied leaves the model's probabilities as they are (the identity calibration).
+
 `CalibrationRecord` is what a fit did, as `calibration.json` beside the model's weights holds it and the model card
-shows it: the values, the data, and the expected calibration error (ECE), NLL and accuracy before and after.
+shows it: the values, the data, the ECE, NLL and accuracy before and after, and whether it was applied.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class CalibrationRecord:
         nll_before, nll_after: mean negative log-likelihood of the true class.
         accuracy_before, accuracy_after: accuracy of the predicted class.
         labels_changed: faces whose predicted class the calibration changed (0 for temperature alone).
+        applied: whether the model uses it: False when it would have raised the ECE (the "after" figures are then
+            those the fit would have given; the model keeps the identity calibration).
     """
 
     method: str
@@ -64,17 +71,21 @@ class CalibrationRecord:
     accuracy_before: float
     accuracy_after: float
     labels_changed: int
+    applied: bool = True
 
     def config_values(self) -> dict[str, Any]:
-        """The config fields that store this calibration."""
+        """The config fields that store this calibration (the identity when it is not applied)."""
+        if not self.applied:
+            return {"calibration_temperature": 1.0, "calibration_bias": None}
         return {"calibration_temperature": self.temperature, "calibration_bias": self.bias}
 
     def describe(self) -> str:
         bias = "" if self.bias is None else f", bias {[round(b, 3) for b in self.bias]}"
+        verdict = "" if self.applied else "; NOT applied, since it would raise the ECE (the model stays uncalibrated)"
         return (f"{self.method} calibration on {self.dataset} ({self.split}, {self.num_images} images): temperature "
                 f"{self.temperature:.4f}{bias}; ECE {self.ece_before:.4f} -> {self.ece_after:.4f}, NLL "
                 f"{self.nll_before:.4f} -> {self.nll_after:.4f}, accuracy {self.accuracy_before:.4f} -> "
-                f"{self.accuracy_after:.4f}, {self.labels_changed} predicted labels changed")
+                f"{self.accuracy_after:.4f}, {self.labels_changed} predicted labels changed{verdict}")
 
     def write(self, folder: str | Path) -> Path:
         path = Path(folder) / CALIBRATION_FILE
@@ -165,7 +176,8 @@ def calibration_scores(log_probs: np.ndarray, labels: np.ndarray) -> tuple[float
 
 def fit_calibration(log_probs: np.ndarray, labels: np.ndarray, method: str = "temperature", dataset: str = "",
                     split: str = "validation") -> CalibrationRecord:
-    """Fit `method` to the uncalibrated log-probabilities `log_probs` (N, C) of hard `labels` (N,), and record it.
+    """Fit `method` to the uncalibrated log-probabilities `log_probs` (N, C) of hard `labels` (N,), and record it
+    (applied only when it does not raise the ECE; see the module docstring).
 
     Raises:
         ValueError: an unknown method, or arrays that do not fit together.
@@ -184,7 +196,8 @@ def fit_calibration(log_probs: np.ndarray, labels: np.ndarray, method: str = "te
     return CalibrationRecord(method=method, temperature=temperature, bias=bias, dataset=dataset, split=split,
                              num_images=int(labels.size), ece_before=ece_before, ece_after=ece_after,
                              nll_before=nll_before, nll_after=nll_after, accuracy_before=accuracy_before,
-                             accuracy_after=accuracy_after, labels_changed=int((before != after).sum()))
+                             accuracy_after=accuracy_after, labels_changed=int((before != after).sum()),
+                             applied=ece_after <= ece_before)
 
 
 __all__ = ["CALIBRATION_FILE", "METHODS", "CalibrationRecord", "calibrated", "calibration_scores", "fit_calibration",

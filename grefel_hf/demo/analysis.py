@@ -25,21 +25,15 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..face_detection_grefel import FaceBox, FaceOptions, to_uint8_rgb
 from ..image_processing_grefel import read_image
-from ..inference.annotate import BOX_COLOUR, TEXT_COLOUR
+from ..inference.annotate import BOX_COLOUR, TEXT_COLOUR, UNCERTAIN_COLOUR
 from ..inference.summaries import VideoTimeline
 from ..inference.video import VideoFrames, require_opencv
 from ..inference.writers import NO_FACE
-from ..pipeline_grefel import ImageFaces, load_rgb
+from ..pipeline_grefel import UNCERTAIN, ImageFaces, load_rgb
 from ..pretrained import resolve_model_path
 from .options import MEGABYTE
 
 logger = logging.getLogger(__name__)
-
-UNCERTAIN = "uncertain"
-"""The label of a face the model abstains on."""
-
-UNCERTAIN_COLOUR = (150, 150, 150)
-"""Box and caption colour of an uncertain face (the others are `grefel-hf predict --annotate`'s red)."""
 
 LANDMARK_COLOUR = (255, 220, 0)
 """Colour of the detector's landmarks (eyes, nose tip, mouth corners) when it gives them."""
@@ -238,12 +232,14 @@ class BrowserVideoWriter:
 
 
 def image_faces(entries: list[dict], labels: list[str], rgb: np.ndarray) -> ImageFaces:
-    """The pipeline's entries for one frame as the `ImageFaces` that `VideoTimeline` takes."""
+    """The pipeline's entries for one frame as the `ImageFaces` that `VideoTimeline` takes (faces labelled
+    `uncertain` stay uncertain)."""
     return ImageFaces(key=None, width=rgb.shape[1], height=rgb.shape[0],
                       faces=[FaceBox(**entry["box"]) for entry in entries],
                       probabilities=np.array([probabilities(e, labels) for e in entries],
                                              dtype=np.float32).reshape(len(entries), len(labels)),
-                      reliability=np.array([e["reliability"] for e in entries], dtype=np.float32))
+                      reliability=np.array([e["reliability"] for e in entries], dtype=np.float32),
+                      uncertain=np.array([e["label"] == UNCERTAIN for e in entries], dtype=bool))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from grefel_hf.metrics.classification import expected_calibration_error
-from grefel_hf.metrics.selective import RANKING_NAMES
+from grefel_hf.metrics.selective import RANKING_NAMES, ordered_rankings
 
 from ..json_files import read_json_file
 
@@ -118,7 +118,7 @@ def plot_risk_coverage(selective: dict[str, Any], path: str | Path) -> Path:
     if not rankings:
         raise ValueError("selective-prediction metrics need at least one ranking with a curve")
     figure, (axis,) = _new_figure(6.0, 4.5)
-    for name, summary in rankings.items():
+    for name, summary in ordered_rankings(rankings):
         curve = summary["curve"]
         best = " (best)" if name == selective.get("best_ranking") else ""
         axis.plot(100 * np.asarray(curve["coverage"]), 100 * np.asarray(curve["risk"]),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grefel_hf.metrics.classification import as_variants
-from grefel_hf.metrics.selective import RANKING_NAMES
+from grefel_hf.metrics.selective import RANKING_NAMES, ordered_rankings
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def selective_table(metrics: dict[str, Any]) -> Table | None:
     headers = ["Ranking", *(f"Acc. at {100 * c:g} %" for c in coverages), "AURC"]
     rows: list[list[str | None]] = []
     for name, selective in variants.items():
-        for ranking, summary in selective["rankings"].items():
+        for ranking, summary in ordered_rankings(selective["rankings"]):
             rows.append([_ranking_label(ranking, name, ranking == selective["best_ranking"]),
                          *(format_value(summary["accuracy_at"].get(str(c)), "percent") for c in coverages),
                          format_value(summary["aurc"], "percent")])

@@ -111,6 +111,13 @@ def ranking_scores(probs: np.ndarray, reliability: np.ndarray | None) -> dict[st
     return {"top_probability": top, "reliability": reliability, "product": top * reliability}
 
 
+def ordered_rankings(rankings: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The `(name, summary)` pairs of a `rankings` entry in `RANKINGS` order (a metrics.json read back may have
+    them sorted by name), any other ranking after them."""
+    known = [name for name in RANKINGS if name in rankings]
+    return [(name, rankings[name]) for name in known + sorted(set(rankings) - set(known))]
+
+
 def selective_prediction(correct: np.ndarray, scores: Mapping[str, np.ndarray],
                          coverages: Sequence[float] = DEFAULT_COVERAGES) -> dict[str, Any]:
     """The `selective` entry of `metrics.json` (see the module docstring) for answers `correct` (N,) and one score
@@ -128,5 +135,5 @@ def selective_prediction(correct: np.ndarray, scores: Mapping[str, np.ndarray],
 
 
 __all__ = ["CURVE_POINTS", "DEFAULT_COVERAGES", "DEFAULT_THRESHOLDS", "RANKINGS", "RANKING_NAMES", "accepted_count",
-           "at_threshold", "optimal_aurc", "ranking_scores", "ranking_summary", "risk_coverage_curve",
+           "at_threshold", "optimal_aurc", "ordered_rankings", "ranking_scores", "ranking_summary", "risk_coverage_curve",
            "selective_prediction"]

@@ -58,7 +58,8 @@ def calibrate_on_validation(trainer, dataset: str, split: str) -> CalibrationRec
     set_identity_calibration(model.config)
     labels, log_probs = validation_log_probs(trainer, model)
     record = fit_calibration(log_probs, labels, "temperature", dataset, split)
-    model.config.calibration_temperature, model.config.calibration_bias = record.temperature, record.bias
+    for name, value in record.config_values().items():
+        setattr(model.config, name, value)
     logger.info("%s", record.describe())
     return record
 

@@ -57,9 +57,7 @@ class RunSummary:
         """A few lines for the end of a run."""
         mode = f", inference mode {self.inference_mode}" if self.inference_mode else ""
         accuracy = "n/a" if self.validation_accuracy is None else f"{self.validation_accuracy:.2%}"
-        calibration = "" if self.calibration is None else (
-            f"\ncalibrated with temperature {self.calibration.temperature:.3f}: validation ECE "
-            f"{self.calibration.ece_before:.4f} -> {self.calibration.ece_after:.4f}")
+        calibration = "" if self.calibration is None else f"\n{self.calibration.describe()}"
         return (f"model saved to {self.output_dir}\n"
                 f"kept the {self.selected_weights} weights{mode}: validation accuracy {accuracy} "
                 f"(see {os.path.join(self.output_dir, SELECTION_FILE)}){calibration}")
