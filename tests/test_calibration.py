@@ -2,6 +2,7 @@
 push_to_hub staging (remote code) and `grefel-hf calibrate`, and the calibration at the end of a training run."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from grefel_hf.cli import main as cli_main
 from grefel_hf.inference.backends import load_model
 from grefel_hf.inference.onnx_export import ProbabilityModel, export_onnx, parity_inputs
 from grefel_hf.metrics.classification import calibration_bins, expected_calibration_error
+from grefel_hf.pretrained import BUNDLED_MODELS, pretrained_model_path
 
 
 def sampled_log_probs(temperature: float, count: int = 4000, classes: int = 5, seed: int = 0):
@@ -241,3 +243,13 @@ def test_a_tiny_training_run_ends_calibrated_with_a_lower_validation_ece_and_the
     assert np.array_equal(after.argmax(1), before.argmax(1))
     ece = expected_calibration_error(calibration_bins(np.exp(after).max(1), after.argmax(1) == labels))
     assert ece == pytest.approx(record.ece_after, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_each_bundle_records_its_calibration_and_its_onnx_file_computes_it(name):
+    folder = pretrained_model_path(name)
+    record = CalibrationRecord.read(folder)
+    assert record.split == "validation" and record.method == "temperature" and record.labels_changed == 0
+    config = json.loads((Path(folder) / "config.json").read_text())
+    assert {key: config[key] for key in record.config_values()} == record.config_values()
+    assert load_model(folder).backend == "onnx"  # model.onnx matches the weights and this calibration
