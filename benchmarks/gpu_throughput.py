@@ -123,7 +123,7 @@ def short_ferplus_run(args) -> dict:
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
-    summary = finish(trainer, trainer.processing_class, result, training_args)
+    summary = finish(trainer, trainer.processing_class, result, training_args, data_args)
     return {"recipe": str(RECIPE.relative_to(REPO_ROOT)), "bf16": True, "steps": trainer.state.global_step,
             "epochs": trainer.state.epoch, "train_seconds": seconds,
             "train_images_per_second": result.metrics.get("train_samples_per_second"),

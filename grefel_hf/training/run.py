@@ -139,7 +139,7 @@ def write_run_config(output_dir: str, model_args, data_args: DataArguments,
 
 
 def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFELTrainingArguments,
-           data_args: DataArguments | None = None) -> RunSummary:
+           data_args: DataArguments) -> RunSummary:
     """Pick raw vs EMA (and then GReFEL's inference mode) on the validation split, calibrate the final model there
     (`--calibrate`), save the model folder, and write the metrics files.
 
@@ -170,7 +170,6 @@ def finish(trainer: GReFELTrainer, processor, train_result, training_args: GReFE
         accuracy = (decision.get("inference_mode_scores") or {}).get(decision.get("inference_mode"), accuracy)
     calibration = None
     if training_args.calibrate:
-        data_args = data_args or DataArguments()
         calibration = calibrate_on_validation(trainer, data_args.dataset, data_args.eval_split)
     if trainer.is_world_process_zero():
         save_grefel_folder(trainer.model, processor, output_dir)
