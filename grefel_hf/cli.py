@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .calibration.command import add_calibrate_parser, run_calibrate_command
 from .demo.command import add_demo_parser, run_demo_command
-from .evaluation.runner import EvaluationOptions, run_evaluation
+from .evaluation.runner import EvaluationOptions, add_split_arguments, run_evaluation
 from .inference.commands import COMMANDS as INFERENCE_COMMANDS
 from .inference.commands import add_inference_parsers, run_inference_command
 
@@ -26,24 +26,14 @@ def _evaluate_parser(subparsers) -> None:
                     "to --output_dir.",
     )
     p.add_argument("--model_dir", required=True, help="saved GReFEL folder (train_hf.py output) or hub id")
-    p.add_argument("--dataset", required=True,
-                   help="dataset_scripts builder (synthetic, fer2013, ferplus, rafdb), a save_to_disk folder, "
-                        "a Parquet folder or an image folder")
-    p.add_argument("--data_dir", default=None, help="raw data folder for the fer2013/ferplus/rafdb builders")
-    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    p.add_argument("--label_mode", default=None, help="FER+ label mode (evaluation splits use majority anyway)")
     p.add_argument("--output_dir", required=True, help="where to write the metrics, figures and reports")
-    p.add_argument("--batch_size", type=int, default=64)
+    add_split_arguments(p, "test", "split to evaluate", "evaluate only the first N images")
     p.add_argument("--tta_views", type=int, default=1,
                    help="test-time augmentation: average over the first N of the views identity, mirror, shift "
                         "left, right, up, down (1 = no TTA, at most 6)")
     p.add_argument("--tta", action="store_const", const=6, dest="tta_views", help="the same as --tta_views 6")
     p.add_argument("--tta_shift", type=float, default=0.05,
                    help="TTA shift as a fraction of the image size, in (0, 0.25]")
-    p.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N images")
-    p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--cache_dir", default=None, help="datasets cache folder of the builders")
-    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:

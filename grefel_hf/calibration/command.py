@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..evaluation.runner import add_split_arguments
 from .fitting import METHODS
 
 logger = logging.getLogger("grefel_hf")
@@ -20,20 +21,10 @@ def add_calibrate_parser(subparsers) -> None:
                     "and accuracy before and after, which push_to_hub.py's model card shows), and model.onnx "
                     "exported again when the folder has one. Test splits are refused.")
     p.add_argument("--model", required=True, help="saved GReFEL folder (train_hf.py or save_grefel_folder output)")
-    p.add_argument("--dataset", required=True,
-                   help="dataset_scripts builder (synthetic, fer2013, ferplus, rafdb), a save_to_disk folder, "
-                        "a Parquet folder or an image folder")
-    p.add_argument("--data_dir", default=None, help="raw data folder for the fer2013/ferplus/rafdb builders")
-    p.add_argument("--split", default="validation", help="the validation split to fit on (default: validation)")
-    p.add_argument("--label_mode", default=None, help="FER+ label mode (validation uses majority labels anyway)")
+    add_split_arguments(p, "validation", "the validation split to fit on", "fit on only the first N images")
     p.add_argument("--method", default="temperature", choices=METHODS,
                    help="temperature: never changes a predicted label; temperature_bias: also a per-class bias, "
                         "which can (default: temperature)")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--max_samples", type=int, default=None, help="fit on only the first N images")
-    p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--cache_dir", default=None, help="datasets cache folder of the builders")
-    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
 
 
 def run_calibrate_command(args) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluation.runner import check_loader_numbers
 from .fitting import METHODS, CalibrationRecord, fit_calibration
 
 logger = logging.getLogger(__name__)
@@ -44,10 +45,7 @@ class CalibrationOptions:
                              "validation split, so that test figures stay unbiased")
         if self.method not in METHODS:
             raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
-        for name, low in (("batch_size", 1), ("num_workers", 0), ("max_samples", 1)):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                raise ValueError(f"--{name} must be >= {low}, got {value}")
+        check_loader_numbers(self)
         if not (Path(self.model_dir) / "config.json").is_file():
             raise FileNotFoundError(f"--model {self.model_dir} is not a saved model folder (no config.json)")
 

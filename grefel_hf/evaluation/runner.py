@@ -51,15 +51,37 @@ class EvaluationOptions:
 
     def __post_init__(self) -> None:
         """Refuse impossible options before any work starts (the message names the option)."""
-        for name, low in (("batch_size", 1), ("num_workers", 0), ("max_samples", 1)):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                raise ValueError(f"--{name} must be >= {low}, got {value}")
+        check_loader_numbers(self)
         resolve_views(self.tta_views)
         check_shift(self.tta_shift)
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise ValueError(f"--output_dir {self.output_dir} is an existing file; expected a folder (new or "
                              "existing) to write the evaluation into")
+
+
+def check_loader_numbers(options) -> None:
+    """Refuse a `batch_size` or `max_samples` below 1 or a negative `num_workers` (the message names the option)."""
+    for name, low in (("batch_size", 1), ("num_workers", 0), ("max_samples", 1)):
+        value = getattr(options, name)
+        if value is not None and value < low:
+            raise ValueError(f"--{name} must be >= {low}, got {value}")
+
+
+def add_split_arguments(parser, split_default: str, split_help: str, samples_help: str) -> None:
+    """The command-line options of the split a command reads and how (`grefel-hf evaluate` and `calibrate`):
+    --dataset, --data_dir, --split, --label_mode, --batch_size, --max_samples, --num_workers, --cache_dir and
+    --no_progress."""
+    parser.add_argument("--dataset", required=True,
+                        help="dataset_scripts builder (synthetic, fer2013, ferplus, rafdb), a save_to_disk folder, "
+                             "a Parquet folder or an image folder")
+    parser.add_argument("--data_dir", default=None, help="raw data folder for the fer2013/ferplus/rafdb builders")
+    parser.add_argument("--split", default=split_default, help=f"{split_help} (default: {split_default})")
+    parser.add_argument("--label_mode", default=None, help="FER+ label mode (evaluation splits use majority anyway)")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--max_samples", type=int, default=None, help=samples_help)
+    parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--cache_dir", default=None, help="datasets cache folder of the builders")
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -235,5 +257,6 @@ def run_evaluation(options: EvaluationOptions) -> dict[str, dict[str, Any]]:
     return results
 
 
-__all__ = ["EvaluationOptions", "PartialEvaluationError", "evaluation_loader", "load_split", "load_variant",
+__all__ = ["EvaluationOptions", "PartialEvaluationError", "add_split_arguments", "check_loader_numbers",
+           "evaluation_loader", "load_split", "load_variant",
            "model_variants", "predict", "run_evaluation"]
