@@ -105,9 +105,10 @@ class GReFELImageClassifierOutput(ModelOutput):
             Per-sample reliability score in [0, 1]: the probability GReFEL's attentive path t (reliability
             balancing's self-attention over the sample's per-class tokens) gives the predicted class, i.e. how
             strongly that path backs the answer. Of the scores measured on the bundled models' validation splits
-            (`benchmarks/RESULTS.md`, selective prediction), it ranked answers from most to least likely right as well
-            as the top probability on FER+ and better on FER2013; one minus the normalised entropy of the final
-            distribution, the reliability of earlier versions, ranked worse than the top probability on both.
+            (`benchmarks/RESULTS.md`, selective prediction), it best put the answers most likely to be right first:
+            better than the top probability among the most confident answers (a lower area under the risk-coverage
+            curve), alike once half of the faces are answered. One minus the normalised entropy of the final
+            distribution, the reliability of earlier versions, ranked worse than the top probability.
         primary_probs (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
             The primary head's distribution p.
         corrected_probs (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
