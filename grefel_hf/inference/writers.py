@@ -94,7 +94,7 @@ def output_format(path: str | Path, requested: str | None = None) -> str:
 
 def escaped_name(path: str | os.PathLike) -> str:
     """The text a file name is written as: the name itself when it is text; a name whose bytes are not valid UTF-8
-    (possible on Linux and macOS) as those bytes decoded as UTF-8 with each undecodable byte written `\\xNN` and
+    (possible on Linux) as those bytes decoded as UTF-8 with each undecodable byte written `\\xNN` and
     each backslash doubled, so nothing is lost (`name_bytes` gives the bytes back)."""
     text = os.fspath(path)
     try:
