@@ -12,12 +12,13 @@ Per detector setting it reports, on one half of the photos or the other:
 - the bundled model's accuracy on the matched faces through the whole path (detect, crop, classify), against its
   accuracy on the same faces given as their original 48 px crops (`face_detector="none"`).
 
-Detector defaults are chosen on the `tune` half (`--half tune`: a grid of YuNet score and NMS thresholds and working
-sizes, Haar with and without a working size, alignment on and off); the `report` half is only measured with the
-chosen settings. `--save_folder` writes the photos as JPEGs (with `truth.json`), which `inference.py` times.
+Defaults are chosen on the `tune` half (`--half tune --grid detection`: YuNet score and NMS thresholds and working
+sizes, Haar with and without a working size; `--grid crop`: the crop margin and alignment); the `report` half is only
+measured with the chosen settings. `--save_folder` writes the photos as JPEGs (with `truth.json`), which `inference.py` times.
 
 Usage (from the repository root; the shared data must be beside it):
-    python benchmarks/pasted_faces.py --half tune --output benchmarks/results/detection/pasted_tune.json
+    python benchmarks/pasted_faces.py --half tune --grid detection --output benchmarks/results/detection/pasted_tune.json
+    python benchmarks/pasted_faces.py --half tune --grid crop --output benchmarks/results/detection/pasted_crop.json
     python benchmarks/pasted_faces.py --half report --output benchmarks/results/detection/pasted_report.json
 """
 
@@ -182,14 +183,22 @@ def crop_predictions(pipe, faces: list[np.ndarray], files: list[str], used: set[
     return {files[i]: names.index(r[0]["label"]) for i, r in zip(keep, results, strict=True)}
 
 
-TUNING_GRID = (
-    [{"face_detector": "yunet", "score_threshold": s, "nms_threshold": n, "detection_size": d}
-     for s in (0.5, 0.6, 0.7, 0.8, 0.9) for n in (0.3,) for d in (640, 960)]
-    + [{"face_detector": "yunet", "score_threshold": 0.6, "nms_threshold": 0.45, "detection_size": 640}]
-    + [{"face_detector": "haar", "detection_size": d} for d in (640, 0)]
-    + [{"face_detector": "yunet", "align": True}]
-)
-"""The settings compared on the tuning half (the pipeline's defaults fill the rest)."""
+TUNING_GRIDS = {
+    "detection": (
+        [{"face_detector": "yunet", "score_threshold": s, "nms_threshold": n, "detection_size": d}
+         for s in (0.5, 0.6, 0.7, 0.8, 0.9) for n in (0.3,) for d in (640, 960)]
+        + [{"face_detector": "yunet", "score_threshold": 0.6, "nms_threshold": 0.45, "detection_size": 640}]
+        + [{"face_detector": "haar", "detection_size": d} for d in (640, 0)]
+        + [{"face_detector": "yunet", "align": True}]
+    ),
+    "crop": (
+        [{"face_detector": "yunet", "margin": m} for m in (0.0, 0.1, 0.2)]
+        + [{"face_detector": "yunet", "margin": 0.0, "align": True}]
+        + [{"face_detector": "haar", "margin": m} for m in (0.0, 0.2)]
+    ),
+}
+"""The settings compared on the tuning half (the pipeline's defaults fill the rest): the detector's thresholds and
+working size, then how faces are cut out (margin, alignment)."""
 
 REPORT_SETTINGS = (
     {"face_detector": "yunet"},
@@ -214,6 +223,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--half", choices=("tune", "report"), required=True)
     parser.add_argument("--photos", type=int, default=400, help="photos generated in all (each half gets half)")
+    parser.add_argument("--grid", choices=sorted(TUNING_GRIDS), default="detection",
+                        help="with --half tune: which settings to compare")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work_dir", default="/tmp/grefel-pasted", help="where the shared FER+ archive is unpacked")
     parser.add_argument("--save_folder", default=None, help="also write the half's photos here as JPEGs")
@@ -227,10 +238,10 @@ def main() -> None:
     pipe = face_pipeline(load_model(pretrained_model_path()))
     crops = crop_predictions(pipe, faces, files, {f.file for p in half for f in p.faces}, names)
     runs = []
-    for options in TUNING_GRID if args.half == "tune" else REPORT_SETTINGS:
+    for options in TUNING_GRIDS[args.grid] if args.half == "tune" else REPORT_SETTINGS:
         runs.append(evaluate(pipe, half, crops, names, **options))
         logger.info("%s", json.dumps(runs[-1]))
-    report = {"half": args.half, "photos": len(half), "seed": args.seed, "match_iou": MATCH_IOU,
+    report = {"half": args.half, "grid": args.grid if args.half == "tune" else None, "photos": len(half), "seed": args.seed, "match_iou": MATCH_IOU,
               "rotation_degrees_max": 15, "face_sizes_px": [24, 300], "runs": runs}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")

@@ -53,6 +53,12 @@ LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "right_mouth_corner", "le
 """YuNet's five landmarks, in its order; right and left are the subject's (the right eye appears on the image's
 left). Haar with eye search gives the first two only."""
 
+DEFAULT_MARGIN = 0.0
+"""The default crop margin: none, the detector's box squared by its longer side. The bundled models learnt from FER
+crops, which frame a face that way (YuNet's box on them: 0.80 of the crop wide, 1.01 high, centred); on FER+ faces
+pasted into photos, the whole path's accuracy trailed the same faces' own crops by 1.7 points with no margin, 4.1
+with 0.1 and 12 with 0.2 (`benchmarks/pasted_faces.py`, tuning half)."""
+
 DETECTION_MIN_SIDE = 160
 """Built-in detectors see images whose long side is shorter than this scaled up to it: YuNet found 343 of 400 FER+
 faces in their 48 px crops as they are, and 397 of 400 at 160 px."""
@@ -119,7 +125,7 @@ class FaceOptions:
     nms_threshold: float = 0.3
     min_face_size: int = 24
     max_faces: int | None = None
-    margin: float = 0.2
+    margin: float = DEFAULT_MARGIN
     align: bool = False
 
     def __post_init__(self):
@@ -498,7 +504,7 @@ def build_face_detector(options: FaceOptions,
     return as_face_detector(options.face_detector, find_eyes=options.align, options=options, yunet_file=yunet_file)
 
 
-def face_crop_box(face: FaceBox, width: int, height: int, margin: float = 0.2,
+def face_crop_box(face: FaceBox, width: int, height: int, margin: float = DEFAULT_MARGIN,
                   square: bool = True) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) region cut out for `face` in a width x height image.
 
@@ -543,7 +549,7 @@ def eye_angle(landmarks: Sequence[tuple[float, float]]) -> float:
     return math.atan2(ry - ly, rx - lx)
 
 
-def aligned_crop(image: np.ndarray, face: FaceBox, margin: float = 0.2) -> np.ndarray:
+def aligned_crop(image: np.ndarray, face: FaceBox, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """A square crop of `face`, rotated about the box centre by its roll (`face.roll`, or else the eye line of
     `face.landmarks`), so that its eyes are level.
 
@@ -567,7 +573,7 @@ def aligned_crop(image: np.ndarray, face: FaceBox, margin: float = 0.2) -> np.nd
     return crop if image.ndim == 3 else crop[..., 0]
 
 
-def crop_face(image: np.ndarray, face: FaceBox, margin: float = 0.2, square: bool = True,
+def crop_face(image: np.ndarray, face: FaceBox, margin: float = DEFAULT_MARGIN, square: bool = True,
               align: bool = False) -> np.ndarray:
     """The face region of an (H, W[, C]) array: `face_crop_box`, or `aligned_crop` when `align` is set and the
     face has a roll estimate or eye landmarks (faces without either are cropped unrotated)."""
@@ -588,7 +594,7 @@ def select_faces(faces: Sequence[FaceBox], width: int, height: int, min_face_siz
     return sorted(kept, key=lambda f: (f.x, f.y))
 
 
-def extract_faces(image: np.ndarray, detector: Callable | None, margin: float = 0.2, align: bool = False,
+def extract_faces(image: np.ndarray, detector: Callable | None, margin: float = DEFAULT_MARGIN, align: bool = False,
                   min_face_size: int = 0, square: bool = True,
                   max_faces: int | None = None) -> list[tuple[FaceBox, np.ndarray]]:
     """The faces of an (H, W, 3) RGB array and their crops, left to right.
@@ -612,7 +618,7 @@ def faces_with_options(image: np.ndarray, detector: Callable | None,
                          min_face_size=options.min_face_size, max_faces=options.max_faces)
 
 
-__all__ = ["DETECTION_MIN_SIDE", "FACE_DETECTORS", "LANDMARK_NAMES", "OPENCV_HINT", "ROLL_FACE_SIDE",
+__all__ = ["DEFAULT_MARGIN", "DETECTION_MIN_SIDE", "FACE_DETECTORS", "LANDMARK_NAMES", "OPENCV_HINT", "ROLL_FACE_SIDE",
            "ROLL_STEPS", "YUNET_FILE", "YUNET_SHA256", "CallableFaceDetector", "FaceBox", "FaceOptions",
            "HaarFaceDetector", "YuNetFaceDetector", "aligned_crop", "as_face_detector", "box_iou",
            "build_face_detector", "check_yunet_file", "crop_face", "detection_scale", "extract_faces",

@@ -293,6 +293,19 @@ _DATASET_NOTES = {
 }
 
 
+def _face_detection_section() -> str:
+    """Which face detector finds the faces the model labels in photos, and its training data's terms."""
+    return """## Face detection
+
+On photos, `pipeline("facial-expression-recognition")` and `grefel-hf predict` find the faces with **YuNet**
+(YuNet-s, `face_detection_yunet_2023mar.onnx`, run by OpenCV's `cv2.FaceDetectorYN`), which ships with grefel_hf
+and with this repository's remote code (`face_detectors/yunet/`): code and weights under Apache-2.0
+(libfacedetection.train) and MIT (OpenCV Zoo). YuNet was trained on WIDER FACE, whose images come with
+research-oriented terms; for commercial use check those terms, or pass `face_detector="haar"` (OpenCV's Haar
+cascade) or a detector of your own. Each face is cut out as the detector's box squared by its longer side, the
+framing of the FER faces the model learnt from."""
+
+
 def _limitations_section(kind: str) -> str:
     """Intended use and limitations: face-crop input, reliability caveats, and what the training data implies."""
     text = """## Intended use and limitations
@@ -390,7 +403,8 @@ def build_model_card(
               "Risk-coverage curves": risk_coverage_image, "Training curves": training_curves_image}
     kind = dataset_kind(record.dataset if record else None, *datasets, dataset_name)
     body = [_intro(model_name, label_names, base_model, model_config, record),
-            usage or _usage_section(repo_id, len(label_names)), _model_section(model_config, record),
+            usage or _usage_section(repo_id, len(label_names)), _face_detection_section(),
+            _model_section(model_config, record),
             _calibration_section(calibration), _results_section(metrics, dataset_name, dataset_split, images),
             _training_section(training_args),
             _limitations_section(kind)]

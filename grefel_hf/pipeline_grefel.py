@@ -305,7 +305,8 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
         score_threshold (`float`, defaults to 0.6), nms_threshold (`float`, defaults to 0.3): YuNet's thresholds.
         min_face_size (`int`, defaults to 24): faces smaller than this many pixels are left out.
         max_faces (`int`, optional): keep only the largest N faces of each image.
-        margin (`float`, defaults to 0.2): margin added around each face box, as a fraction of its size.
+        margin (`float`, defaults to 0): margin added around each face box, as a fraction of its size (none: the
+            box squared by its longer side, the framing of the FER faces the bundled models learnt from).
         align (`bool`, defaults to False): rotate each face so that its eyes are level (YuNet's landmarks).
         tta_views (`int`, defaults to 1), tta_shift (`float`, defaults to 0.05): test-time augmentation.
         min_score (`float`, optional), min_reliability (`float`, optional): abstain, with the label `uncertain`,

@@ -21,7 +21,7 @@ def test_explain_a_photo_with_a_cnn_backbone_uses_grad_cam(tmp_path):
     (face,) = data["faces"]
     assert data["no_face"] is False and face["saliency_method"] == "grad_cam"
     overlay = Image.open(face["saliency_file"])
-    side = max(face["box"]["w"], face["box"]["h"]) * 1.4  # the square crop around the box, 20 % margin
+    side = max(face["box"]["w"], face["box"]["h"])  # the square crop around the box (no margin by default)
     assert overlay.mode == "RGB" and abs(overlay.width - side) <= 2 and overlay.width == overlay.height
     assert len(face["nearest_anchors"]) == 5 and len(face["class_distances"]) == 7
     distances = [n["distance"] for n in face["nearest_anchors"]]

@@ -49,7 +49,7 @@ def test_pipeline_finds_her_face_and_matches_the_model_on_the_crop(fer, folder):
     entry = result[0]
     box = FaceBox(**entry["box"])
     assert box_iou(box, ASTRONAUT_FACE) >= 0.5
-    left, top, right, bottom = face_crop_box(box, 512, 512, margin=0.2)
+    left, top, right, bottom = face_crop_box(box, 512, 512)  # the default margin, the pipeline's
     probs = _expected_probs(folder, photo[top:bottom, left:right])
     best = int(probs.argmax())
     assert entry["label"] == fer.model.config.id2label[best]
