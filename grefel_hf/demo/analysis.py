@@ -370,13 +370,11 @@ class ModelStore:
             return self._pipelines[key]
 
     def _load(self, path: Path):
-        from transformers import pipeline
-
-        from ..inference.backends import resolve_device
+        from ..inference.backends import load_face_pipeline
 
         logger.info("loading the model %s", path)
-        try:
-            return pipeline("facial-expression-recognition", model=str(path), device=resolve_device(self.device))
+        try:  # as grefel-hf predict builds it: the bundled models in ONNX Runtime
+            return load_face_pipeline(path, device=self.device)
         except (OSError, ValueError, KeyError) as err:
             raise DemoInputError(f"cannot load the model {path}: {err}") from err
 
