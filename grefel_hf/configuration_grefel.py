@@ -143,8 +143,9 @@ class GReFELConfig(PreTrainedConfig):
     Configuration of a GReFEL model (geometry-aware anchors plus reliability balancing on a timm backbone). It
     describes the network and how it predicts; how it is trained is set by the training arguments. The defaults
     describe the model that ships with the package (`grefel_hf/pretrained/grefel-ferplus`): EfficientNet-Lite0 at
-    112 px, a 256-d embedding, the primary head one linear layer on the backbone's pooled features, no dropout.
-    Configs saved by earlier versions hold every field, so they load as they were saved whatever the defaults.
+    112 px, a 256-d embedding, the primary head one linear layer on the backbone's pooled features, no dropout;
+    only its calibration, fitted to its weights, is not a default (the default is the identity). Configs saved by
+    earlier versions hold every field, so they load as they were saved whatever the defaults.
 
     Args:
         backbone (`str`, *optional*, defaults to `"tf_efficientnet_lite0"`):

@@ -320,9 +320,10 @@ class OptimizationArguments:
 
 @dataclass
 class SelectionArguments:
-    """EMA of the weights, and how the final model is chosen (always on the validation split)."""
+    """EMA of the weights, how the final model is chosen and how it is calibrated (always on the validation
+    split)."""
 
-    help_title: ClassVar[str] = "EMA and model selection (on the validation split)"
+    help_title: ClassVar[str] = "EMA, model selection and calibration (on the validation split)"
 
     use_ema: bool = field(default=True, metadata={"help": "Keep an EMA of the weights; evaluate and save it."})
     ema_decay: float = field(default=DEFAULT_EMA_DECAY, metadata={"help": "EMA decay (after warm-up), in [0, 1)."})
