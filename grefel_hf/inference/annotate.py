@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..face_detection_grefel import to_uint8_rgb
 from ..pipeline_grefel import UNCERTAIN, ImageFaces
+from .disk_sets import DiskSet
 
 BOX_COLOUR = (255, 64, 64)
 TEXT_COLOUR = (255, 255, 255)
@@ -42,11 +43,15 @@ def draw_faces(image: np.ndarray, result: ImageFaces, labels: list[str]) -> np.n
 
 class UniqueNames:
     """File names in one folder that never collide: `name.ext`, then `name_1.ext`, `name_2.ext`, ... The same
-    requests in the same order give the same names (nothing is created here)."""
+    requests in the same order give the same names (nothing is created here). The names given are kept on disk
+    (`DiskSet`), so a million of them take no memory; `close` removes them."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self._taken: set[str] = set()
+        self._taken = DiskSet()
+
+    def close(self) -> None:
+        self._taken.close()
 
     def reserve(self, name: str) -> None:
         """Keep `name` out of the names given (a file the run writes there itself)."""

@@ -7,8 +7,8 @@ goes on. A run stopped cleanly (a signal) recorded the file's size in its summar
 whole. Otherwise (the process was killed) the cut last line and the last image or frame written are dropped and
 done again. A resumed run appends the rest, so its file ends as an uninterrupted run's would.
 
-Memory grows with the names of the inputs done and the rows of one video (which its summary needs), not with the
-number of rows in the file.
+The names of the inputs done are kept on disk (`DiskSet`): memory grows with the rows of one video (which its
+summary needs), not with the number of inputs or rows in the file.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 
 from ..face_detection_grefel import LANDMARK_NAMES, FaceBox
 from ..pipeline_grefel import UNCERTAIN, ImageFaces
+from .disk_sets import DiskSet
 from .writers import NO_FACE
 
 
@@ -59,7 +60,7 @@ class ResumePoint:
     """
 
     keep_bytes: int = 0
-    done: set[str] = field(default_factory=set)
+    done: DiskSet = field(default_factory=DiskSet)
     video: str | None = None
     next_frame: int = 0
     video_rows: list[dict[str, Any]] = field(default_factory=list)

@@ -3,6 +3,10 @@
 Folders are searched in sorted order, following symbolic links to folders but never around a loop; `**` in a glob
 does not follow them. Dangling links, link loops and entries that are not regular files (pipes, sockets, devices)
 are skipped with the reason, never silently.
+
+`iter_sources` lists lazily: one folder's names at a time are held (to sort them), and the real paths met (so that
+a file named twice is done once) are kept on disk (`DiskSet`), so listing a million files takes no more memory
+than listing a thousand. `expand_inputs` keeps the whole list, for callers that want it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..image_processing_grefel import link_problem
+from .disk_sets import DiskSet
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                               ".pbm", ".pnm", ".tga", ".jp2", ".jfif"})
@@ -37,13 +42,15 @@ class SourceList:
     """What the INPUT arguments named.
 
     Args:
-        sources: the files to process, in argument order (folders and globs sorted), each once.
+        sources: the files to process, in argument order (folders and globs sorted), each once (filled by
+            `expand_inputs` only: `iter_sources` yields them instead).
         unsupported: files inside folders (or matched by globs) that are neither images nor videos by extension.
         missing: arguments that named no existing file and matched nothing.
         skipped: (path, reason) of what cannot be read as a file: dangling symbolic links, link loops, pipes,
             sockets, devices, folders that cannot be listed.
-        realpaths: the resolved path of every file in `sources` (what a run must never write over).
-        folders: the folders searched (named, or matched by a glob), where a run must not write either.
+        realpaths: the resolved path of every file in `sources` (`expand_inputs` only).
+        folders: the folders searched (named, or matched by a glob), where a run must not write either; each is
+            added before its files are listed.
     """
 
     sources: list[Source] = field(default_factory=list)
@@ -52,7 +59,6 @@ class SourceList:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     realpaths: set[str] = field(default_factory=set)
     folders: list[Path] = field(default_factory=list)
-    _seen: set[str] = field(default_factory=set, repr=False)
     _skipped_paths: set[str] = field(default_factory=set, repr=False)
 
     def skip(self, path: Path, reason: str) -> None:
@@ -90,12 +96,12 @@ def folder_files(folder: Path, skip: Callable[[Path, str], None]) -> Iterator[Pa
 def _walk(folder: Path, ancestors: tuple[str, ...], skip: Callable[[Path, str], None]) -> Iterator[Path]:
     try:
         with os.scandir(folder) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
+            entries = sorted((entry.name, _entry_kind(entry)) for entry in listing)
     except OSError as err:
         skip(folder, f"cannot be listed: {err.strerror or err}")
         return
-    for entry in entries:
-        path, kind = folder / entry.name, _entry_kind(entry)
+    for name, kind in entries:
+        path = folder / name
         if kind == "folder":
             real = os.path.realpath(path)
             if real in ancestors:
@@ -126,48 +132,72 @@ def _glob(pattern: str) -> list[Path]:
     return sorted(base.glob(str(Path(*parts[literal:]))))
 
 
-def _add(result: SourceList, path: Path, explicit: bool) -> None:
-    key = os.path.realpath(path)
-    if key in result._seen:
-        return
-    result._seen.add(key)
-    kind = kind_of(path, explicit)
-    if kind is None:
-        result.unsupported.append(path)
-    else:
-        result.sources.append(Source(path, kind))
-        result.realpaths.add(key)
+class _Listing:
+    """One pass over the INPUT arguments: what is not a source goes to `found`, the real path of every file met to
+    `seen` (value: the source's own path, for sources)."""
 
+    def __init__(self, found: SourceList, seen: DiskSet):
+        self.found, self.seen = found, seen
 
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> SourceList:
-    """The files named by `inputs`: files, folders (searched recursively) and glob patterns (`**` recurses)."""
-    result = SourceList()
-    for raw in inputs:
-        text = os.fspath(raw)
+    def named(self, text: str) -> Iterator[Source]:
+        """The sources one argument names: a file, a folder's files or a glob's matches."""
         if os.path.lexists(text):
-            _add_path(result, Path(text), explicit=True)
+            yield from self.path(Path(text), explicit=True)
         elif glob.has_magic(text):
             matches = _glob(text)
             if not matches:
-                result.missing.append(text)
+                self.found.missing.append(text)
             for match in matches:
-                _add_path(result, match, explicit=False)
+                yield from self.path(match, explicit=False)
         else:
-            result.missing.append(text)
+            self.found.missing.append(text)
+
+    def path(self, path: Path, explicit: bool) -> Iterator[Source]:
+        """A named or matched path: a folder's files, a file, or what cannot be read, skipped with the reason."""
+        if path.is_dir():
+            self.found.folders.append(path)
+            for file in folder_files(path, self.found.skip):
+                yield from self.file(file, explicit=False)
+        elif path.is_file():
+            yield from self.file(path, explicit=explicit)
+        else:
+            self.found.skip(path, _not_a_file(path))
+
+    def file(self, path: Path, explicit: bool) -> Iterator[Source]:
+        kind = kind_of(path, explicit)
+        if not self.seen.add(os.path.realpath(path), None if kind is None else os.fspath(path)):
+            return
+        if kind is None:
+            self.found.unsupported.append(path)
+        else:
+            yield Source(path, kind)
+
+
+def iter_sources(inputs: Sequence[str | os.PathLike], found: SourceList,
+                 seen: DiskSet | None = None) -> Iterator[Source]:
+    """The files named by `inputs` (files, folders searched recursively, glob patterns where `**` recurses), in
+    order and each once, listed lazily; unsupported files, arguments naming nothing and what cannot be read go to
+    `found`. `seen` keeps the real path of every file met, with the source's path as its value for sources (a
+    fresh `DiskSet`, closed at the end, when None)."""
+    own = seen is None
+    seen = DiskSet() if own else seen
+    try:
+        listing = _Listing(found, seen)
+        for raw in inputs:
+            yield from listing.named(os.fspath(raw))
+    finally:
+        if own:
+            seen.close()
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> SourceList:
+    """The files named by `inputs` (see `iter_sources`), all kept in `sources`, with their real paths."""
+    result = SourceList()
+    for source in iter_sources(inputs, result):
+        result.sources.append(source)
+        result.realpaths.add(os.path.realpath(source.path))
     return result
 
 
-def _add_path(result: SourceList, path: Path, explicit: bool) -> None:
-    """A named or matched path: a folder's files, a file, or what cannot be read, skipped with the reason."""
-    if path.is_dir():
-        result.folders.append(path)
-        for file in folder_files(path, result.skip):
-            _add(result, file, explicit=False)
-    elif path.is_file():
-        _add(result, path, explicit=explicit)
-    else:
-        result.skip(path, _not_a_file(path))
-
-
 __all__ = ["IMAGE_EXTENSIONS", "NOT_A_FILE", "VIDEO_EXTENSIONS", "Source", "SourceList", "expand_inputs",
-           "folder_files", "kind_of"]
+           "folder_files", "iter_sources", "kind_of"]

@@ -11,17 +11,22 @@ written, `check_targets` refuses, in one line naming the path:
 
 `OutputNames` gives each input its files' names, the same on every run over the same inputs (so a resumed run
 writes what an uninterrupted one would), in the order the inputs come.
+
+The checks that concern the inputs (`InputChecks`) are made on each input as the one listing pass of
+`check_targets` meets it; what they remember (real paths met, files planned, names handed out) is kept on disk, so
+no list of the inputs is ever held.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .annotate import UniqueNames, annotated_suffix
-from .sources import Source, SourceList
+from .disk_sets import DiskSet
+from .sources import Source, SourceList, iter_sources
 from .writers import escaped_name
 
 
@@ -93,6 +98,17 @@ class OutputNames:
         names = self._names(self.targets.summary_dir)
         return SourceFiles(annotated, names.path(stem, ".summary.json"), names.path(stem, ".emotions.png"))
 
+    def close(self) -> None:
+        """Forget the names handed out (their files on disk are removed)."""
+        for names in self._folders.values():
+            names.close()
+
+    def __enter__(self) -> OutputNames:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def check_output_paths(files: dict[str, str | os.PathLike | None] | None = None,
                        folders: dict[str, str | os.PathLike | None] | None = None) -> None:
@@ -122,56 +138,113 @@ def check_writable(option: str, path: str | os.PathLike, folder: bool = False) -
         raise ValueError(f"{option} {path} is read-only")
 
 
-def _input_named(sources: SourceList, path: Path) -> Source | None:
-    if os.path.realpath(path) not in sources.realpaths:
-        return None
-    return next(s for s in sources.sources if os.path.realpath(s.path) == os.path.realpath(path))
-
-
 def _inside(path: Path, folder: Path) -> bool:
     real, top = os.path.realpath(path), os.path.realpath(folder)
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
-def check_not_inputs(targets: RunTargets, sources: SourceList, videos: bool) -> None:
-    """Refuse a rows or summary file that is an input, and an annotation or video-summary folder that is, or lies
-    inside, an input folder (one line naming both)."""
-    for option, path in (("--output", targets.output), ("the run summary", targets.summary_file)):
-        source = _input_named(sources, path)
-        if source is not None:
-            raise ValueError(f"{option} {path} is the input {escaped_name(source.path)}: writing it would destroy "
-                             "it; choose another --output")
-    summary_option = "--summary_dir" if targets.summary_dir_given else "--summary_dir (by default beside --output)"
-    written = [("--annotate", targets.annotate_dir), (summary_option, targets.summary_dir if videos else None)]
-    for option, folder in written:
-        for searched in sources.folders if folder is not None else ():
-            if _inside(folder, searched):
-                raise ValueError(f"{option} {folder} is inside the input folder {searched} (or is it): files "
-                                 "written there would replace inputs of the same name or be read as inputs next "
-                                 "time; choose a folder outside it")
+class InputChecks:
+    """The checks that concern the inputs, made on each input as it is listed (`source`), then `finish`:
 
+    - a rows or summary file that is an input, and an annotation or video-summary folder that is, or lies inside,
+      an input folder, raise at once (one line naming both);
+    - a file planned for an input (annotated copy, video summary, plot) that is an input, or, unless
+      `keep_existing` (`--overwrite` or `--resume`), that exists already, is kept in `problem` (the first one),
+      which `check_targets` raises once the run's own files are checked.
 
-def check_planned_files(targets: RunTargets, sources: SourceList, keep_existing: bool) -> None:
-    """Refuse a file planned for an input (annotated copy, video summary, plot) that is an input itself, or,
-    unless `keep_existing` (`--overwrite` or `--resume`), that exists already."""
-    names = OutputNames(targets)
-    for source in sources.sources:
-        for path, what in names.of(source).described(source):
-            other = _input_named(sources, path)
+    `seen` is the listing's record of the real paths met (`iter_sources`)."""
+
+    def __init__(self, targets: RunTargets, found: SourceList, seen: DiskSet, keep_existing: bool):
+        self.targets, self.found, self.seen, self.keep_existing = targets, found, seen, keep_existing
+        self.names = OutputNames(targets)
+        self.planned = DiskSet()
+        self.own = [(option, path, os.path.realpath(path)) for option, path in
+                    (("--output", targets.output), ("the run summary", targets.summary_file))]
+        self.videos, self.problem, self._folders_checked = False, None, 0
+
+    def source(self, source: Source) -> None:
+        """Check one input, in listing order (raises ValueError)."""
+        self._check_folders()
+        real = os.path.realpath(source.path)
+        for option, path, own in self.own:
+            if real == own:
+                raise ValueError(f"{option} {path} is the input {escaped_name(source.path)}: writing it would "
+                                 "destroy it; choose another --output")
+        if source.kind == "video" and not self.videos:
+            self.videos = True
+            self._check_folders(again=True)
+        planned = self.planned.get(real)
+        if planned is not None:
+            self._over_input(*planned.split("\0"), source.path)
+        for path, what in self.names.of(source).described(source):
+            path_real = os.path.realpath(path)
+            other = self.seen.get(path_real)
             if other is not None:
-                raise ValueError(f"{path}, {what}, would be written over the input {escaped_name(other.path)}; "
-                                 "choose another --annotate or --summary_dir")
-            if not keep_existing and os.path.lexists(path):
-                raise ValueError(f"{path} already exists ({what}); give --overwrite to replace it, or --resume "
-                                 "to finish the run that wrote it")
+                self._over_input(os.fspath(path), what, other)
+            elif not self.keep_existing and os.path.lexists(path) and self.problem is None:
+                self.problem = (f"{path} already exists ({what}); give --overwrite to replace it, or --resume to "
+                                "finish the run that wrote it")
+            self.planned.add(path_real, f"{os.fspath(path)}\0{what}")
+
+    def finish(self) -> None:
+        """After the last input: the folders searched since."""
+        self._check_folders()
+
+    def _over_input(self, path: str, what: str, other: str | os.PathLike) -> None:
+        if self.problem is None:
+            self.problem = (f"{path}, {what}, would be written over the input {escaped_name(other)}; choose "
+                            "another --annotate or --summary_dir")
+
+    def _check_folders(self, again: bool = False) -> None:
+        """Refuse an annotation or video-summary folder inside a folder searched (the latter once a video is
+        found); `again`: also the folders checked before."""
+        t = self.targets
+        summary_option = "--summary_dir" if t.summary_dir_given else "--summary_dir (by default beside --output)"
+        written = [("--annotate", t.annotate_dir), (summary_option, t.summary_dir if self.videos else None)]
+        for searched in self.found.folders[0 if again else self._folders_checked:]:
+            for option, folder in written:
+                if folder is not None and _inside(folder, searched):
+                    raise ValueError(f"{option} {folder} is inside the input folder {searched} (or is it): files "
+                                     "written there would replace inputs of the same name or be read as inputs "
+                                     "next time; choose a folder outside it")
+        self._folders_checked = len(self.found.folders)
+
+    def close(self) -> None:
+        self.names.close()
+        self.planned.close()
+
+    def __enter__(self) -> InputChecks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def check_targets(targets: RunTargets, sources: SourceList, overwrite: bool = False, resume: bool = False) -> None:
-    """Every check above, in order, before any work (see the module docstring)."""
-    videos = any(source.kind == "video" for source in sources.sources)
+@dataclass
+class Survey:
+    """What the listing pass of `check_targets` found: `found` holds what is not a source (unsupported, missing,
+    skipped), `sources` and `videos` count the inputs, `units` sums `units_of` over them."""
+
+    found: SourceList
+    sources: int = 0
+    videos: int = 0
+    units: int = 0
+
+
+def check_targets(targets: RunTargets, inputs: Sequence[str | os.PathLike], overwrite: bool = False,
+                  resume: bool = False, units_of: Callable[[Source], int] | None = None) -> Survey:
+    """Every check of the module docstring, in order, before any work, while `inputs` are listed once (lazily;
+    `units_of(source)`: the work units an input counts for, 1 when None)."""
     check_output_paths({"--output": targets.output}, {"--annotate": targets.annotate_dir,
                                                       "--summary_dir": targets.summary_dir})
-    check_not_inputs(targets, sources, videos)
+    survey = Survey(SourceList())
+    with DiskSet() as seen, InputChecks(targets, survey.found, seen, overwrite or resume) as checks:
+        for source in iter_sources(inputs, survey.found, seen):
+            checks.source(source)
+            survey.sources += 1
+            survey.videos += source.kind == "video"
+            survey.units += 1 if units_of is None else units_of(source)
+        checks.finish()
     for path in (targets.output, targets.summary_file):
         if not (overwrite or resume) and os.path.lexists(path):
             raise ValueError(f"{path} already exists; give --overwrite to replace it, or --resume to finish the "
@@ -180,10 +253,12 @@ def check_targets(targets: RunTargets, sources: SourceList, overwrite: bool = Fa
     check_writable("--output", targets.summary_file)
     if targets.annotate_dir is not None:
         check_writable("--annotate", targets.annotate_dir, folder=True)
-    if videos:
+    if survey.videos:
         check_writable("--summary_dir", targets.summary_dir, folder=True)
-    check_planned_files(targets, sources, overwrite or resume)
+    if checks.problem is not None:
+        raise ValueError(checks.problem)
+    return survey
 
 
-__all__ = ["OutputNames", "RunTargets", "SourceFiles", "check_not_inputs", "check_output_paths",
-           "check_planned_files", "check_targets", "check_writable"]
+__all__ = ["InputChecks", "OutputNames", "RunTargets", "SourceFiles", "Survey", "check_output_paths",
+           "check_targets", "check_writable"]
