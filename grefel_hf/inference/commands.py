@@ -155,6 +155,8 @@ def _predict(args) -> int:
         progress=not args.no_progress,
     )
     report = run_predict(options)
+    if report.process_index > 0:  # one of several processes: the main process reports the run
+        return exit_status(signal.Signals[report.summary.stopped_by]) if report.summary.interrupted else 0
     if report.summary.interrupted:
         logger.error("grefel-hf predict: stopped by %s after %d images and %d video frames; their rows are in %s "
                      "and %s says what was done; run the same command with --resume to finish",
@@ -205,7 +207,10 @@ def run_inference_command(args) -> int:
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as err:
-        logger.error("grefel-hf %s: %s", args.command, err)
+        if getattr(err, "reported_by_main", False):  # one of several processes: the main process logs it
+            logger.debug("grefel-hf %s: %s", args.command, err)
+        else:
+            logger.error("grefel-hf %s: %s", args.command, err)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside a run that stops cleanly
         logger.error("grefel-hf %s: interrupted (SIGINT); what was written so far is kept", args.command)

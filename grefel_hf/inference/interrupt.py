@@ -3,7 +3,9 @@ stop at the next batch boundary, so that everything finished is written and the 
 
 The first signal is only recorded (`StopSignals.received`); the run checks `requested` between batches. A second
 signal acts as it would without the handler (Ctrl-C raises KeyboardInterrupt, SIGTERM ends the process), for a
-user who does not want to wait. Handlers can only be installed from the main thread; elsewhere nothing changes.
+user who does not want to wait; under a launcher (`second_acts=False`) it is ignored too, because launchers pass
+a signal on to processes that got it already (Ctrl-C reaches the launcher and its processes) and end those that
+do not stop within their grace period themselves. Handlers can only be installed from the main thread; elsewhere nothing changes.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ def exit_status(signum: int) -> int:
 
 
 class StopSignals:
-    """A context manager: while active, SIGINT and SIGTERM set `received` instead of ending the process."""
+    """A context manager: while active, SIGINT and SIGTERM set `received` instead of ending the process;
+    `second_acts`: whether a second signal acts as it would without the handler (else it is ignored)."""
 
-    def __init__(self):
+    def __init__(self, second_acts: bool = True):
         self.received: int | None = None
+        self.second_acts = second_acts
         self._previous: dict[int, object] = {}
 
     @property
@@ -38,7 +42,8 @@ class StopSignals:
     def _handle(self, signum, frame) -> None:
         if self.received is None:
             self.received = signum
-            self._restore()  # a second signal acts at once
+            if self.second_acts:
+                self._restore()  # a second signal acts at once
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -35,7 +35,8 @@ from .annotate import draw_faces
 from .backends import LoadedModel, face_pipeline, load_model
 from .interrupt import StopSignals
 from .resume import ResumePoint, faces_from_rows, frames_of, read_resume_point, recorded_rows_bytes
-from .sources import Source, SourceList, expand_inputs
+from .shards import Piece, WorkItem, work_items
+from .sources import Source, SourceList, iter_sources
 from .summaries import RunSummary, VideoSummary, VideoTimeline, write_json
 from .targets import OutputNames, RunTargets, SourceFiles, check_targets
 from .video import Mp4Writer, VideoFrames
@@ -127,13 +128,16 @@ class PredictOptions:
 @dataclass
 class PredictReport:
     """What a run wrote: the rows file, the run summary (also written as `<output stem>.summary.json`), and per
-    video its summary (`<video>.summary.json`) and plot (`<video>.emotions.png`) in `summary_dir`."""
+    video its summary (`<video>.summary.json`) and plot (`<video>.emotions.png`) in `summary_dir`. In a run over
+    several processes, `process_index` is this process's; only the main process (0) reports the whole run, the
+    others their part (`distributed`)."""
 
     output: Path
     summary_file: Path
     summary: RunSummary
     videos: list[VideoSummary] = field(default_factory=list)
     video_files: list[Path] = field(default_factory=list)
+    process_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,17 +152,17 @@ class FrameKey:
         return name if self.frame is None else f"{name} frame {self.frame}"
 
 
-def image_runs(sources: list[Source]) -> Iterator[tuple[str, list[Source]]]:
-    """The sources in order as ("images", up to `IMAGES_PER_CALL` images) and ("video", [one video]) groups."""
-    images: list[Source] = []
-    for source in sources:
-        if source.kind == "video":
+def image_runs(items: Iterable[WorkItem]) -> Iterator[tuple[str, list[WorkItem]]]:
+    """The inputs in order as ("images", up to `IMAGES_PER_CALL` images) and ("video", [one video]) groups."""
+    images: list[WorkItem] = []
+    for item in items:
+        if item.source.kind == "video":
             if images:
                 yield "images", images
                 images = []
-            yield "video", [source]
+            yield "video", [item]
         else:
-            images.append(source)
+            images.append(item)
             if len(images) == IMAGES_PER_CALL:
                 yield "images", images
                 images = []
@@ -166,23 +170,31 @@ def image_runs(sources: list[Source]) -> Iterator[tuple[str, list[Source]]]:
         yield "images", images
 
 
-class _Run:
+class PredictRun:
     """One run's state: what comes back from the pipeline (`take_image`, `take_video`), written as rows, summaries
-    and annotations, and counted; `stop` says when a signal asked the run to end."""
+    and annotations, and counted; `stop` says when a signal asked the run to end.
 
-    def __init__(self, options: PredictOptions, labels: list[str], targets: RunTargets, stop: StopSignals):
+    The rows go to `rows_file` and what a resume trusts to `record_file`: the run's output and summary, or with
+    `part` (one process of several, `distributed`) the process's part, in which case no video summary is written
+    here (the main process makes them from the merged rows)."""
+
+    def __init__(self, options: PredictOptions, labels: list[str], targets: RunTargets, stop: StopSignals,
+                 part=None):
         self.options, self.labels, self.targets, self.stop = options, labels, targets, stop
         self.summary = RunSummary()
         self.names = OutputNames(targets)
         self.done: set[str] = set()
         self.videos: list[VideoSummary] = []
         self.video_files: list[Path] = []
+        self.sharded = part is not None
+        self.rows_file, self.record_file = (targets.output, targets.summary_file) if part is None else \
+            (part.rows, part.summary)
 
-    def begin(self, source: Source) -> SourceFiles:
+    def begin(self, source: Source, owner: bool = True) -> SourceFiles:
         """The files of the next input (every input, in order, done or not, so names never depend on which are
-        done); counts a name that is not UTF-8."""
+        done); counts a name that is not UTF-8 when this process is its `owner`."""
         name = escaped_name(source.path)
-        if name != os.fspath(source.path):
+        if owner and name != os.fspath(source.path):
             self.summary.escaped_names += 1
             logger.warning("a file name that is not valid UTF-8 is written as %s (undecodable bytes as \\xNN, "
                            "backslashes doubled)", name)
@@ -223,10 +235,12 @@ class _Run:
             files.annotated.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(draw_faces(result.image, result, self.labels)).save(files.annotated)
 
-    def take_video(self, source: Source, frames: VideoFrames, files: SourceFiles, results: Iterator[ImageFaces],
+    def take_video(self, item: WorkItem, frames: VideoFrames, files: SourceFiles, results: Iterator[ImageFaces],
                    writer: RowWriter, kept: list[dict]) -> None:
         """Write a video's frame rows as they come (after the `kept` rows of a resumed run, replayed), until it ends
-        or a signal stops the run; then its summary, plot and annotated copy, for the frames done."""
+        or a signal stops the run; then its summary, plot and annotated copy, for the frames done (the summary
+        and plot only when this process does the whole run)."""
+        source = item.source
         timeline = VideoTimeline(escaped_name(source.path), frames.fps, self.labels)
         video_writer, stopped = None, False
         if files.annotated is not None:
@@ -245,9 +259,19 @@ class _Run:
             if video_writer is not None:
                 video_writer.close()
         if not timeline.times:
-            self.unreadable(source, "OpenCV could read no frame of this video")
+            if item.owner:
+                self.unreadable(source, "OpenCV could read no frame of this video")
             return
-        self._video_summary(source, frames, files, timeline, complete=not stopped)
+        if not self.sharded:
+            self._video_summary(source, frames, files, timeline, complete=not stopped)
+
+    def video_from_rows(self, source: Source, files: SourceFiles, rows: list[dict]) -> None:
+        """A video's summary and plot made from its rows (those of a run over several processes, merged)."""
+        o = self.options
+        frames = VideoFrames(source.path, o.frame_stride, o.max_frames)
+        timeline = VideoTimeline(escaped_name(source.path), frames.fps, self.labels)
+        self._replay(frames, rows, timeline, None)
+        self._video_summary(source, frames, files, timeline, complete=True)
 
     def _replay(self, frames: VideoFrames, kept: list[dict], timeline: VideoTimeline,
                 video_writer: Mp4Writer | None) -> None:
@@ -293,19 +317,25 @@ class _Run:
         self.videos.append(VideoSummary(**{k: v for k, v in data.items() if k in known}))
         self.video_files.extend([files.summary, files.plot])
 
-    def resume_point(self, sources: SourceList, writer_format: str) -> ResumePoint | None:
-        """What the output already holds, for `resume` (None: a new output)."""
-        output = self.targets.output
+    def resume_point(self, writer_format: str, items: Callable[[], Iterator[WorkItem]]) -> ResumePoint | None:
+        """What the rows file already holds, for `resume` (None: a new file); `items()` lists the inputs again,
+        to check that the file holds rows of this process's inputs only."""
+        output = self.rows_file
         if not (self.options.resume and output.is_file()):
             return None
         point = read_resume_point(output, writer_format, columns(self.labels, self.options.landmarks),
-                                  self.count_kept, recorded_rows_bytes(self.targets.summary_file))
-        named = {stored_text(escaped_name(s.path), writer_format) for s in sources.sources}
-        strangers = sorted(point.done - named) + ([point.video] if point.video not in (None, *named) else [])
-        if strangers:
-            raise ValueError(f"--resume: {output} holds rows for {strangers[0]}, which these inputs do not name; "
+                                  self.count_kept, recorded_rows_bytes(self.record_file))
+        video_named = point.video is None
+        for item in items():
+            if item.mine:
+                name = stored_text(escaped_name(item.source.path), writer_format)
+                point.done.mark(name)
+                video_named = video_named or name == point.video
+        stranger = point.done.first_unmarked() or (None if video_named else point.video)
+        if stranger is not None:
+            raise ValueError(f"--resume: {output} holds rows for {stranger}, which these inputs do not name; "
                              "resume only the command that wrote it")
-        self.summary.videos += point.videos_done
+        self.summary.videos += 0 if self.sharded else point.videos_done
         self.done = point.done
         logger.info("resuming %s: %d rows kept", output, point.rows)
         return point
@@ -332,10 +362,12 @@ def _frames(frames: VideoFrames, source: Source) -> Iterator[FaceInput]:
         yield FaceInput(rgb, FrameKey(source, index))
 
 
-def _images(run: _Run, pipe, group: list[Source], writer: RowWriter, bar, settings: dict) -> None:
+def _images(run: PredictRun, pipe, group: list[WorkItem], writer: RowWriter, bar, settings: dict) -> None:
     todo = []
-    for source in group:
-        files = run.begin(source)
+    for item in group:
+        source, files = item.source, run.begin(item.source, item.owner)
+        if not item.mine:
+            continue
         if run.is_done(source, writer):
             bar.update(1)
         else:
@@ -351,37 +383,65 @@ def _images(run: _Run, pipe, group: list[Source], writer: RowWriter, bar, settin
             return
 
 
-def _video(run: _Run, pipe, source: Source, writer: RowWriter, bar, settings: dict, point: ResumePoint) -> None:
-    o, files = run.options, run.begin(source)
+def _piece_frames(options: PredictOptions, source: Source, piece: Piece, resume_from: int) -> VideoFrames:
+    """The frames of a video this process does: its piece, from the frame a resume goes on at."""
+    limit = options.max_frames
+    if piece.stop is not None:
+        limit = piece.stop if limit is None else min(limit, piece.stop)
+    return VideoFrames(source.path, options.frame_stride, limit, max(piece.first * options.frame_stride, resume_from))
+
+
+def _video(run: PredictRun, pipe, item: WorkItem, writer: RowWriter, bar, settings: dict, point: ResumePoint) -> None:
+    o, source = run.options, item.source
+    files = run.begin(source, item.owner)
+    if not item.mine:
+        return
     bar.set_postfix_str(escaped_name(source.path.name), refresh=False)
     if run.is_done(source, writer):
-        run.skip_done(source, files)
+        if not run.sharded:
+            run.skip_done(source, files)
         bar.update(1)
         return
     going_on = point.video == writer.stored_text(escaped_name(source.path))
     try:
-        frames = VideoFrames(source.path, o.frame_stride, o.max_frames, point.next_frame if going_on else 0)
+        frames = _piece_frames(o, source, item.piece, point.next_frame if going_on else 0)
     except ValueError as err:
-        run.unreadable(source, str(err))
+        if item.owner:
+            run.unreadable(source, str(err))
     else:
         results = pipe.image_faces(_frames(frames, source), num_workers=min(o.workers, 1), **settings)
-        run.take_video(source, frames, files, results, writer, point.video_rows if going_on else [])
+        run.take_video(item, frames, files, results, writer, point.video_rows if going_on else [])
     bar.update(1)
 
 
-def _process(run: _Run, pipe, sources: list[Source], writer: RowWriter, bar, point: ResumePoint) -> None:
-    """Every input in order, until all are done or a signal asks the run to stop."""
+def _process(run: PredictRun, pipe, items: Iterable[WorkItem], writer: RowWriter, bar, point: ResumePoint) -> None:
+    """Every input in order (this process's pieces), until all are done or a signal asks the run to stop."""
     o = run.options
     settings = {"batch_size": o.batch_size, "keep_image": o.annotate_dir is not None, "skip_unreadable": True,
                 "min_score": o.min_score, "min_reliability": o.min_reliability,
                 **{name: getattr(o.faces, name) for name in asdict(o.faces)}}
-    for kind, group in image_runs(sources):
+    for kind, group in image_runs(items):
         if run.stop.requested:
             return
         if kind == "images":
             _images(run, pipe, group, writer, bar, settings)
         else:
             _video(run, pipe, group[0], writer, bar, settings, point)
+
+
+def process_inputs(run: PredictRun, pipe, backend: str, threads: int, items: Callable[[], Iterator[WorkItem]],
+                   total: int | None, progress: bool) -> None:
+    """The part of a run that does the work: the resume point, then every item of `items()` in order into
+    `run.rows_file` (a progress bar of `total` inputs when `progress`), until all are done or a signal stops it;
+    records whether it was stopped and the rows file's size."""
+    fmt = output_format(run.options.output, run.options.format)
+    point = run.resume_point(fmt, items)
+    keep = None if point is None else point.keep_bytes
+    with RowWriter(run.rows_file, run.labels, fmt, run.options.landmarks, keep) as writer, \
+            tqdm(total=total, unit="file", disable=not progress) as bar, classification_threads(threads, backend):
+        _process(run, pipe, items(), writer, bar, point or ResumePoint())
+    run.summary.interrupted, run.summary.stopped_by = run.stop.requested, run.stop.name
+    run.summary.rows_bytes = run.rows_file.stat().st_size
 
 
 def load_for_predict(options: PredictOptions) -> tuple[LoadedModel, int]:
@@ -391,7 +451,7 @@ def load_for_predict(options: PredictOptions) -> tuple[LoadedModel, int]:
     return loaded, threads
 
 
-def _note_skipped(run: _Run, sources: SourceList) -> None:
+def note_skipped(run: PredictRun, sources: SourceList) -> None:
     run.summary.unsupported = [escaped_name(p) for p in sources.unsupported]
     run.summary.missing = [escaped_name(text) for text in sources.missing]
     for path in sources.unsupported:
@@ -411,30 +471,37 @@ def run_predict(options: PredictOptions) -> PredictReport:
         FileNotFoundError, ValueError, ImportError, OSError: the model, an option, a path or a needed package is
         missing or wrong (all checked before any work).
     """
+    from .distributed import launched_state, run_sharded
+
+    state = launched_state(options)
+    if state is not None:
+        return run_sharded(options, state)
     with StopSignals() as stop:
-        sources = expand_inputs(options.inputs)
         targets = RunTargets.of(options.output, options.annotate_dir, options.summary_dir)
-        check_targets(targets, sources, options.overwrite, options.resume)
+        survey = check_targets(targets, options.inputs, options.overwrite, options.resume)
         loaded, threads = load_for_predict(options)
         pipe = face_pipeline(loaded, tta_views=options.tta_views, tta_shift=options.tta_shift)
         labels = [pipe.model.config.id2label[i] for i in range(pipe.model.config.num_labels)]
-        run = _Run(options, labels, targets, stop)
-        _note_skipped(run, sources)
-        fmt = output_format(options.output, options.format)
-        point = run.resume_point(sources, fmt)
-        with RowWriter(options.output, labels, fmt, options.landmarks, None if point is None else point.keep_bytes) \
-                as writer, tqdm(total=len(sources.sources), unit="file", disable=not options.progress) as bar, \
-                classification_threads(threads, loaded.backend):
-            _process(run, pipe, sources.sources, writer, bar, point or ResumePoint())
-        run.summary.interrupted, run.summary.stopped_by = stop.requested, stop.name
-        run.summary.rows_bytes = targets.output.stat().st_size
-    summary_file = write_json(targets.summary_file, {
-        "model": str(loaded.path), "backend": loaded.backend, "output": str(targets.output),
-        **run.summary.as_dict(), "video_summaries": [asdict(v) for v in run.videos],
-    })
-    logger.info("%s", run.summary.describe())
+        run = PredictRun(options, labels, targets, stop)
+        note_skipped(run, survey.found)
+        process_inputs(run, pipe, loaded.backend, threads,
+                       lambda: work_items(iter_sources(options.inputs, SourceList())), survey.sources,
+                       options.progress)
+        run.names.close()
+    summary_file = write_run_summary(run, loaded, targets.output)
     return PredictReport(targets.output, summary_file, run.summary, run.videos, run.video_files)
 
 
+def write_run_summary(run: PredictRun, loaded: LoadedModel, output: Path) -> Path:
+    """`<output stem>.summary.json`: the model, where the rows are, the counts and the video summaries (logged in
+    one line too)."""
+    summary_file = write_json(run.targets.summary_file, {
+        "model": str(loaded.path), "backend": loaded.backend, "output": str(output),
+        **run.summary.as_dict(), "video_summaries": [asdict(v) for v in run.videos],
+    })
+    logger.info("%s", run.summary.describe())
+    return summary_file
+
+
 __all__ = ["IMAGES_PER_CALL", "FrameKey", "PredictOptions", "PredictReport", "default_num_workers", "image_runs",
-           "load_for_predict", "run_predict"]
+           "PredictRun", "load_for_predict", "note_skipped", "process_inputs", "run_predict", "write_run_summary"]
