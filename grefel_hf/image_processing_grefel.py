@@ -192,8 +192,8 @@ def _to_rgb(image: Any, index: int, layout: str | None) -> np.ndarray:
     else:
         raise ValueError(f"{where} is a {type(image).__name__}; expected a PIL.Image.Image, a file path, a numpy "
                          "array (H, W[, C]) or a torch tensor (C, H, W)")
-    if not array.flags.writeable:  # numpy views of PIL images are read-only; torch wants to own writable memory
-        array = array.copy()
+    if not array.flags.writeable or any(stride < 0 for stride in array.strides):
+        array = array.copy()  # views of PIL images are read-only, flipped views step backwards: torch takes neither
     height, width = array.shape[:2]
     if min(height, width) < MIN_IMAGE_SIDE:
         raise ValueError(f"{where} is {width}x{height} pixels; expected a face image of at least "

@@ -299,8 +299,8 @@ def _face_detection_section() -> str:
 
 On photos, `pipeline("facial-expression-recognition")` and `grefel-hf predict` find the faces with **YuNet**
 (YuNet-s, `face_detection_yunet_2023mar.onnx`, run by OpenCV's `cv2.FaceDetectorYN`), which ships with grefel_hf
-and with this repository's remote code (`face_detectors/yunet/`): code and weights under Apache-2.0
-(libfacedetection.train) and MIT (OpenCV Zoo). YuNet was trained on WIDER FACE, whose images come with
+(a folder saved by grefel_hf also carries a copy in `face_detectors/yunet/`, for its remote code): code and weights
+under Apache-2.0 (libfacedetection.train) and MIT (OpenCV Zoo). YuNet was trained on WIDER FACE, whose images come with
 research-oriented terms; for commercial use check those terms, or pass `face_detector="haar"` (OpenCV's Haar
 cascade) or a detector of your own. Each face is cut out as the detector's box squared by its longer side, the
 framing of the FER faces the model learnt from."""
