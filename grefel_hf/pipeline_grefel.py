@@ -180,6 +180,25 @@ def batched_chunks(prepared: Iterable[PreparedImage], batch_size: int) -> Iterat
         yield collate_chunks(batch)
 
 
+class ThreadScoped:
+    """An iterator whose every step runs with PyTorch's CPU threads set to `threads`, put back in between: a
+    pipeline's own thread budget that never leaks into the caller's code."""
+
+    def __init__(self, iterator: Iterator, threads: int):
+        self.iterator, self.threads = iterator, threads
+
+    def __iter__(self) -> ThreadScoped:
+        return self
+
+    def __next__(self):
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return next(self.iterator)
+        finally:
+            torch.set_num_threads(before)
+
+
 class _PreparedList(Dataset):
     """A list (or sized dataset) of inputs, prepared one by one: workers keep their order."""
 
@@ -313,6 +332,9 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
             on a face whose score (top class probability) or reliability is below it (its probabilities are kept).
         timeout (`float`, optional): seconds to wait for images given as URLs.
         batch_size (`int`, defaults to 16): faces per forward pass; batches span the images of one call.
+        torch_threads (`int`, optional; `pipeline(...)` only): PyTorch's CPU threads while the pipeline runs (put
+            back between results). One suits a model run by ONNX Runtime, where PyTorch only joins small tensors
+            and its spinning threads would take the cores the workers and ONNX Runtime need.
         num_workers (`int`, defaults to 0): worker processes that read images and find faces (a list of images
             uses them all, in order; a generator at most one).
     """
@@ -322,11 +344,15 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, torch_threads: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE
         check_batching(self._batch_size, self._num_workers or 0)
+        if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
+                                          or torch_threads < 1):
+            raise ValueError(f"torch_threads must be a positive number of threads, got {torch_threads!r}")
+        self.torch_threads = torch_threads
 
     def _sanitize_parameters(self, top_k=..., timeout=None, tta_views=None, tta_shift=None, keep_image=None,
                              skip_unreadable=None, output=None, min_score=None, min_reliability=None,
@@ -441,7 +467,8 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
                             worker_init_fn=leave_signals_to_the_main_process if workers else None)
         model_iterator = PipelinePackIterator(batched_chunks(loader, batch_size), self.forward, forward_params,
                                               loader_batch_size=batch_size)
-        return iter(PipelineIterator(model_iterator, self.postprocess, postprocess_params))
+        results = iter(PipelineIterator(model_iterator, self.postprocess, postprocess_params))
+        return results if self.torch_threads is None else ThreadScoped(results, self.torch_threads)
 
     def _forward(self, model_inputs, tta_views: int = 1, tta_shift: float = 0.05):
         has_face = model_inputs["has_face"]
@@ -502,6 +529,6 @@ class GReFELImageClassificationPipeline(ImageClassificationPipeline):
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_TOP_K", "READ_ERRORS", "UNCERTAIN", "FaceInput",
            "FacialExpressionRecognitionPipeline", "GReFELImageClassificationPipeline", "ImageFaces", "PreparedImage",
-           "abstentions", "as_face_input", "batched_chunks", "check_batching", "check_threshold", "check_top_k",
+           "ThreadScoped", "abstentions", "as_face_input", "batched_chunks", "check_batching", "check_threshold", "check_top_k",
            "collate_chunks", "face_chunks", "face_entries", "fetch_url_image", "is_grefel_processor",
            "leave_signals_to_the_main_process", "load_rgb", "probabilities_and_reliability"]

@@ -217,3 +217,27 @@ def test_pipeline_loads_through_remote_code_without_grefel_hf(fer, folder, tmp_p
     assert [e["score"] for e in info["faces"][0]["top_k"]] == \
         pytest.approx([e["score"] for e in local[0]["top_k"]], abs=1e-5)
     assert info["whole"][0]["box"] == {"x": 0, "y": 0, "w": 512, "h": 512}
+
+
+def test_torch_threads_hold_while_the_pipeline_runs_and_are_given_back_between_results(folder):
+    seen = []
+    fer = pipeline(TASK, model=str(folder), torch_threads=1)
+    forward = fer._forward
+
+    def spy(model_inputs, **kwargs):
+        seen.append(torch.get_num_threads())
+        return forward(model_inputs, **kwargs)
+
+    fer._forward = spy
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        stream = fer((astronaut() for _ in range(3)), batch_size=1)
+        next(stream)
+        assert torch.get_num_threads() == 2  # the caller's setting between results
+        list(stream)
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
+    with pytest.raises(ValueError, match="torch_threads"):
+        pipeline(TASK, model=str(folder), torch_threads=0)
