@@ -45,8 +45,10 @@ def loop_reference(refs, preds, num_classes):
         support.append(n_true)
     present = [f for f in f1 if f is not None]
     weighted = sum(f * s for f, s in zip(f1, support, strict=True) if f is not None) / n
+    recalled = [r for r in recall if r is not None]
     return {"accuracy": correct / n, "precision": precision, "recall": recall, "f1": f1, "support": support,
-            "macro_f1": sum(present) / len(present), "weighted_f1": weighted}
+            "macro_f1": sum(present) / len(present), "weighted_f1": weighted,
+            "balanced_accuracy": sum(recalled) / len(recalled)}
 
 
 def loop_ece(confidences, correct, n_bins):
@@ -100,6 +102,7 @@ def test_random_predictions_match_loop_reference():
     assert got["accuracy"] == pytest.approx(ref["accuracy"])
     assert got["macro_f1"] == pytest.approx(ref["macro_f1"])
     assert got["weighted_f1"] == pytest.approx(ref["weighted_f1"])
+    assert got["balanced_accuracy"] == pytest.approx(ref["balanced_accuracy"])
     correct = (preds == refs).tolist()
     assert got["ece"] == pytest.approx(loop_ece(probs.max(axis=1).tolist(), correct, 10))
     assert got["labels"] == [f"class_{i}" for i in range(5)]
@@ -113,6 +116,15 @@ def test_absent_class_is_undefined_not_zero():
                                        "support": 0}
     assert got["macro_f1"] == pytest.approx(ref["macro_f1"])
     assert got["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert got["balanced_accuracy"] == pytest.approx((1 / 2 + 1) / 2)  # the class without images is left out
+
+
+def test_balanced_accuracy_counts_every_class_alike():
+    # 90 of class 0 all right, 10 of class 1 all called class 0: accuracy 0.9, balanced accuracy 0.5.
+    got = hard_label_metrics([0] * 90 + [1] * 10, [0] * 100, num_classes=2)
+    assert got["accuracy"] == pytest.approx(0.9)
+    assert got["balanced_accuracy"] == pytest.approx(0.5)
+    assert flat_summary(got)["balanced_accuracy"] == pytest.approx(0.5)
 
 
 def test_ece_of_perfectly_calibrated_predictions_is_zero():
@@ -194,7 +206,8 @@ def test_metrics_json_round_trip_and_schema(tmp_path):
     loaded = read_metrics_json(path)
     assert loaded == json.loads(json.dumps({"raw": metrics, "ema": metrics}))
     assert set(as_variants(loaded)) == {"raw", "ema"}
-    assert set(metrics) == {"num_images", "accuracy", "macro_f1", "weighted_f1", "ece", "mean_reliability_correct",
+    assert set(metrics) == {"num_images", "accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "ece",
+                            "mean_reliability_correct",
                             "mean_reliability_wrong", "labels", "per_class", "confusion_matrix", "calibration",
                             "selective"}
     (tmp_path / "bad.json").write_text(json.dumps({"accuracy": 0.5}))

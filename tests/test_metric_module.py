@@ -30,8 +30,10 @@ def test_module_loads_offline_by_path(metric):
 
 def test_compute_with_label_names(metric):
     result = metric.compute(predictions=PREDS, references=REFS, label_names=NAMES)
-    assert set(result) == {"accuracy", "macro_f1", "accuracy_angry", "accuracy_happy", "accuracy_sad"}
+    assert set(result) == {"accuracy", "balanced_accuracy", "macro_f1", "accuracy_angry", "accuracy_happy",
+                           "accuracy_sad"}
     assert result["accuracy"] == pytest.approx(6 / 10)
+    assert result["balanced_accuracy"] == pytest.approx((2 / 4 + 2 / 3 + 2 / 3) / 3)
     assert result["macro_f1"] == pytest.approx(MACRO_F1)
     assert result["accuracy_angry"] == pytest.approx(2 / 4)
     assert result["accuracy_happy"] == pytest.approx(2 / 3)

@@ -49,6 +49,7 @@ def test_metadata_and_model_index_round_trip(tmp_path, metrics):
     assert result["dataset"] == {"name": "FER2013", "type": "someone/fer2013", "split": "test"}
     values = {(m["name"], m["type"]): m["value"] for m in result["metrics"]}
     assert values == {("Accuracy", "accuracy"): metrics["accuracy"], ("Macro F1", "f1"): metrics["macro_f1"],
+                      ("Balanced accuracy", "recall"): metrics["balanced_accuracy"],
                       ("Weighted F1", "f1"): metrics["weighted_f1"]}
 
     text = card.text

@@ -12,6 +12,10 @@ the evaluation CLI's code, and writes validation_metrics.json, provenance.json a
 An existing bundle whose calibration is fitted again keeps its weights and provenance:
 
     python tools/bundle_model.py --recalibrate grefel-ferplus --data_dir /data/FERPlus/data
+
+With `--method prior_adjustment` (see `grefel-hf calibrate --help`) the fit also adjusts for the class priors of the
+training split; pass the label mode the bundle trained with (FER+: `--label_mode crossentropy`), whose priors it
+learnt.
 """
 
 import argparse
@@ -31,7 +35,7 @@ from grefel_hf.bundling import (
     refresh_bundle,
     write_bundle_weights,
 )
-from grefel_hf.calibration.fitting import CalibrationRecord
+from grefel_hf.calibration.fitting import METHODS, CalibrationRecord
 from grefel_hf.calibration.folder import CalibrationOptions, calibrate_folder
 from grefel_hf.evaluation.runner import EvaluationOptions, run_evaluation
 from grefel_hf.pretrained import pretrained_model_path
@@ -44,6 +48,10 @@ def parse_recalibration(argv: list[str]) -> argparse.Namespace:
                                                  "and card (weights and provenance unchanged).")
     parser.add_argument("--recalibrate", required=True, metavar="NAME", help="the bundled model's name")
     parser.add_argument("--data_dir", required=True, help="its dataset's raw files (the validation split)")
+    parser.add_argument("--method", default="temperature", choices=METHODS, help="the calibration method (default: "
+                        "temperature; prior_adjustment also reads the training split's class priors)")
+    parser.add_argument("--label_mode", default=None,
+                        help="FER+ label mode of the training split the priors come from (the bundle's own)")
     return parser.parse_args(argv)
 
 
@@ -71,10 +79,11 @@ def shown(path: Path) -> str:
     return str(path.resolve().relative_to(REPO_ROOT)) if path.resolve().is_relative_to(REPO_ROOT) else str(path)
 
 
-def calibrate_and_evaluate(folder: Path, dataset: str, data_dir: str) -> tuple[CalibrationRecord, dict]:
+def calibrate_and_evaluate(folder: Path, dataset: str, data_dir: str, method: str = "temperature",
+                           label_mode: str | None = None) -> tuple[CalibrationRecord, dict]:
     """Fit the bundle's calibration on the validation split, then its validation metrics (calibrated)."""
     record = calibrate_folder(CalibrationOptions(model_dir=str(folder), dataset=dataset, data_dir=data_dir,
-                                                 progress=False))
+                                                 method=method, label_mode=label_mode, progress=False))
     with tempfile.TemporaryDirectory() as scratch:
         results = run_evaluation(EvaluationOptions(model_dir=str(folder), dataset=dataset, data_dir=data_dir,
                                                    split="validation", output_dir=scratch, progress=False))
@@ -86,11 +95,15 @@ def recalibrate(args: argparse.Namespace) -> int:
     """Fit an existing bundle's calibration again; its weights, checksum and provenance stay."""
     folder = Path(pretrained_model_path(args.recalibrate))
     before = json.loads((folder / "validation_metrics.json").read_text())
-    record, metrics = calibrate_and_evaluate(folder, read_provenance(folder).dataset_id, args.data_dir)
+    record, metrics = calibrate_and_evaluate(folder, read_provenance(folder).dataset_id, args.data_dir, args.method,
+                                             args.label_mode)
     checksum = refresh_bundle(folder, metrics)
     same = metrics["confusion_matrix"] == before["confusion_matrix"]
+    balanced = "" if "balanced_accuracy" not in before else (
+        f", balanced accuracy {before['balanced_accuracy']:.4f} -> {metrics['balanced_accuracy']:.4f}")
     print(f"recalibrated {args.recalibrate}: {record.describe()}; validation ECE {before['ece']:.4f} -> "
-          f"{metrics['ece']:.4f}, accuracy {before['accuracy']:.4f} -> {metrics['accuracy']:.4f}, confusion matrix "
+          f"{metrics['ece']:.4f}, accuracy {before['accuracy']:.4f} -> {metrics['accuracy']:.4f}{balanced}, "
+          "confusion matrix "
           f"{'unchanged' if same else 'CHANGED'}; weights sha256 {checksum}")
     return 0 if same or record.method != "temperature" else 1
 

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 _OVERALL_ROWS: list[tuple[str, str, str]] = [
     ("num_images", "Images", "int"),
     ("accuracy", "Accuracy (%)", "percent"),
+    ("balanced_accuracy", "Balanced accuracy (%)", "percent"),
     ("macro_f1", "Macro-F1 (%)", "percent"),
     ("weighted_f1", "Weighted-F1 (%)", "percent"),
     ("ece", "ECE (%)", "percent"),

@@ -7,8 +7,10 @@ This module is the single implementation of every metric in grefel_hf: the evalu
 
 ``num_images`` (int)
     Number of evaluated images N.
-``accuracy``, ``macro_f1``, ``weighted_f1`` (float in [0, 1])
-    Top-1 accuracy; unweighted mean of per-class F1; support-weighted mean of per-class F1.
+``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``weighted_f1`` (float in [0, 1])
+    Top-1 accuracy; balanced accuracy, the unweighted mean of the per-class recalls over the classes that have
+    images (each class counts alike however rare it is); unweighted mean of per-class F1; support-weighted mean of
+    per-class F1.
     Both F1 averages run over the classes present in the references *or* the predictions (as
     scikit-learn does without ``labels=``), so a class absent from a small split does not count as 0.
 ``ece`` (float in [0, 1])
@@ -35,9 +37,9 @@ This module is the single implementation of every metric in grefel_hf: the evalu
     under the risk-coverage curve and the curve itself (schema and definitions in ``grefel_hf.metrics.selective``).
 
 ``hard_label_metrics`` returns the subset that needs only hard predictions (``num_images``,
-``accuracy``, ``macro_f1``, ``weighted_f1``, ``labels``, ``per_class``, ``confusion_matrix``).
+``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``weighted_f1``, ``labels``, ``per_class``, ``confusion_matrix``).
 ``flat_summary`` turns either into the flat scalar dict logged during training
-(``accuracy``, ``macro_f1``, ``ece`` when present, ``accuracy_<class name>``).
+(``accuracy``, ``balanced_accuracy`` when present, ``macro_f1``, ``ece`` when present, ``accuracy_<class name>``).
 """
 
 from __future__ import annotations
@@ -146,6 +148,19 @@ def _none_if_nan(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
+def class_recalls(references: Any, predictions: Any, num_classes: int) -> list[float | None]:
+    """The recall of each class (the fraction of its images predicted as it), None for a class without images."""
+    refs = _as_label_array(references, num_classes, "references")
+    preds = _as_label_array(predictions, num_classes, "predictions")
+    cm = confusion_matrix(refs, preds, num_classes)
+    return [_none_if_nan(r) for r in _safe_ratio(np.diag(cm).astype(np.float64), cm.sum(axis=1))]
+
+
+def balanced_accuracy(references: Any, predictions: Any, num_classes: int) -> float:
+    """The mean recall over the classes that have images (``balanced_accuracy`` of the module docstring)."""
+    return float(np.mean([r for r in class_recalls(references, predictions, num_classes) if r is not None]))
+
+
 def scores_from_confusion(cm: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro/weighted F1 and per-class scores from a confusion matrix (see module docstring)."""
     cm = np.asarray(cm, dtype=np.int64)
@@ -171,6 +186,7 @@ def scores_from_confusion(cm: np.ndarray, label_names: Sequence[str]) -> dict[st
     return {
         "num_images": total,
         "accuracy": float(true_positive.sum() / total),
+        "balanced_accuracy": float(recall[support > 0].mean()),
         "macro_f1": float(f1[present].mean()),
         "weighted_f1": float((f1[present] * support[present]).sum() / total),
         "labels": list(label_names),
@@ -281,12 +297,16 @@ def compute_classification_metrics(
 
 
 def flat_summary(metrics: dict[str, Any]) -> dict[str, float | None]:
-    """Flatten a metrics dict into ``accuracy``, ``macro_f1``, ``ece`` (when present) and ``accuracy_<name>``.
+    """Flatten a metrics dict into ``accuracy``, ``balanced_accuracy`` and ``ece`` (when present), ``macro_f1`` and
+    ``accuracy_<name>``.
 
     These are the scalar keys logged during training and returned by the ``fer_accuracy`` evaluate module;
     a class with no images gets ``accuracy_<name>: None``.
     """
-    summary: dict[str, float | None] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    summary: dict[str, float | None] = {"accuracy": metrics["accuracy"]}
+    if "balanced_accuracy" in metrics:
+        summary["balanced_accuracy"] = metrics["balanced_accuracy"]
+    summary["macro_f1"] = metrics["macro_f1"]
     if "ece" in metrics:
         summary["ece"] = metrics["ece"]
     for name, scores in metrics["per_class"].items():

@@ -79,8 +79,8 @@ def build_compute_metrics(
 ) -> Callable[[Any], dict[str, float]]:
     """Return a ``compute_metrics(EvalPrediction) -> dict`` for ``Trainer``.
 
-    The returned dict holds ``accuracy``, ``macro_f1``, ``ece``, ``accuracy_<class name>`` for every class
-    with images in the split and, when the predictions carry a reliability, ``mean_reliability_correct`` /
+    The returned dict holds ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``ece``, ``accuracy_<class name>``
+    for every class with images in the split and, when the predictions carry a reliability, ``mean_reliability_correct`` /
     ``_wrong``.
 
     Args:

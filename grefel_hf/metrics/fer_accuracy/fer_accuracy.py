@@ -1,4 +1,4 @@
-"""``fer_accuracy``: accuracy, macro-F1 and per-class accuracy for facial-expression recognition.
+"""``fer_accuracy``: accuracy, balanced accuracy, macro-F1 and per-class accuracy for facial-expression recognition.
 
 An ``evaluate`` metric module that loads offline from its folder::
 
@@ -15,7 +15,8 @@ import evaluate
 from grefel_hf.metrics.classification import flat_summary, hard_label_metrics
 
 _DESCRIPTION = """
-Top-1 accuracy, macro-averaged F1 (mean of per-class F1 over the classes present in the references or
+Top-1 accuracy, balanced accuracy (the mean of the per-class recalls over the classes present in the
+references), macro-averaged F1 (mean of per-class F1 over the classes present in the references or
 the predictions) and per-class accuracy (the fraction of each class's images classified correctly, i.e.
 per-class recall) for single-label classification such as facial-expression recognition.
 """
@@ -29,8 +30,9 @@ Args:
     num_classes (int, optional): number of classes when ``label_names`` is not given (default: the
         largest id seen + 1).
 Returns:
-    accuracy (float), macro_f1 (float) and one ``accuracy_<name>`` per class (float, or None for a
-    class with no reference images).
+    accuracy (float), balanced_accuracy (float: the mean per-class recall over the classes with reference
+    images), macro_f1 (float) and one ``accuracy_<name>`` per class (float, or None for a class with no
+    reference images).
 Examples:
     >>> metric = evaluate.load("grefel_hf/metrics/fer_accuracy")
     >>> metric.compute(predictions=[0, 1], references=[0, 0], label_names=["a", "b"])["accuracy"]
@@ -65,7 +67,7 @@ class FerAccuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, label_names=None, num_classes=None) -> dict:
-        """Return accuracy, macro_f1 and per-class accuracy for the stored predictions."""
+        """Return accuracy, balanced accuracy, macro_f1 and per-class accuracy for the stored predictions."""
         scores = hard_label_metrics(references, predictions, label_names=label_names, num_classes=num_classes)
         # Without names, class i is called "class_<i>", which gives the key "accuracy_class_<i>".
         return flat_summary(scores)
