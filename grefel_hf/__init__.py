@@ -13,6 +13,7 @@ from .factory import build_image_processor, create_model
 from .hub import save_grefel_folder
 from .image_processing_grefel import GReFELImageProcessor, GReFELImageProcessorPil
 from .inference.backends import load_face_pipeline
+from .inference.dataset_predict import predict_dataset
 from .modeling_baseline import (
     BaselineForImageClassification,
     BaselineImageClassifierOutput,
@@ -53,6 +54,7 @@ __all__ = [
     "build_image_processor",
     "create_model",
     "load_face_pipeline",
+    "predict_dataset",
     "pretrained_model_path",
     "register_auto_classes",
     "save_grefel_folder",

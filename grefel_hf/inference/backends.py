@@ -123,7 +123,8 @@ class OnnxModelForImageClassification(PreTrainedModel):
         ort = require_onnxruntime()
         providers = ["CPUExecutionProvider"]
         if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
+            index = torch.cuda.current_device() if device.index is None else device.index  # a process's own GPU
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
