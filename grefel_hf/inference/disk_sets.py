@@ -3,7 +3,8 @@
 A `grefel-hf predict` run over a million files remembers, per input, its real path (so that a file named twice is
 done once), the names handed out to annotated copies and video summaries, and on `--resume` the inputs already
 done. `DiskSet` keeps them in an SQLite file in a temporary folder (under `TMPDIR`), with a page cache of a few
-megabytes, and removes the folder when closed (or when the object is collected).
+megabytes, and removes the folder when closed (or when the object is collected). `sorted_by_bytes` sorts the names
+of a folder of any size the same way, holding at most `IN_MEMORY_NAMES` of them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import shutil
 import sqlite3
 import tempfile
 import weakref
+from collections.abc import Iterable, Iterator
 
 CACHE_KIB = 4096
 """SQLite's page cache per set, in KiB: what a set holds in memory however many names it keeps."""
+
+IN_MEMORY_NAMES = 10_000
+"""Names `sorted_by_bytes` sorts in memory; beyond, it sorts them on disk."""
 
 
 def _blob(text: str) -> bytes:
@@ -73,6 +78,11 @@ class DiskSet:
         """Mark `key`; True when it is in the set."""
         return self._db.execute("UPDATE keys SET marked = 1 WHERE key = ?", (_blob(key),)).rowcount == 1
 
+    def sorted_items(self) -> Iterator[tuple[str, str | None]]:
+        """(key, value) pairs in the order of the keys' bytes, read as they are given."""
+        for key, value in self._db.execute("SELECT key, value FROM keys ORDER BY key"):
+            yield _text(key), None if value is None else _text(value)
+
     def first_unmarked(self) -> str | None:
         """The smallest key not marked (None: every key is marked)."""
         row = self._db.execute("SELECT key FROM keys WHERE marked = 0 ORDER BY key LIMIT 1").fetchone()
@@ -89,4 +99,30 @@ class DiskSet:
         self.close()
 
 
-__all__ = ["CACHE_KIB", "DiskSet"]
+def _key(item: tuple[str, str | None]) -> bytes:
+    return _blob(item[0])
+
+
+def sorted_by_bytes(items: Iterable[tuple[str, str | None]]) -> Iterator[tuple[str, str | None]]:
+    """(name, value) pairs with distinct names, sorted by the names' bytes (for names in UTF-8, the order of
+    `sorted`); in memory up to `IN_MEMORY_NAMES`, past that on disk, so any number of them take little memory."""
+    kept: list[tuple[str, str | None]] = []
+    spill: DiskSet | None = None
+    for item in items:
+        if spill is not None:
+            spill.add(*item)
+            continue
+        kept.append(item)
+        if len(kept) > IN_MEMORY_NAMES:
+            spill = DiskSet()
+            for name, value in kept:
+                spill.add(name, value)
+            kept = []
+    if spill is None:
+        yield from sorted(kept, key=_key)
+        return
+    with spill:
+        yield from spill.sorted_items()
+
+
+__all__ = ["CACHE_KIB", "IN_MEMORY_NAMES", "DiskSet", "sorted_by_bytes"]

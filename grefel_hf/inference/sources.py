@@ -1,24 +1,25 @@
 """Which files the INPUT arguments of `grefel-hf predict` name: image files, folders (recursive), globs, videos.
 
-Folders are searched in sorted order, following symbolic links to folders but never around a loop; `**` in a glob
+Folders are searched in sorted order (of the names' bytes), following symbolic links to folders but never around a loop; `**` in a glob
 does not follow them. Dangling links, link loops and entries that are not regular files (pipes, sockets, devices)
 are skipped with the reason, never silently.
 
-`iter_sources` lists lazily: one folder's names at a time are held (to sort them), and the real paths met (so that
-a file named twice is done once) are kept on disk (`DiskSet`), so listing a million files takes no more memory
-than listing a thousand. `expand_inputs` keeps the whole list, for callers that want it.
+`iter_sources` lists lazily: a folder's names are sorted in memory up to 10,000 of them and on disk beyond
+(`sorted_by_bytes`), and the real paths met (so that a file named twice is done once) are kept on disk
+(`DiskSet`), so listing a million files, in one folder or many, takes no more memory than listing a thousand. `expand_inputs` keeps the whole list, for callers that want it.
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..image_processing_grefel import link_problem
-from .disk_sets import DiskSet
+from .disk_sets import DiskSet, sorted_by_bytes
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                               ".pbm", ".pnm", ".tga", ".jp2", ".jfif"})
@@ -96,11 +97,12 @@ def folder_files(folder: Path, skip: Callable[[Path, str], None]) -> Iterator[Pa
 def _walk(folder: Path, ancestors: tuple[str, ...], skip: Callable[[Path, str], None]) -> Iterator[Path]:
     try:
         with os.scandir(folder) as listing:
-            entries = sorted((entry.name, _entry_kind(entry)) for entry in listing)
+            entries = sorted_by_bytes((entry.name, _entry_kind(entry)) for entry in listing)
+            first = next(entries, None)  # the folder is read (and its names sorted) here
     except OSError as err:
         skip(folder, f"cannot be listed: {err.strerror or err}")
         return
-    for name, kind in entries:
+    for name, kind in itertools.chain([first] if first else [], entries):
         path = folder / name
         if kind == "folder":
             real = os.path.realpath(path)
