@@ -77,7 +77,7 @@ def mixed_files(folder: Path, count: int, work_dir: Path) -> list[Path]:
     sys.path.insert(0, str(HERE))
     from pasted_faces import make_pasted_set, save_folder
 
-    if not (folder / "truth.json").is_file():
+    if not (folder / "truth.json").is_file() or len(list(folder.glob("*.jpg"))) < count:
         photos = make_pasted_set(work_dir, 2 * count, seed=0)[0]
         save_folder(photos[len(photos) // 2 :][:count], folder)
     return sorted(folder.glob("*.jpg"))[:count]
@@ -107,7 +107,7 @@ def time_predict(paths: list[Path], detector: str, repeats: int, out: Path) -> d
 
     def run(files):
         command = [sys.executable, "-m", "grefel_hf.cli", "predict", *map(str, files), "--output", str(out),
-                   "--face_detector", detector, "--no_progress"]
+                   "--face_detector", detector, "--no_progress", "--overwrite"]
         start = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         seconds = time.perf_counter() - start
@@ -150,7 +150,7 @@ def measure_set(name: str, paths: list[Path], args, pipe, workers: int, out: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fer_python", default=None, help="the Python of a virtual environment with `fer` installed")
-    parser.add_argument("--copies", type=int, default=64, help="copies of the astronaut and of the canvas")
+    parser.add_argument("--copies", type=int, default=256, help="copies of the astronaut and of the canvas")
     parser.add_argument("--mixed", type=int, default=200, help="photos of the pasted-faces set")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work_dir", default="/tmp/grefel-pasted", help="where the shared FER+ archive is unpacked")

@@ -76,8 +76,8 @@ def _predict_parser(subparsers) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--batch_size", type=int, default=32, help="faces per forward pass, across files and frames")
     p.add_argument("--num_workers", type=int, default=None,
-                   help="processes that read files and find faces while faces are classified (default: one per "
-                        "CPU core but one, at most 4)")
+                   help="processes that read files and find faces while faces are classified (default: none on "
+                        "2 cores or fewer, else one per CPU core but one, at most 4)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads that classify faces (default: one per core not given to a worker)")
     p.add_argument("--frame_stride", type=int, default=1, help="process every N-th video frame (default: 1)")

@@ -34,6 +34,7 @@ from .predict import (
     PredictOptions,
     PredictReport,
     PredictRun,
+    default_num_workers,
     load_for_predict,
     note_skipped,
     process_inputs,
@@ -87,9 +88,9 @@ def launched_state(options: PredictOptions):
 
 def per_process_options(options: PredictOptions, local_processes: int) -> PredictOptions:
     """`options` with the workers and threads that were left to their defaults shared out among the processes on
-    this machine: each gets its share of the cores, one of which reads files when it has two or more."""
+    this machine: each gets its share of the cores, and workers as `default_num_workers` gives them for that share."""
     cores = max(1, (os.cpu_count() or 1) // max(1, local_processes))
-    workers = options.num_workers if options.num_workers is not None else max(0, min(4, cores - 1))
+    workers = options.num_workers if options.num_workers is not None else default_num_workers(cores)
     threads = options.threads if options.threads is not None else max(1, cores - workers)
     return replace(options, num_workers=workers, threads=threads)
 

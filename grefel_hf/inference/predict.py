@@ -48,10 +48,15 @@ IMAGES_PER_CALL = 256
 """Images handed to the pipeline at a time: memory stays bounded however many files a run has."""
 
 
-def default_num_workers() -> int:
-    """Worker processes that read images and find faces while the main process classifies: one per core but one,
-    at most 4 (0 on a single core)."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+def default_num_workers(cores: int | None = None) -> int:
+    """Worker processes that read images and find faces while the main process classifies, for `cores` CPU cores
+    (default: this machine's): none on 2 cores or fewer, else one per core but one, at most 4.
+
+    Measured on 2 cores (benchmarks/RESULTS.md, photo_speed): OpenCV runs YuNet on every core in the main process
+    but on one thread in a forked worker, so there one worker made the photo path 1.5x slower than none, and two
+    workers no faster than none."""
+    cores = (os.cpu_count() or 1) if cores is None else cores
+    return 0 if cores <= 2 else min(4, cores - 1)
 
 
 @dataclass
