@@ -219,14 +219,13 @@ def _held_out_text(calibration: CalibrationRecord) -> str:
     parts = []
     for estimate in calibration.held_out or []:
         before, after = estimate["before"], estimate["after"]
-        parts.append(f"chosen on the {estimate['fit_half']} half (τ = {estimate['tau']:g}), the {estimate['score_half']} "
-                     f"half's accuracy went {_percent_change(before['accuracy'], after['accuracy'])} and its "
-                     "balanced accuracy "
+        parts.append(f"τ = {estimate['tau']:g} from the {estimate['fit_half']} half gives the {estimate['score_half']} "
+                     f"half accuracy {_percent_change(before['accuracy'], after['accuracy'])} and balanced accuracy "
                      f"{_percent_change(before['balanced_accuracy'], after['balanced_accuracy'])}")
     if not parts:
         return ""
-    return (" τ was chosen on the same faces, so these figures are optimistic; chosen on one interleaved half and "
-            "scored on the other, " + "; ".join(parts) + ".")
+    return (" τ was chosen on the same faces, so these figures are optimistic. Held out (τ chosen on one interleaved "
+            "half of the split, scored on the other): " + "; ".join(parts) + ".")
 
 
 def _recall_table(calibration: CalibrationRecord, label_names: Sequence[str]) -> str:

@@ -73,8 +73,8 @@ def test_the_card_records_the_weights_checksum_and_the_validation_figures(name):
     (result,) = card.data.to_dict()["model-index"][0]["results"]
     assert result["dataset"]["split"] == "validation"
     index = {(m["type"], (m.get("args") or {}).get("average")): m["value"] for m in result["metrics"]}
-    assert index == {("accuracy", None): metrics["accuracy"], ("f1", "macro"): metrics["macro_f1"],
-                     ("f1", "weighted"): metrics["weighted_f1"]}
+    assert index == {("accuracy", None): metrics["accuracy"], ("recall", "macro"): metrics["balanced_accuracy"],
+                     ("f1", "macro"): metrics["macro_f1"], ("f1", "weighted"): metrics["weighted_f1"]}
     assert f"{100 * metrics['accuracy']:.2f}" in card.text  # the results table shows the same number
     is_default = name == pretrained.DEFAULT_MODEL  # the card says how to use it: by default, or by its name
     assert ("it is the package's default model" in card.text) == is_default

@@ -125,7 +125,7 @@ def test_the_card_says_how_each_class_fares():
     text = build_model_card(None, calibration=record, **{**CARD_KWARGS, "label_names": names}).text
     assert "## Calibration and class balance" in text and "τ = 0.25" in text
     assert "balanced accuracy 60.00 → 64.00 %" in text and "(12 predicted labels changed)" in text
-    assert "the odd half's accuracy went 70.00 → 69.00 %" in text
+    assert "τ = 0.3 from the even half gives the odd half accuracy 70.00 → 69.00 %" in text
     assert "| fear | 10.00 % | 40.00 → 50.00 % |" in text
     assert "A temperature of 0.9000, fitted by negative log-likelihood after the shift" in text
 
