@@ -218,3 +218,18 @@ def test_a_signal_stops_every_shard_and_resume_finishes_them_exactly(reference, 
     resumed = _finish(_launch(inputs, model, out, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _same_run(out, one, resumed_rows=sum(rows.count(b"\r\n") - 1 for rows in written))
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 0), (3, 2), (4, 3), (16, 4)])
+def test_worker_defaults_follow_the_cores(cores, workers, monkeypatch):
+    # On 2 cores OpenCV's detector runs on both in the main process but on one thread in a forked worker: no workers.
+    from grefel_hf.inference.distributed import per_process_options
+    from grefel_hf.inference.predict import PredictOptions, default_num_workers
+
+    assert default_num_workers(cores) == workers
+    monkeypatch.setattr(os, "cpu_count", lambda: 2 * cores)
+    assert default_num_workers() == default_num_workers(2 * cores)
+    shared = per_process_options(PredictOptions(inputs=["x.jpg"], output="rows.csv"), local_processes=2)
+    assert (shared.num_workers, shared.threads) == (workers, max(1, cores - workers))
+    given = per_process_options(PredictOptions(inputs=["x.jpg"], output="rows.csv", num_workers=1, threads=3), 2)
+    assert (given.num_workers, given.threads) == (1, 3)
