@@ -44,8 +44,9 @@ import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+for _path in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the package, and selective_prediction's cache reader
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 logger = logging.getLogger("prior_adjustment")
 
@@ -94,13 +95,13 @@ def record_views(model, loader) -> tuple[np.ndarray, np.ndarray]:
 
 def recorded_pass(args) -> tuple[np.ndarray, np.ndarray, dict]:
     """The cached pass when `--cache` holds one for this model and dataset, else a new one (then cached)."""
+    from selective_prediction import read_cached_pass
+
     cache = Path(args.cache)
-    if cache.is_file():
-        stored = np.load(cache, allow_pickle=False)
-        info = json.loads(str(stored["info"]))
-        if info["model"] == args.model and info["dataset"] == args.dataset:
-            logger.info("using the cached pass %s", cache)
-            return stored["labels"], stored["views"], info
+    cached = read_cached_pass(cache, args.model, args.dataset)
+    if cached is not None:
+        stored, info = cached
+        return stored["labels"], stored["views"], info
     model, processor = load_uncalibrated(args.model)
     torch.set_num_threads(args.threads)
     start = time.time()

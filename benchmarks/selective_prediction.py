@@ -100,15 +100,25 @@ def record_pass(model, loader, mc_samples: int) -> dict[str, np.ndarray]:
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
+def read_cached_pass(cache: Path, model: str, dataset: str):
+    """(the arrays, the info) of a pass over `model` and `dataset` cached in `cache`, or None when it holds none."""
+    if not cache.is_file():
+        return None
+    stored = np.load(cache, allow_pickle=False)
+    info = json.loads(str(stored["info"]))
+    if info["model"] != model or info["dataset"] != dataset:
+        return None
+    logger.info("using the cached pass %s", cache)
+    return stored, info
+
+
 def recorded_pass(args) -> tuple[dict[str, np.ndarray], dict]:
     """The cached pass when `--cache` holds one for this model and split, else a new one (then cached)."""
     cache = Path(args.cache)
-    if cache.is_file():
-        stored = np.load(cache, allow_pickle=False)
-        info = json.loads(str(stored["info"]))
-        if info["model"] == args.model and info["dataset"] == args.dataset:
-            logger.info("using the cached pass %s", cache)
-            return {name: stored[name] for name in FIELDS}, info
+    cached = read_cached_pass(cache, args.model, args.dataset)
+    if cached is not None:
+        stored, info = cached
+        return {name: stored[name] for name in FIELDS}, info
     model, processor, folder = load_uncalibrated(args.model)
     torch.set_num_threads(args.threads)
     start = time.time()
