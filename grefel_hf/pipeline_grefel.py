@@ -1,11 +1,12 @@
 """The `facial-expression-recognition` pipeline: from photographs to one expression per face.
 
 It is a transformers `ChunkPipeline`, as the mask-generation and zero-shot object-detection pipelines are: one image
-gives many faces. Per image (`prepare_image`, in DataLoader workers when `num_workers` is set), the picture is read
-the way the model's own image processor reads it (16-bit, RGBA, palette and float images included), the faces are
-found (`face_detection_grefel`: YuNet by default), cut out and processed; every face is then one chunk, and
-transformers' own loop (`PipelinePackIterator`) classifies chunks in batches of `batch_size` faces that span images
-and gives each image its faces back, in input order. The output per image is one entry per face:
+gives many faces. Per image (`prepare_image`: in DataLoader workers when `num_workers` is set, else in two threads of
+the calling process for a built-in detector), the picture is read the way the model's own image processor reads it
+(16-bit, RGBA, palette and float images included), the faces are found (`face_detection_grefel`: YuNet by
+default), cut out and processed; every face is then one chunk, and transformers' own loop
+(`PipelinePackIterator`) classifies chunks in batches of `batch_size` faces that span images and gives each image
+its faces back, in input order. The output per image is one entry per face:
 
     {"box": {"x", "y", "w", "h"}, "label": str, "score": float, "top_k": [{"label", "score"}, ...],
      "reliability": float, "landmarks": [[x, y], ...] or None, "detection_score": float or None}
@@ -26,8 +27,12 @@ import io
 import signal
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -58,6 +63,11 @@ DEFAULT_TOP_K = 5
 
 UNCERTAIN = "uncertain"
 """The label of a face whose score or reliability is below the `min_score` / `min_reliability` asked for."""
+
+PREPARE_THREADS = 2
+"""Threads that prepare images (read, detect, crop) side by side when there are no worker processes. Decoding and
+OpenCV's detector release the GIL, so one thread's detection runs while the other does its Python work: on 2 cores
+this made the photo path faster than one thread or worker processes (benchmarks/RESULTS.md, photo_speed)."""
 
 READ_ERRORS = (ValueError, OSError, Image.DecompressionBombError)
 """How an image that cannot be read shows up (with `skip_unreadable`, it becomes a result with `error` set)."""
@@ -223,6 +233,23 @@ class _PreparedStream(IterableDataset):
             yield self.prepare(as_face_input(item, index), **self.params)
 
 
+def prepared_in_threads(items: Iterable, prepare: Callable, threads: int) -> Iterator:
+    """`prepare(item)` for each of `items`, `threads` at a time in a thread pool, yielded in input order (at most
+    twice `threads` items ahead). An error is raised when its item's turn comes; items not started are dropped."""
+    with ThreadPoolExecutor(threads, thread_name_prefix="grefel-prepare") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(prepare, item))
+                if len(pending) > 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 def as_face_input(item: Any, index: int) -> FaceInput:
     """`item` as a `FaceInput`, keyed by `index` unless it carries its own key."""
     if isinstance(item, FaceInput):
@@ -336,7 +363,9 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
             back between results). One suits a model run by ONNX Runtime, where PyTorch only joins small tensors
             and its spinning threads would take the cores the workers and ONNX Runtime need.
         num_workers (`int`, defaults to 0): worker processes that read images and find faces (a list of images
-            uses them all, in order; a generator at most one).
+            uses them all, in order; a generator at most one). Without workers, several images are read and
+            searched by `PREPARE_THREADS` threads of this process (a built-in detector; a callable runs in the
+            caller's thread).
     """
 
     _load_processor = False
@@ -419,14 +448,22 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
                 if source else None
             return yunet_model_path(also=[copy] if copy else [])
 
+    @contextmanager
     def _detector(self, options: FaceOptions):
-        cache = self.__dict__.setdefault("_detector_cache", {})
+        """A detector for `options`, lent to one thread at a time (OpenCV's detectors are not thread-safe): the
+        idle ones are kept per setting and a thread that finds none idle gets a new one."""
         spec = options.face_detector
         key = (options.face_detector if isinstance(spec, str) else id(spec), options.align,
                options.detection_size, options.score_threshold, options.nms_threshold)
-        if key not in cache:
-            cache[key] = build_face_detector(options, self._yunet_file() if spec == "yunet" else None)
-        return cache[key]
+        idle = self.__dict__.setdefault("_detector_cache", {}).setdefault(key, [])
+        try:
+            detector = idle.pop()  # list.pop and list.append are atomic: no lock needed
+        except IndexError:
+            detector = build_face_detector(options, self._yunet_file() if spec == "yunet" else None)
+        try:
+            yield detector
+        finally:
+            idle.append(detector)
 
     def prepare_image(self, item: FaceInput, timeout: float | None = None, keep_image: bool = False,
                       skip_unreadable: bool = False, **face_options) -> PreparedImage:
@@ -438,7 +475,8 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
                 raise
             return PreparedImage(item.key, 0, 0, [], error=str(err))
         options = FaceOptions().updated(**face_options)
-        found = faces_with_options(rgb, self._detector(options), options)
+        with self._detector(options) as detector:
+            found = faces_with_options(rgb, detector, options)
         pixels = None
         if found:
             inputs = self.image_processor(images=[crop for _, crop in found], return_tensors="pt",
@@ -457,15 +495,22 @@ class FacialExpressionRecognitionPipeline(ChunkPipeline):
     def get_iterator(self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params,
                      postprocess_params):
         """Images are prepared (read, detected, cropped, processed) in `num_workers` DataLoader workers, in input
-        order; their faces are classified in batches of `batch_size` and regrouped per image by transformers'
+        order, or without workers in `PREPARE_THREADS` threads of this process (a built-in detector and more than
+        one image); their faces are classified in batches of `batch_size` and regrouped per image by transformers'
         `PipelinePackIterator`."""
         check_batching(batch_size, num_workers)
         sized = hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__") and not isinstance(inputs, dict)
-        images = (_PreparedList if sized else _PreparedStream)(inputs, self.prepare_image, preprocess_params)
         workers = num_workers if sized else min(num_workers, 1)
-        loader = DataLoader(images, batch_size=None, collate_fn=_no_collate, num_workers=workers,
-                            worker_init_fn=leave_signals_to_the_main_process if workers else None)
-        model_iterator = PipelinePackIterator(batched_chunks(loader, batch_size), self.forward, forward_params,
+        built_in = isinstance(preprocess_params.get("face_detector", FaceOptions.face_detector), str)
+        if workers == 0 and built_in and (not sized or len(inputs) > 1):  # a user's callable may not be thread-safe
+            items = (as_face_input(inputs[i], i) for i in range(len(inputs))) if sized else \
+                (as_face_input(item, i) for i, item in enumerate(inputs))
+            prepared = prepared_in_threads(items, partial(self.prepare_image, **preprocess_params), PREPARE_THREADS)
+        else:
+            images = (_PreparedList if sized else _PreparedStream)(inputs, self.prepare_image, preprocess_params)
+            prepared = DataLoader(images, batch_size=None, collate_fn=_no_collate, num_workers=workers,
+                                  worker_init_fn=leave_signals_to_the_main_process if workers else None)
+        model_iterator = PipelinePackIterator(batched_chunks(prepared, batch_size), self.forward, forward_params,
                                               loader_batch_size=batch_size)
         results = iter(PipelineIterator(model_iterator, self.postprocess, postprocess_params))
         return results if self.torch_threads is None else ThreadScoped(results, self.torch_threads)

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from transformers import AutoConfig, ViTConfig, ViTForImageClassification, ViTIm
 from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.image_classification import ImageClassificationPipeline
 
-from grefel_hf import GReFELForImageClassification, GReFELImageProcessor
+from grefel_hf import GReFELForImageClassification, GReFELImageProcessor, pipeline_grefel
 from grefel_hf.face_detection_grefel import FaceBox, box_iou, face_crop_box
 from grefel_hf.pipeline_grefel import FacialExpressionRecognitionPipeline, GReFELImageClassificationPipeline
 
@@ -167,6 +169,61 @@ def test_a_generator_of_images_streams_its_results_in_order(fer):
     assert first == [] and len(pulled) < 12  # the first result came before the generator ran out
     rest = list(stream)
     assert [len(r) for r in [first, *rest]] == [0 if i % 3 == 0 else 1 for i in range(12)]
+
+
+def test_without_workers_images_are_prepared_in_threads_each_with_its_own_detector(fer):
+    threads, detectors = set(), set()
+    prepare = fer.prepare_image
+
+    def spy(item, **params):
+        threads.add(threading.current_thread().name)
+        return prepare(item, **params)
+
+    real_build = pipeline_grefel.build_face_detector
+
+    def counting_build(*args, **kwargs):
+        detector = real_build(*args, **kwargs)
+        detectors.add(id(detector))
+        return detector
+
+    fer.__dict__.pop("_detector_cache", None)  # start without idle detectors
+    fer.prepare_image, pipeline_grefel.build_face_detector = spy, counting_build
+    try:
+        images = [astronaut() if i % 4 else chelsea() for i in range(16)]
+        results = fer(images, batch_size=4)
+        again = fer(images, batch_size=4)
+    finally:
+        del fer.prepare_image
+        pipeline_grefel.build_face_detector = real_build
+    assert all(name.startswith("grefel-prepare") for name in threads) and len(threads) > 1
+    assert [len(r) for r in results] == [0 if i % 4 == 0 else 1 for i in range(16)]  # input order kept
+    assert results == again
+    assert 1 <= len(detectors) <= pipeline_grefel.PREPARE_THREADS  # lent, never shared, kept for the next call
+
+
+def test_threads_keep_order_and_raise_an_error_at_its_item():
+    def prepare(item):
+        time.sleep(0.02 if item % 2 else 0.0)  # odd items finish after the next even one
+        if item == 5:
+            raise ValueError("image 5 is broken")
+        return item * 10
+
+    stream = pipeline_grefel.prepared_in_threads(iter(range(9)), prepare, threads=3)
+    assert [next(stream) for _ in range(5)] == [0, 10, 20, 30, 40]
+    with pytest.raises(ValueError, match="image 5"):
+        next(stream)
+
+
+def test_a_callable_detector_is_never_called_from_two_threads(fer):
+    calls = []
+
+    def detector(image):
+        calls.append(threading.current_thread().name)
+        return [(10, 10, 60, 60)]
+
+    results = fer([astronaut()] * 6, face_detector=detector, batch_size=4)
+    assert [len(r) for r in results] == [1] * 6
+    assert set(calls) == {threading.current_thread().name}  # a user's callable may not be thread-safe
 
 
 @pytest.mark.parametrize("call", [{"batch_size": 0}, {"num_workers": -1}, {"batch_size": "4"}])
