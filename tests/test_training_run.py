@@ -442,6 +442,18 @@ def test_class_balancing_by_loss_weights_and_by_sampler(tmp_path, monkeypatch):
     mass = np.bincount(np.asarray(data.train["label"][:]), weights=sample_weights, minlength=7)
     np.testing.assert_allclose(mass[present], mass[present][0])  # every class drawn equally often on average
 
+    training_args.class_balance_power = 0.5  # square-root balancing: a class's draws ∝ sqrt(its count)
+    _, tempered = run_module.class_balance_weights(data, training_args)
+    mass = np.bincount(np.asarray(data.train["label"][:]), weights=tempered, minlength=7)
+    np.testing.assert_allclose(mass[present] / np.sqrt(counts[present]), mass[present][0] / np.sqrt(counts[present][0]))
+    assert counts[present].min() < counts[present].max()  # so equal draws per class would fail the line above
+
+
+@pytest.mark.parametrize("power", [0.0, -1.0, 1.5])
+def test_class_balance_power_out_of_range_is_refused(tmp_path, power):
+    with pytest.raises(ValueError, match=r"--class_balance_power must be in \(0, 1\]"):
+        _args(tmp_path, class_balance="sampler", class_balance_power=power)
+
 
 def test_the_objective_comes_from_the_training_arguments(tmp_path):
     model_args, data_args, training_args = _args(tmp_path, label_smoothing_factor=0.2, path_loss_weight=2.0,

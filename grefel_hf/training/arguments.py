@@ -122,6 +122,12 @@ class ObjectiveArguments:
         metadata={"help": "'none', 'weights' (inverse-frequency class weights in the loss) or 'sampler' "
                           "(class-balanced sampling of the training set)."},
     )
+    class_balance_power: float = field(
+        default=1.0,
+        metadata={"help": "How far --class_balance evens out the classes, in (0, 1]: a class's weight is "
+                          "1 / count ** power, so 1 gives every class the same total weight and 0.5 (square-root "
+                          "balancing) draws a rare class more often than its share but less than the others."},
+    )
     clip_branch_separately: bool = field(
         default=False,
         metadata={"help": "Clip the gradient norm of GReFEL's branch (level projections, anchors, geometry "
@@ -133,6 +139,8 @@ class ObjectiveArguments:
     def _check_objective(self) -> None:
         if self.class_balance not in _CLASS_BALANCE:
             raise ValueError(f"--class_balance must be one of {_CLASS_BALANCE}, got {self.class_balance!r}")
+        if not 0.0 < self.class_balance_power <= 1.0:
+            raise ValueError(f"--class_balance_power must be in (0, 1], got {self.class_balance_power}")
         if not 0.0 <= self.label_smoothing_factor < 1.0:
             raise ValueError(f"--label_smoothing_factor must be in [0, 1), got {self.label_smoothing_factor}")
 

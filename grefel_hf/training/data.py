@@ -84,10 +84,11 @@ def prepare_training_data(dataset_dict: Mapping[str, datasets.Dataset], data_arg
                         sample_hard_labels=mode == "probability", sharpness=sharpness)
 
 
-def inverse_frequency_weights(counts: Sequence[int]) -> list[float]:
-    """Class weights ∝ 1 / frequency, normalised to mean 1; classes without images get weight 0."""
+def inverse_frequency_weights(counts: Sequence[int], power: float = 1.0) -> list[float]:
+    """Class weights ∝ 1 / frequency ** power, normalised to mean 1; classes without images get weight 0. Power 1
+    gives every class the same total weight; 0.5 (square-root balancing) only halves the imbalance's log-ratio."""
     counts = np.asarray(counts, dtype=np.float64)
-    weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1.0), 0.0)
+    weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1.0) ** power, 0.0)
     present = weights > 0
     weights[present] *= present.sum() / weights[present].sum()
     return [float(w) for w in weights]

@@ -110,8 +110,9 @@ def class_balance_weights(data: TrainingData,
         return None, None
     labels = np.asarray(data.train["label"][:], dtype=np.int64)  # read once: counts and sampler weights
     counts = np.bincount(labels, minlength=len(data.label_names))
-    weights = inverse_frequency_weights(counts)
-    logger.info("class counts %s → inverse-frequency weights %s", counts.tolist(), [round(w, 3) for w in weights])
+    weights = inverse_frequency_weights(counts, power=training_args.class_balance_power)
+    logger.info("class counts %s → inverse-frequency weights (power %s) %s", counts.tolist(),
+                training_args.class_balance_power, [round(w, 3) for w in weights])
     if training_args.class_balance == "weights":
         return weights, None
     return None, [weights[label] for label in labels]
