@@ -455,6 +455,11 @@ def test_class_balance_power_out_of_range_is_refused(tmp_path, power):
         _args(tmp_path, class_balance="sampler", class_balance_power=power)
 
 
+def test_class_balance_power_without_class_balance_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--class_balance_power 0.5 has no effect without --class_balance"):
+        _args(tmp_path, class_balance_power=0.5)
+
+
 def test_the_objective_comes_from_the_training_arguments(tmp_path):
     model_args, data_args, training_args = _args(tmp_path, label_smoothing_factor=0.2, path_loss_weight=2.0,
                                                  center_loss_weight=0.0)

@@ -141,6 +141,9 @@ class ObjectiveArguments:
             raise ValueError(f"--class_balance must be one of {_CLASS_BALANCE}, got {self.class_balance!r}")
         if not 0.0 < self.class_balance_power <= 1.0:
             raise ValueError(f"--class_balance_power must be in (0, 1], got {self.class_balance_power}")
+        if self.class_balance == "none" and self.class_balance_power != 1.0:
+            raise ValueError(f"--class_balance_power {self.class_balance_power} has no effect without --class_balance "
+                             "weights or sampler")
         if not 0.0 <= self.label_smoothing_factor < 1.0:
             raise ValueError(f"--label_smoothing_factor must be in [0, 1), got {self.label_smoothing_factor}")
 
