@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,13 +28,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+for _path in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the package, and selective_prediction's commit()
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from selective_prediction import commit  # noqa: E402
 
 logger = logging.getLogger("weight_soup")
-
-COPIED_FILES = ("config.json", "preprocessor_config.json")
-"""What the soup folder takes from the first run folder besides the averaged weights."""
 
 
 def average_weights(run_dirs: list[Path]) -> dict[str, torch.Tensor]:
@@ -71,9 +70,8 @@ def save_soup(run_dirs: list[Path], soup_dir: Path) -> None:
     from grefel_hf.calibration.folder import set_identity_calibration
 
     soup_dir.mkdir(parents=True, exist_ok=True)
-    for name in COPIED_FILES:
-        shutil.copy(run_dirs[0] / name, soup_dir / name)
-    config = AutoConfig.from_pretrained(soup_dir)
+    shutil.copy(run_dirs[0] / "preprocessor_config.json", soup_dir / "preprocessor_config.json")
+    config = AutoConfig.from_pretrained(run_dirs[0])
     set_identity_calibration(config)
     config.save_pretrained(soup_dir)
     save_file(average_weights(run_dirs), soup_dir / "model.safetensors", metadata={"format": "pt"})
@@ -117,12 +115,10 @@ def main(argv=None) -> int:
           f"{100 * report['balanced_accuracy']:.2f} %, macro-F1 {100 * report['macro_f1']:.2f} %")
     print("recall: " + ", ".join(f"{name} {100 * value:.1f}" for name, value in report["recall"].items()))
     if args.output:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True).stdout.strip()
         ingredients = [run.name for run in run_dirs]
         output = Path(args.output)
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({"commit": commit, "dataset": args.dataset, "split": args.split,
+        output.write_text(json.dumps({"commit": commit(), "dataset": args.dataset, "split": args.split,
                                       "ingredients": ingredients, **report}, indent=2) + "\n")
         logger.info("wrote %s", output)
     return 0
