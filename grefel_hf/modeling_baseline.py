@@ -282,6 +282,11 @@ class BaselineForImageClassification(BaselinePreTrainedModel):
         return {name: "backbone" if name.startswith("baseline.backbone.") else "primary_head"
                 for name, _ in self.named_parameters()}
 
+    def class_indexed_parameters(self) -> tuple[str, ...]:
+        """The state-dict names of the tensors whose first dimension indexes the classes (the last linear layer of
+        the classifier): what fine-tuning on another label set maps class by class."""
+        last = len(self.classifier) - 1
+        return (f"classifier.{last}.weight", f"classifier.{last}.bias")
     def get_backbone(self) -> nn.Module:
         """The timm backbone module (its parameters are the `"backbone"` part of `parameter_parts`)."""
         return self.baseline.backbone

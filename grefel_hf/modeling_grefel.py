@@ -370,6 +370,11 @@ class GReFELForImageClassification(GReFELPreTrainedModel):
                 parts[name] = "branch"
         return parts
 
+    def class_indexed_parameters(self) -> tuple[str, ...]:
+        """The state-dict names of the tensors whose first dimension indexes the classes (the primary classifier's
+        rows and the class anchors): what fine-tuning on another label set maps class by class."""
+        return ("primary_head.classifier.weight", "primary_head.classifier.bias", "grefel.anchors")
+
     def get_backbone(self) -> nn.Module:
         """The timm backbone module (its parameters are the `"backbone"` part of `parameter_parts`)."""
         return self.grefel.backbone

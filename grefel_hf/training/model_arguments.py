@@ -106,7 +106,10 @@ class ModelArguments:
     )
     ignore_mismatched_sizes: bool = field(
         default=False,
-        metadata={"help": "When fine-tuning a saved folder on a different label set, re-initialise the heads."},
+        metadata={"help": "When the saved folder's weights do not fit the architecture arguments given (say "
+                          "--anchors_per_class), start those weights fresh instead of failing. A different label set "
+                          "needs no flag: each class head starts from the saved head of the same emotion (matched by "
+                          "name, 'angry' = 'anger'), and a class with none starts fresh."},
     )
 
     def __post_init__(self) -> None:

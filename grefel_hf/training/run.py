@@ -23,6 +23,7 @@ from ..factory import build_image_processor, create_model
 from ..hub import RUN_CONFIG_FILE, SELECTION_FILE, save_grefel_folder
 from .arguments import DataArguments, GReFELTrainingArguments
 from .calibration import calibrate_on_validation, drop_stale_calibration
+from .class_transfer import with_target_classes
 from .data import (
     TrainingData,
     attach_transforms,
@@ -83,24 +84,28 @@ def build_model(model_args, label_names: list[str]):
     label2id = {name: i for i, name in id2label.items()}
     overrides = model_args.config_overrides()
     if model_args.model_name_or_path:
-        return load_model_to_fine_tune(model_args, id2label, label2id, overrides)
+        return load_model_to_fine_tune(model_args, label_names, overrides)
     config = MODEL_CONFIGS[model_args.model_type](id2label=id2label, label2id=label2id, **overrides)
     return create_model(config, backbone_weights=model_args.backbone_weights)
 
 
-def load_model_to_fine_tune(model_args, id2label: dict, label2id: dict, overrides: dict[str, Any]):
-    """`--model_name_or_path` loaded for fine-tuning, with a clear error when it cannot be read."""
+def load_model_to_fine_tune(model_args, label_names: list[str], overrides: dict[str, Any]):
+    """`--model_name_or_path` loaded for fine-tuning, with a clear error when it cannot be read. When the dataset's
+    classes differ from the saved model's, each class head starts from the saved head of the same emotion
+    (`class_transfer.with_target_classes`)."""
     path = model_args.model_name_or_path
     try:
-        return AutoModelForImageClassification.from_pretrained(
-            path, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **overrides,
-        )
+        saved = AutoModelForImageClassification.from_pretrained(
+            path, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **overrides)
     except OSError as err:
         where = "no such local folder" if not os.path.isdir(path) else "an unreadable model folder"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TrainingSetupError(f"--model_name_or_path {path!r}: {where}, and it cannot be loaded as a Hub model "
                                  f"either ({reason})") from err
+    try:
+        return with_target_classes(saved, list(label_names))
+    except ValueError as err:
+        raise TrainingSetupError(f"--model_name_or_path {path!r}: {err}") from err
 
 
 def class_balance_weights(data: TrainingData,
