@@ -1,0 +1,142 @@
+"""Soft training targets from an ensemble of trained models, for distilling it into one model of today's size
+(issue 36: "an ensemble ... distilled into one model").
+
+Each teacher (a saved model folder, its calibration set aside so that no class-prior shift or temperature is
+taught) predicts every training image once, unaugmented; the teachers' probabilities are averaged. A teacher trained
+on another label set of the same emotions (the FER+ model for FER2013) is mapped class by class by emotion, its
+classes the dataset lacks dropped. The target of each training image is then
+
+    soft_label = hard_weight * one_hot(its label) + (1 - hard_weight) * the ensemble's probabilities,
+
+saved as a `soft_label` column beside the images and labels of a copy of the dataset folder. Training on it is the
+usual command with `--use_soft_labels true --dataset OUTPUT_DIR`. The script also scores every teacher and their
+ensemble on the validation split (accuracy, balanced accuracy, macro-F1, ECE, per-class recall) and writes them to
+the JSON, so the teacher's figure is known before any student trains. Nothing reads a test split.
+
+    python benchmarks/distill_targets.py --teachers MODEL_A MODEL_B --dataset_dir FER2013_FOLDER \\
+        --output_dir /tmp/fer2013-distill --output benchmarks/results/distillation/fer2013_teachers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+for _path in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the package, and selective_prediction's commit()
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from selective_prediction import commit  # noqa: E402
+
+logger = logging.getLogger("distill_targets")
+VALIDATION_SPLIT = "validation"
+
+
+def teacher_probabilities(folder: str, splits: dict[str, datasets.Dataset], batch_size: int) -> dict[str, np.ndarray]:
+    """(split name -> (N, C) probabilities in the dataset's class order) of one teacher, uncalibrated, one view per
+    image. A teacher with other class names is mapped by emotion (`angry` = `anger`); its classes the dataset lacks
+    (FER+'s contempt for FER2013) are dropped and the rest renormalised.
+
+    Raises:
+        ValueError: a dataset class has no teacher class of the same emotion.
+    """
+    from grefel_hf.calibration.folder import set_identity_calibration
+    from grefel_hf.data.labels import label_names_of
+    from grefel_hf.evaluation.runner import EvaluationOptions, evaluation_loader, load_variant, predict
+    from grefel_hf.training.class_transfer import match_classes
+
+    model, processor = load_variant(folder)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    dataset_names = label_names_of(next(iter(splits.values())))
+    rows = match_classes(names, dataset_names)
+    if None in rows:
+        missing = [name for name, row in zip(dataset_names, rows, strict=True) if row is None]
+        raise ValueError(f"teacher {folder} has classes {names}, with none for the dataset's {missing}: every "
+                         "dataset class needs a teacher class of the same emotion")
+    if hasattr(model.config, "calibration_bias"):
+        set_identity_calibration(model.config)
+    options = EvaluationOptions(model_dir=folder, dataset="folder", output_dir="unused", batch_size=batch_size,
+                                progress=False)
+    result = {}
+    for split, dataset in splits.items():
+        probs = predict(model, evaluation_loader(dataset, processor, options), progress=False)[1][:, rows]
+        result[split] = probs / probs.sum(axis=1, keepdims=True)
+    return result
+
+
+def soft_targets(labels: np.ndarray, ensemble: np.ndarray, hard_weight: float) -> np.ndarray:
+    """hard_weight * one_hot(labels) + (1 - hard_weight) * ensemble, row-normalised (float32)."""
+    targets = (1.0 - hard_weight) * np.asarray(ensemble, dtype=np.float64)
+    targets[np.arange(len(labels)), labels] += hard_weight
+    return (targets / targets.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def scores(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict:
+    """The figures the issue asks for, from the package's metrics."""
+    from grefel_hf.metrics.classification import compute_classification_metrics
+
+    metrics = compute_classification_metrics(labels, probs, label_names=names)
+    keep = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
+    result = {key: metrics[key] for key in keep}
+    result["recall"] = {name: metrics["per_class"][name]["recall"] for name in names}
+    return result
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teachers", nargs="+", required=True, help="saved model folders with a class for each of the dataset's emotions")
+    parser.add_argument("--dataset_dir", required=True, help="a saved DatasetDict folder with train and validation")
+    parser.add_argument("--output_dir", required=True, help="where the copy with the soft_label column goes (new)")
+    parser.add_argument("--output", required=True, help="the JSON with the teachers' and the ensemble's scores")
+    parser.add_argument("--hard_weight", type=float, default=0.5,
+                        help="share of the one-hot label in each target, in [0, 1] (default 0.5)")
+    parser.add_argument("--batch_size", type=int, default=128, help="images per prediction batch")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.hard_weight <= 1.0:
+        parser.error(f"--hard_weight must be in [0, 1], got {args.hard_weight}")
+    if Path(args.output_dir).exists():
+        parser.error(f"--output_dir {args.output_dir} exists; give a new folder")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(levelname)s - %(name)s - %(message)s")
+    from grefel_hf.data.labels import label_names_of
+
+    data = datasets.load_from_disk(args.dataset_dir)
+    splits = {"train": data["train"], VALIDATION_SPLIT: data[VALIDATION_SPLIT]}
+    names = label_names_of(splits["train"])
+    labels = {split: np.asarray(dataset["label"]) for split, dataset in splits.items()}
+    teachers = {folder: teacher_probabilities(folder, splits, args.batch_size) for folder in args.teachers}
+    ensemble = {split: np.mean([probs[split] for probs in teachers.values()], axis=0) for split in splits}
+    report = {
+        "study": "issue 36: distilling an ensemble into one model; the teachers and their ensemble on the validation "
+                 "split (uncalibrated, one view)",
+        "commit": commit(), "dataset_dir": args.dataset_dir, "hard_weight": args.hard_weight,
+        "teachers": {folder: scores(labels[VALIDATION_SPLIT], probs[VALIDATION_SPLIT], names)
+                     for folder, probs in teachers.items()},
+        "ensemble": scores(labels[VALIDATION_SPLIT], ensemble[VALIDATION_SPLIT], names),
+        "train_agreement_with_labels": float((ensemble["train"].argmax(1) == labels["train"]).mean()),
+    }
+    targets = soft_targets(labels["train"], ensemble["train"], args.hard_weight)
+    train = splits["train"].add_column("soft_label", [row.tolist() for row in targets])
+    train = train.cast_column("soft_label", datasets.Sequence(datasets.Value("float32")))
+    datasets.DatasetDict({"train": train, VALIDATION_SPLIT: splits[VALIDATION_SPLIT]}).save_to_disk(args.output_dir)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+    ens = report["ensemble"]
+    print(f"ensemble of {len(teachers)} on validation: accuracy {ens['accuracy']:.2%}, balanced accuracy "
+          f"{ens['balanced_accuracy']:.2%}; targets saved to {args.output_dir}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
