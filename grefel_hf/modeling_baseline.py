@@ -287,6 +287,7 @@ class BaselineForImageClassification(BaselinePreTrainedModel):
         the classifier): what fine-tuning on another label set maps class by class."""
         last = len(self.classifier) - 1
         return (f"classifier.{last}.weight", f"classifier.{last}.bias")
+
     def get_backbone(self) -> nn.Module:
         """The timm backbone module (its parameters are the `"backbone"` part of `parameter_parts`)."""
         return self.baseline.backbone
