@@ -7,6 +7,7 @@ import torch
 from conftest import tiny_grefel_config
 
 from grefel_hf import BaselineConfig, BaselineForImageClassification, GReFELForImageClassification
+from grefel_hf.pretrained import pretrained_model_path
 from grefel_hf.training.class_transfer import match_classes, with_target_classes
 from grefel_hf.training.model_arguments import ModelArguments
 from grefel_hf.training.run import TrainingSetupError, build_model
@@ -97,3 +98,11 @@ def test_fine_tuning_from_a_folder_maps_heads_by_emotion(tmp_path):
     _grefel(["angry", "anger"]).save_pretrained(tmp_path / "ambiguous")
     with pytest.raises(TrainingSetupError, match="ambiguous'.*'angry' and 'anger' name the same emotion"):
         build_model(ModelArguments(model_name_or_path=str(tmp_path / "ambiguous")), FER2013)
+
+
+def test_a_bundled_model_is_fine_tuned_by_name_with_its_heads_mapped():
+    model = build_model(ModelArguments(model_name_or_path="grefel-ferplus"), RAFDB)
+    bundled = GReFELForImageClassification.from_pretrained(pretrained_model_path("grefel-ferplus"))
+    rows = match_classes(FERPLUS, RAFDB)
+    assert torch.equal(model.primary_head.classifier.weight, bundled.primary_head.classifier.weight[rows])
+    assert model.config.id2label == dict(enumerate(RAFDB)) and model.config.calibration_bias is None

@@ -90,7 +90,8 @@ class ModelArguments:
     )
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "A saved model folder (or hub id) to fine-tune. When unset, a fresh model is built."},
+        metadata={"help": "A saved model folder, hub id or bundled model's name (grefel-ferplus, grefel-fer2013) to "
+                          "fine-tune. When unset, a fresh model is built."},
     )
     backbone_weights: str | None = field(
         default=None,

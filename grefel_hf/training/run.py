@@ -21,6 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from ..calibration.fitting import CalibrationRecord
 from ..factory import build_image_processor, create_model
 from ..hub import RUN_CONFIG_FILE, SELECTION_FILE, save_grefel_folder
+from ..pretrained import resolve_model_path
 from .arguments import DataArguments, GReFELTrainingArguments
 from .calibration import calibrate_on_validation, drop_stale_calibration
 from .class_transfer import with_target_classes
@@ -93,7 +94,7 @@ def load_model_to_fine_tune(model_args, label_names: list[str], overrides: dict[
     """`--model_name_or_path` loaded for fine-tuning, with a clear error when it cannot be read. When the dataset's
     classes differ from the saved model's, each class head starts from the saved head of the same emotion
     (`class_transfer.with_target_classes`)."""
-    path = model_args.model_name_or_path
+    path = str(resolve_model_path(model_args.model_name_or_path))  # a bundled model's name: its folder
     try:
         saved = AutoModelForImageClassification.from_pretrained(
             path, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **overrides)
