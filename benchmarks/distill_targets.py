@@ -35,7 +35,6 @@ for _path in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the package, and selectiv
 
 from selective_prediction import commit  # noqa: E402
 
-logger = logging.getLogger("distill_targets")
 VALIDATION_SPLIT = "validation"
 
 
@@ -91,7 +90,8 @@ def scores(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--teachers", nargs="+", required=True, help="saved model folders with a class for each of the dataset's emotions")
+    parser.add_argument("--teachers", nargs="+", required=True,
+                        help="saved model folders with a class for each of the dataset's emotions")
     parser.add_argument("--dataset_dir", required=True, help="a saved DatasetDict folder with train and validation")
     parser.add_argument("--output_dir", required=True, help="where the copy with the soft_label column goes (new)")
     parser.add_argument("--output", required=True, help="the JSON with the teachers' and the ensemble's scores")
@@ -112,6 +112,11 @@ def main(argv=None) -> dict:
     from grefel_hf.data.labels import label_names_of
 
     data = datasets.load_from_disk(args.dataset_dir)
+    missing = [split for split in ("train", VALIDATION_SPLIT) if split not in data]
+    if missing:
+        print(f"--dataset_dir {args.dataset_dir} has no {' or '.join(missing)} split (it has {sorted(data)}): a "
+              "DatasetDict with train and validation is expected", file=sys.stderr)
+        raise SystemExit(2)
     splits = {"train": data["train"], VALIDATION_SPLIT: data[VALIDATION_SPLIT]}
     names = label_names_of(splits["train"])
     labels = {split: np.asarray(dataset["label"]) for split, dataset in splits.items()}

@@ -80,3 +80,14 @@ def test_teachers_with_other_classes_and_an_existing_output_are_refused(tmp_path
         main(["--teachers", other, "--dataset_dir", str(dataset_dir), "--output_dir", str(tmp_path),
               "--output", str(tmp_path / "x.json")])
     assert exit_info.value.code == 2
+
+
+def test_a_dataset_without_a_validation_split_is_refused_in_one_line(tmp_path, dataset_dir, capsys):
+    only_train = tmp_path / "only_train"
+    datasets.DatasetDict({"train": datasets.load_from_disk(str(dataset_dir))["train"]}).save_to_disk(str(only_train))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--teachers", "unused", "--dataset_dir", str(only_train), "--output_dir", str(tmp_path / "out"),
+              "--output", str(tmp_path / "x.json")])
+    assert exit_info.value.code == 2
+    assert "has no validation split (it has ['train'])" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
