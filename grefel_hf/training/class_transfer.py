@@ -103,9 +103,9 @@ def with_target_classes(source, target_labels: list[str]):
     transfer_class_weights(source, target, rows)
     kept = [f"{name} <- {source_labels[row]}" for name, row in zip(target_labels, rows, strict=True) if row is not None]
     fresh = [name for name, row in zip(target_labels, rows, strict=True) if row is None]
-    logger.info("fine-tuning on other classes: %d of %d class heads start from the saved model's (%s); %d start "
-                "fresh%s", len(kept), len(rows), ", ".join(kept) or "none", len(fresh),
-                f" ({', '.join(fresh)})" if fresh else "")
+    logger.warning("fine-tuning on other classes: %d of %d class heads start from the saved model's (%s); %d start "
+                   "fresh%s", len(kept), len(rows), ", ".join(kept) or "none", len(fresh),
+                   f" ({', '.join(fresh)})" if fresh else "")
     return target
 
 
