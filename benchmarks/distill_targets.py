@@ -49,6 +49,7 @@ def teacher_probabilities(folder: str, splits: dict[str, datasets.Dataset], batc
     from grefel_hf.calibration.folder import set_identity_calibration
     from grefel_hf.data.labels import label_names_of
     from grefel_hf.evaluation.runner import EvaluationOptions, evaluation_loader, load_variant, predict
+    from grefel_hf.training.calibration import stores_calibration
     from grefel_hf.training.class_transfer import match_classes
 
     model, processor = load_variant(folder)
@@ -59,7 +60,7 @@ def teacher_probabilities(folder: str, splits: dict[str, datasets.Dataset], batc
         missing = [name for name, row in zip(dataset_names, rows, strict=True) if row is None]
         raise ValueError(f"teacher {folder} has classes {names}, with none for the dataset's {missing}: every "
                          "dataset class needs a teacher class of the same emotion")
-    if hasattr(model.config, "calibration_bias"):
+    if stores_calibration(model):
         set_identity_calibration(model.config)
     options = EvaluationOptions(model_dir=folder, dataset="folder", output_dir="unused", batch_size=batch_size,
                                 progress=False)

@@ -18,6 +18,7 @@ import logging
 import torch
 
 from ..calibration.folder import set_identity_calibration
+from .calibration import stores_calibration
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +59,13 @@ def match_classes(source_labels: list[str], target_labels: list[str]) -> list[in
     return [index.get(canonical_emotion(name)) for name in target_labels]
 
 
-def relabelled_config(config, target_labels: list[str]):
-    """A copy of `config` with the target classes and the identity calibration (a fitted calibration belongs to
-    the old classes and the old weights)."""
-    config = copy.deepcopy(config)
+def relabelled_config(source, target_labels: list[str]):
+    """A copy of `source`'s config with the target classes and, where it stores one, the identity calibration (a
+    fitted calibration belongs to the old classes and the old weights)."""
+    config = copy.deepcopy(source.config)
     config.id2label = dict(enumerate(target_labels))
     config.label2id = {name: i for i, name in enumerate(target_labels)}
-    if hasattr(config, "calibration_bias"):  # only GReFEL stores a calibration
+    if stores_calibration(source):
         set_identity_calibration(config)
     return config
 
@@ -99,7 +100,7 @@ def with_target_classes(source, target_labels: list[str]):
     if source_labels == list(target_labels):
         return source
     rows = match_classes(source_labels, list(target_labels))
-    target = type(source)(relabelled_config(source.config, list(target_labels)))
+    target = type(source)(relabelled_config(source, list(target_labels)))
     transfer_class_weights(source, target, rows)
     kept = [f"{name} <- {source_labels[row]}" for name, row in zip(target_labels, rows, strict=True) if row is not None]
     fresh = [name for name, row in zip(target_labels, rows, strict=True) if row is None]
