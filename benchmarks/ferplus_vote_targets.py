@@ -1,0 +1,144 @@
+"""Soft FER2013 training targets from the FER+ annotators' votes on the same faces (issue 36: "one backbone trained
+with both label sets of the same faces").
+
+FER+ relabelled every FER2013 face with ten annotators' votes. The lossless FER2013 training set
+(`fer2013_lossless_train.py`) already knows, for each of its rows, the FER+ image it came from (its `source`
+column starts with that PNG's name). This helper looks up that image's votes in the FER+ `label.csv`, maps the
+emotions onto the dataset's classes by name (`anger` = `angry`; FER+'s contempt, unknown and not-a-face votes have
+no FER2013 class and are set aside) and writes
+
+    soft_label = hard_weight * one_hot(the FER2013 label) + (1 - hard_weight) * the normalised mapped votes,
+
+as a `soft_label` column beside the images and labels of a copy of the dataset folder. With `hard_weight` above 0.5
+the FER2013 label stays every target's largest entry; the votes spread the rest. A row whose image has no mapped
+vote (not in label.csv, or only contempt, unknown or not-a-face votes) keeps its one-hot label, and the JSON counts
+those rows. Train on it with `--use_soft_labels true --dataset OUTPUT_DIR`. The validation split is copied unchanged;
+nothing reads a test split.
+
+    python benchmarks/ferplus_vote_targets.py --dataset_dir /tmp/fer/fer2013-lossless-train \\
+        --ferplus_train_dir /tmp/fer/ferplus/data/FER2013Train --output_dir /tmp/fer2013-votes \\
+        --output benchmarks/results/bundled_model_search/fer2013_vote_targets.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+for _path in (REPO_ROOT, REPO_ROOT / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from dataset_scripts.common import FERPLUS_LABELS  # noqa: E402
+from dataset_scripts.ferplus import read_label_csv  # noqa: E402
+from distill_targets import VALIDATION_SPLIT, soft_targets  # noqa: E402
+from selective_prediction import commit  # noqa: E402
+
+SOURCE_NAME = re.compile(r"^(\S+\.png)\b")
+
+
+def vote_matrix(sources: list[str], votes_by_name: dict[str, list[int]], class_names: list[str]) -> np.ndarray:
+    """(N, C) FER+ vote counts of each row's image in the dataset's class order; a row of zeros where the image is
+    not in label.csv or has no vote for any of the dataset's classes.
+
+    Raises:
+        ValueError: a source does not start with a PNG name, or a dataset class has no FER+ emotion.
+    """
+    from grefel_hf.training.class_transfer import match_classes
+
+    columns = match_classes(list(FERPLUS_LABELS), class_names)
+    if None in columns:
+        missing = [name for name, column in zip(class_names, columns, strict=True) if column is None]
+        raise ValueError(f"the dataset's classes {missing} have no FER+ emotion ({list(FERPLUS_LABELS)})")
+    counts = np.zeros((len(sources), len(class_names)), dtype=np.float64)
+    for row, source in enumerate(sources):
+        match = SOURCE_NAME.match(source)
+        if match is None:
+            raise ValueError(f"train row {row}: source {source!r} does not start with a FER+ PNG name; build the "
+                             "dataset with fer2013_lossless_train.py")
+        votes = votes_by_name.get(match.group(1))
+        if votes is not None:
+            counts[row] = [votes[column] for column in columns]
+    return counts
+
+
+def vote_targets(labels: np.ndarray, counts: np.ndarray, hard_weight: float) -> np.ndarray:
+    """The mixture of `soft_targets`, with the one-hot label alone on rows without votes."""
+    totals = counts.sum(axis=1, keepdims=True)
+    has_votes = totals[:, 0] > 0
+    distribution = np.where(has_votes[:, None], counts / np.maximum(totals, 1.0), np.eye(counts.shape[1])[labels])
+    return soft_targets(labels, distribution, hard_weight)
+
+
+def summary(labels: np.ndarray, counts: np.ndarray, names: list[str], hard_weight: float) -> dict:
+    """How the votes and the FER2013 labels relate on the training rows, for the JSON."""
+    has_votes = counts.sum(axis=1) > 0
+    majority = counts.argmax(axis=1)
+    agree = (majority == labels) & has_votes
+    return {
+        "train_rows": int(len(labels)), "rows_with_votes": int(has_votes.sum()),
+        "rows_one_hot_only": int((~has_votes).sum()),
+        "vote_majority_agrees_with_label": float(agree.sum() / max(has_votes.sum(), 1)),
+        "agreement_by_label": {name: float(agree[labels == i].sum() / max((has_votes & (labels == i)).sum(), 1))
+                               for i, name in enumerate(names)},
+        "mean_label_share_of_target": float(hard_weight + (1 - hard_weight) * np.mean(
+            np.where(has_votes, counts[np.arange(len(labels)), labels] / np.maximum(counts.sum(axis=1), 1), 1.0))),
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset_dir", required=True,
+                        help="the lossless FER2013 DatasetDict folder (train and validation, with a source column)")
+    parser.add_argument("--ferplus_train_dir", required=True, help="FER+'s FER2013Train folder, with label.csv")
+    parser.add_argument("--output_dir", required=True, help="where the copy with the soft_label column goes (new)")
+    parser.add_argument("--output", required=True, help="the JSON with the counts and agreement figures")
+    parser.add_argument("--hard_weight", type=float, default=0.6,
+                        help="share of the one-hot FER2013 label in each target, in [0, 1] (default 0.6)")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.hard_weight <= 1.0:
+        parser.error(f"--hard_weight must be in [0, 1], got {args.hard_weight}")
+    if Path(args.output_dir).exists():
+        parser.error(f"--output_dir {args.output_dir} exists; give a new folder")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from grefel_hf.data.labels import label_names_of
+
+    data = datasets.load_from_disk(args.dataset_dir)
+    missing = [split for split in ("train", VALIDATION_SPLIT) if split not in data]
+    if missing or "source" not in data["train"].column_names:
+        print(f"--dataset_dir {args.dataset_dir}: a DatasetDict with train and validation splits and a source column "
+              f"is expected (it has splits {sorted(data)})", file=sys.stderr)
+        raise SystemExit(2)
+    train = data["train"]
+    names = label_names_of(train)
+    labels = np.asarray(train["label"])
+    rows, _ = read_label_csv(args.ferplus_train_dir)
+    counts = vote_matrix(list(train["source"]), {name: votes for name, votes, _ in rows}, names)
+    report = {"study": "issue 36: FER2013 training targets mixed with the FER+ votes of the same faces",
+              "commit": commit(), "dataset_dir": args.dataset_dir, "ferplus_train_dir": args.ferplus_train_dir,
+              "hard_weight": args.hard_weight, **summary(labels, counts, names, args.hard_weight)}
+    targets = vote_targets(labels, counts, args.hard_weight)
+    train = train.add_column("soft_label", [row.tolist() for row in targets])
+    train = train.cast_column("soft_label", datasets.Sequence(datasets.Value("float32")))
+    datasets.DatasetDict({"train": train, VALIDATION_SPLIT: data[VALIDATION_SPLIT]}).save_to_disk(args.output_dir)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"{report['rows_with_votes']} of {report['train_rows']} rows mixed with FER+ votes "
+          f"({report['rows_one_hot_only']} keep the one-hot label); the vote majority agrees with the label on "
+          f"{report['vote_majority_agrees_with_label']:.1%}; targets saved to {args.output_dir}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
