@@ -36,10 +36,11 @@ for _path in (REPO_ROOT, REPO_ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from dataset_scripts.common import FERPLUS_LABELS  # noqa: E402
-from dataset_scripts.ferplus import read_label_csv  # noqa: E402
 from distill_targets import VALIDATION_SPLIT, soft_targets  # noqa: E402
 from selective_prediction import commit  # noqa: E402
+
+from dataset_scripts.common import FERPLUS_LABELS  # noqa: E402
+from dataset_scripts.ferplus import read_label_csv  # noqa: E402
 
 SOURCE_NAME = re.compile(r"^(\S+\.png)\b")
 
