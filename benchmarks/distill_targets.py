@@ -89,16 +89,16 @@ def scores(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict:
     return result
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--teachers", nargs="+", required=True,
-                        help="saved model folders with a class for each of the dataset's emotions")
-    parser.add_argument("--dataset_dir", required=True, help="a saved DatasetDict folder with train and validation")
+def add_target_options(parser: argparse.ArgumentParser, default_hard_weight: float, output_help: str) -> None:
+    """The options every soft-target helper shares: --output_dir, --output and --hard_weight."""
     parser.add_argument("--output_dir", required=True, help="where the copy with the soft_label column goes (new)")
-    parser.add_argument("--output", required=True, help="the JSON with the teachers' and the ensemble's scores")
-    parser.add_argument("--hard_weight", type=float, default=0.5,
-                        help="share of the one-hot label in each target, in [0, 1] (default 0.5)")
-    parser.add_argument("--batch_size", type=int, default=128, help="images per prediction batch")
+    parser.add_argument("--output", required=True, help=output_help)
+    parser.add_argument("--hard_weight", type=float, default=default_hard_weight,
+                        help=f"share of the one-hot label in each target, in [0, 1] (default {default_hard_weight})")
+
+
+def parse_target_options(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse, refusing a --hard_weight outside [0, 1] and an --output_dir that exists (exit status 2)."""
     args = parser.parse_args(argv)
     if not 0.0 <= args.hard_weight <= 1.0:
         parser.error(f"--hard_weight must be in [0, 1], got {args.hard_weight}")
@@ -107,18 +107,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def load_train_and_validation(dataset_dir: str, train_columns: tuple[str, ...] = ()) -> datasets.DatasetDict:
+    """The saved DatasetDict's train and validation splits; one line on stderr and exit status 2 when a split, or
+    one of `train_columns` in the train split, is missing."""
+    data = datasets.load_from_disk(dataset_dir)
+    missing = [split for split in ("train", VALIDATION_SPLIT) if split not in data]
+    if missing:
+        print(f"--dataset_dir {dataset_dir} has no {' or '.join(missing)} split (it has {sorted(data)}): a "
+              "DatasetDict with train and validation is expected", file=sys.stderr)
+        raise SystemExit(2)
+    absent = [column for column in train_columns if column not in data["train"].column_names]
+    if absent:
+        print(f"--dataset_dir {dataset_dir}: its train split has no {' or '.join(absent)} column (it has "
+              f"{data['train'].column_names})", file=sys.stderr)
+        raise SystemExit(2)
+    return datasets.DatasetDict({"train": data["train"], VALIDATION_SPLIT: data[VALIDATION_SPLIT]})
+
+
+def save_with_targets(splits: datasets.DatasetDict, targets: np.ndarray, output_dir: str) -> None:
+    """Save a copy of `splits` whose train split has `targets` as a float32 `soft_label` column."""
+    train = splits["train"].add_column("soft_label", [row.tolist() for row in targets])
+    train = train.cast_column("soft_label", datasets.Sequence(datasets.Value("float32")))
+    datasets.DatasetDict({"train": train, VALIDATION_SPLIT: splits[VALIDATION_SPLIT]}).save_to_disk(output_dir)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teachers", nargs="+", required=True,
+                        help="saved model folders with a class for each of the dataset's emotions")
+    parser.add_argument("--dataset_dir", required=True, help="a saved DatasetDict folder with train and validation")
+    add_target_options(parser, 0.5, "the JSON with the teachers' and the ensemble's scores")
+    parser.add_argument("--batch_size", type=int, default=128, help="images per prediction batch")
+    return parse_target_options(parser, argv)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(levelname)s - %(name)s - %(message)s")
     from grefel_hf.data.labels import label_names_of
 
-    data = datasets.load_from_disk(args.dataset_dir)
-    missing = [split for split in ("train", VALIDATION_SPLIT) if split not in data]
-    if missing:
-        print(f"--dataset_dir {args.dataset_dir} has no {' or '.join(missing)} split (it has {sorted(data)}): a "
-              "DatasetDict with train and validation is expected", file=sys.stderr)
-        raise SystemExit(2)
-    splits = {"train": data["train"], VALIDATION_SPLIT: data[VALIDATION_SPLIT]}
+    splits = load_train_and_validation(args.dataset_dir)
     names = label_names_of(splits["train"])
     labels = {split: np.asarray(dataset["label"]) for split, dataset in splits.items()}
     teachers = {folder: teacher_probabilities(folder, splits, args.batch_size) for folder in args.teachers}
@@ -133,9 +161,7 @@ def main(argv=None) -> dict:
         "train_agreement_with_labels": float((ensemble["train"].argmax(1) == labels["train"]).mean()),
     }
     targets = soft_targets(labels["train"], ensemble["train"], args.hard_weight)
-    train = splits["train"].add_column("soft_label", [row.tolist() for row in targets])
-    train = train.cast_column("soft_label", datasets.Sequence(datasets.Value("float32")))
-    datasets.DatasetDict({"train": train, VALIDATION_SPLIT: splits[VALIDATION_SPLIT]}).save_to_disk(args.output_dir)
+    save_with_targets(splits, targets, args.output_dir)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
     ens = report["ensemble"]

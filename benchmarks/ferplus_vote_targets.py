@@ -28,7 +28,6 @@ import re
 import sys
 from pathlib import Path
 
-import datasets
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +35,13 @@ for _path in (REPO_ROOT, REPO_ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from distill_targets import VALIDATION_SPLIT, soft_targets  # noqa: E402
+from distill_targets import (  # noqa: E402
+    add_target_options,
+    load_train_and_validation,
+    parse_target_options,
+    save_with_targets,
+    soft_targets,
+)
 from selective_prediction import commit  # noqa: E402
 
 from dataset_scripts.common import FERPLUS_LABELS  # noqa: E402
@@ -99,40 +104,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataset_dir", required=True,
                         help="the lossless FER2013 DatasetDict folder (train and validation, with a source column)")
     parser.add_argument("--ferplus_train_dir", required=True, help="FER+'s FER2013Train folder, with label.csv")
-    parser.add_argument("--output_dir", required=True, help="where the copy with the soft_label column goes (new)")
-    parser.add_argument("--output", required=True, help="the JSON with the counts and agreement figures")
-    parser.add_argument("--hard_weight", type=float, default=0.6,
-                        help="share of the one-hot FER2013 label in each target, in [0, 1] (default 0.6)")
-    args = parser.parse_args(argv)
-    if not 0.0 <= args.hard_weight <= 1.0:
-        parser.error(f"--hard_weight must be in [0, 1], got {args.hard_weight}")
-    if Path(args.output_dir).exists():
-        parser.error(f"--output_dir {args.output_dir} exists; give a new folder")
-    return args
+    add_target_options(parser, 0.6, "the JSON with the counts and agreement figures")
+    return parse_target_options(parser, argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     from grefel_hf.data.labels import label_names_of
 
-    data = datasets.load_from_disk(args.dataset_dir)
-    missing = [split for split in ("train", VALIDATION_SPLIT) if split not in data]
-    if missing or "source" not in data["train"].column_names:
-        print(f"--dataset_dir {args.dataset_dir}: a DatasetDict with train and validation splits and a source column "
-              f"is expected (it has splits {sorted(data)})", file=sys.stderr)
-        raise SystemExit(2)
+    data = load_train_and_validation(args.dataset_dir, train_columns=("source",))
     train = data["train"]
     names = label_names_of(train)
     labels = np.asarray(train["label"])
-    rows, _ = read_label_csv(args.ferplus_train_dir)
-    counts = vote_matrix(list(train["source"]), {name: votes for name, votes, _ in rows}, names)
+    try:
+        rows, _ = read_label_csv(args.ferplus_train_dir)
+        counts = vote_matrix(list(train["source"]), {name: votes for name, votes, _ in rows}, names)
+    except (OSError, ValueError) as error:  # a missing label.csv or image, a malformed row, an unknown source
+        print(f"ferplus_vote_targets: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     report = {"study": "issue 36: FER2013 training targets mixed with the FER+ votes of the same faces",
               "commit": commit(), "dataset_dir": args.dataset_dir, "ferplus_train_dir": args.ferplus_train_dir,
               "hard_weight": args.hard_weight, **summary(labels, counts, names, args.hard_weight)}
     targets = vote_targets(labels, counts, args.hard_weight)
-    train = train.add_column("soft_label", [row.tolist() for row in targets])
-    train = train.cast_column("soft_label", datasets.Sequence(datasets.Value("float32")))
-    datasets.DatasetDict({"train": train, VALIDATION_SPLIT: data[VALIDATION_SPLIT]}).save_to_disk(args.output_dir)
+    save_with_targets(data, targets, args.output_dir)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
     print(f"{report['rows_with_votes']} of {report['train_rows']} rows mixed with FER+ votes "

@@ -78,9 +78,19 @@ def test_a_dataset_without_sources_or_an_existing_output_is_refused(tmp_path, fo
         main(["--dataset_dir", str(plain), "--ferplus_train_dir", str(folders / "ferplus" / "FER2013Train"),
               "--output_dir", str(tmp_path / "out"), "--output", str(tmp_path / "x.json")])
     assert exit_info.value.code == 2
-    assert "a DatasetDict with train and validation splits and a source column is expected" in capsys.readouterr().err
+    assert "its train split has no source column" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit) as exit_info:
         main(["--dataset_dir", str(plain), "--ferplus_train_dir", "unused", "--output_dir", str(tmp_path),
               "--output", str(tmp_path / "x.json")])
     assert exit_info.value.code == 2
+
+
+def test_a_missing_ferplus_folder_is_refused_in_one_line(tmp_path, folders, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataset_dir", str(folders / "fer2013"), "--ferplus_train_dir", str(tmp_path / "nowhere"),
+              "--output_dir", str(tmp_path / "out"), "--output", str(tmp_path / "x.json")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("ferplus_vote_targets: ") and "label.csv" in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
