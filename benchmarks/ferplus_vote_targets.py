@@ -17,7 +17,7 @@ nothing reads a test split.
 
     python benchmarks/ferplus_vote_targets.py --dataset_dir /tmp/fer/fer2013-lossless-train \\
         --ferplus_train_dir /tmp/fer/ferplus/data/FER2013Train --output_dir /tmp/fer2013-votes \\
-        --output benchmarks/results/bundled_model_search/fer2013_vote_targets.json
+        --output /tmp/fer2013_vote_targets.json   # fer2013_vote_targets_3ep.json holds it as "targets"
 """
 
 from __future__ import annotations
