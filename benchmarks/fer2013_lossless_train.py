@@ -18,6 +18,7 @@ module's `MatchReport` in its JSON; `--fer2013_train_pixels archive` trains on t
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,18 @@ logger = logging.getLogger("fer2013_lossless_train")
 
 BLUR_SIGMA = 3.0  # fitted: σ = 2, 3, 4 give 9.7, 3.5, 5.1 grey levels median RMSE on 200 matched faces
 MAX_MATCH_RMSE = 8.0  # grey levels between a blurred JPEG and its blurred PNG match; the median is 3.5
+PNG_NAME = re.compile(r"^(\S+\.png)\b")  # what a recovered row's source starts with
+
+
+def lossless_source(png_name: str, archive_source: str) -> str:
+    """The `source` of a recovered row: the lossless FER+ PNG's name, then the archive row whose label it keeps."""
+    return f"{png_name} (label of {archive_source})"
+
+
+def lossless_png_name(source: str) -> str | None:
+    """The FER+ PNG name a recovered row's `source` starts with, or None when it starts with none."""
+    match = PNG_NAME.match(source)
+    return None if match is None else match.group(1)
 
 
 @dataclass
@@ -91,7 +104,7 @@ def build_lossless_fer2013(archive_splits: datasets.DatasetDict, ferplus_train_d
     repaired = datasets.Dataset.from_dict(
         {"image": [PIL.Image.fromarray(lossless[best[i]]) for i in keep],
          "label": [train[int(i)]["label"] for i in keep],
-         "source": [f"{png_paths[best[i]].name} (label of {train[int(i)]['source']})" for i in keep]},
+         "source": [lossless_source(png_paths[best[i]].name, train[int(i)]["source"]) for i in keep]},
         features=train.features,
     )
     datasets.DatasetDict({"train": repaired, "validation": validation}).save_to_disk(str(output_dir))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -42,12 +41,11 @@ from distill_targets import (  # noqa: E402
     save_with_targets,
     soft_targets,
 )
+from fer2013_lossless_train import lossless_png_name  # noqa: E402
 from selective_prediction import commit  # noqa: E402
 
 from dataset_scripts.common import FERPLUS_LABELS  # noqa: E402
 from dataset_scripts.ferplus import read_label_csv  # noqa: E402
-
-SOURCE_NAME = re.compile(r"^(\S+\.png)\b")
 
 
 def vote_matrix(sources: list[str], votes_by_name: dict[str, list[int]], class_names: list[str]) -> np.ndarray:
@@ -65,11 +63,11 @@ def vote_matrix(sources: list[str], votes_by_name: dict[str, list[int]], class_n
         raise ValueError(f"the dataset's classes {missing} have no FER+ emotion ({list(FERPLUS_LABELS)})")
     counts = np.zeros((len(sources), len(class_names)), dtype=np.float64)
     for row, source in enumerate(sources):
-        match = SOURCE_NAME.match(source)
-        if match is None:
+        png_name = lossless_png_name(source)
+        if png_name is None:
             raise ValueError(f"train row {row}: source {source!r} does not start with a FER+ PNG name; build the "
                              "dataset with fer2013_lossless_train.py")
-        votes = votes_by_name.get(match.group(1))
+        votes = votes_by_name.get(png_name)
         if votes is not None:
             counts[row] = [votes[column] for column in columns]
     return counts
